@@ -1,0 +1,1 @@
+"""Task representations, similarity, clustering, cluster manifests and leave-one-cluster-out folds."""

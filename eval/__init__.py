@@ -1,0 +1,1 @@
+"""Evaluation backends (hf, vllm, openai-compatible), scoring, the LOCO runner and reports."""

@@ -1,0 +1,1 @@
+"""Tokenisation with loss masks, packing, the SFT/LoRA training loop, checkpoints and merge."""
