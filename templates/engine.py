@@ -1,0 +1,253 @@
+"""Sandboxed Jinja rendering of templates, compiled once and applied to many rows.
+
+Two dialects share one engine:
+
+* ``taskmill``: ``input``, ``target`` and ``answer_choices`` are separate Jinja sources rendered in a
+  :class:`~jinja2.sandbox.SandboxedEnvironment` with :class:`~jinja2.StrictUndefined`, so a field the
+  row lacks is an error, never an empty string.
+* ``promptsource``: one combined source rendered and split on ``|||``, reproducing PromptSource's
+  ``Template.apply`` byte for byte (including its 2,048-character truncation of every ``{{ }}``
+  expression and its protection of ``|||`` inside row values), but compiled once instead of on
+  every call, and sandboxed.
+
+Randomness is explicit: the ``choice`` filter draws from a :class:`random.Random` seeded by the
+caller, so the same seed gives the same output on every machine.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+import jinja2.meta
+from jinja2 import nodes, pass_context
+from jinja2.sandbox import SandboxedEnvironment
+
+from taskmill.errors import TemplateError
+from taskmill.records import Rendered, Template
+
+# Separator between prompt and target (promptsource dialect) and between answer choices.
+SEPARATOR = "|||"
+# Stand-in for "|||" inside row values while a render is split on the separator; it cannot occur
+# in text because it contains NUL characters.
+_PIPE_GUARD = "\x00taskmill:pipes\x00"
+# PromptSource truncates every {{ }} expression to this many characters (its TEXT_VAR_LENGTH).
+PROMPTSOURCE_TRUNCATE = 2048
+_RNG_KEY = "__taskmill_rng__"
+
+
+@pass_context
+def _choice(context: jinja2.runtime.Context, items: Any) -> Any:
+    """Pick one item with the render's seeded RNG (never the global one)."""
+    rng = context.get(_RNG_KEY)
+    if rng is None:
+        raise TemplateError("the 'choice' filter needs a seeded RNG; render with a seed")
+    return rng.choice(items)
+
+
+def _most_frequent(items: Any) -> list[Any] | None:
+    """Items sharing the highest count, in first-seen order (PromptSource's filter)."""
+    if not items:
+        return None
+    counts = Counter(items).most_common()
+    top = counts[0][1]
+    return [item for item, count in counts if count == top]
+
+
+def _highlight(text: Any) -> str:
+    """Wrap text in a coloured span (PromptSource's UI filter, kept so its templates parse)."""
+    return "<span style='color: #F08080'>" + text + "</span>"
+
+
+@lru_cache(maxsize=2)
+def environment(strict: bool = True) -> SandboxedEnvironment:
+    """The sandboxed environment templates compile in.
+
+    Args:
+        strict: Use :class:`~jinja2.StrictUndefined` (a missing field raises). The promptsource
+            dialect uses lenient undefined values, as PromptSource does, so that a field it would
+            render as an empty string renders the same here.
+    """
+    env = SandboxedEnvironment(
+        undefined=jinja2.StrictUndefined if strict else jinja2.Undefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+    env.filters.update(choice=_choice, most_frequent=_most_frequent, highlight=_highlight)
+    env.globals.update(zip=zip)
+    return env
+
+
+def _uses_choice(ast: nodes.Template) -> bool:
+    return any(f.name == "choice" for f in ast.find_all(nodes.Filter))
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One compiled Jinja source and whether it needs the seeded RNG."""
+
+    compiled: jinja2.Template
+    needs_rng: bool
+
+
+def _compile(source: str, template: Template, field: str, *, strict: bool) -> _Source:
+    env = environment(strict)
+    try:
+        ast = env.parse(source)
+        compiled = env.from_string(ast)
+    except jinja2.TemplateSyntaxError as err:
+        raise TemplateError(
+            f"{field}: Jinja syntax error at line {err.lineno}: {err.message}", template=template.name
+        ) from None
+    return _Source(compiled, _uses_choice(ast))
+
+
+def _guard(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy of the row with "|||" in top-level string values hidden from the separator split."""
+    return {k: v.replace(SEPARATOR, _PIPE_GUARD) if isinstance(v, str) else v for k, v in row.items()}
+
+
+def _unguard(text: str) -> str:
+    return text.replace(_PIPE_GUARD, SEPARATOR)
+
+
+class CompiledTemplate:
+    """A template compiled once, rendered against many rows.
+
+    Args:
+        template: The template to compile.
+
+    Raises:
+        TemplateError: A Jinja source does not parse.
+    """
+
+    def __init__(self, template: Template) -> None:
+        self.template = template
+        strict = template.dialect == "taskmill"
+        self._choices = (
+            _compile(template.answer_choices, template, "answer_choices", strict=strict)
+            if template.answer_choices is not None
+            else None
+        )
+        if template.dialect == "promptsource":
+            source = template.jinja if template.jinja is not None else f"{template.input} ||| {template.target}"
+            # PromptSource rewrites the source this way before every render; doing it once here
+            # keeps its output (the truncation applies to the last filter-able term of each
+            # expression, exactly as its textual rewrite does).
+            source = source.replace("}}", f" | string | truncate({PROMPTSOURCE_TRUNCATE}) }}}}")
+            self._parts = [_compile(source, template, "jinja", strict=False)]
+        else:
+            self._parts = [
+                _compile(template.input, template, "input", strict=True),
+                _compile(template.target, template, "target", strict=True),
+            ]
+        self._cot = (
+            _compile(template.cot_target, template, "cot_target", strict=True)
+            if template.cot_target is not None
+            else None
+        )
+        sources = [*self._parts, *([self._choices] if self._choices else []), *([self._cot] if self._cot else [])]
+        self.needs_rng = any(s.needs_rng for s in sources)
+
+    def _context(self, row: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
+        if "answer_choices" in row:
+            raise TemplateError("row has a field named 'answer_choices', which templates reserve",
+                                template=self.template.name)
+        ctx = _guard(row)
+        if self.needs_rng:
+            ctx[_RNG_KEY] = random.Random(seed) if seed is not None else None
+        return ctx
+
+    def _run(self, source: _Source, ctx: dict[str, Any], field: str) -> str:
+        try:
+            return source.compiled.render(ctx)
+        except TemplateError:
+            raise
+        except jinja2.UndefinedError as err:
+            raise TemplateError(f"{field}: {err.message} (the row has: {_fields(ctx)})",
+                                template=self.template.name) from None
+        except Exception as err:  # any failure inside a user's template is the template's problem
+            raise TemplateError(f"{field}: {type(err).__name__}: {err}", template=self.template.name) from None
+
+    def choices(self, row: Mapping[str, Any], seed: int | None = 0) -> tuple[str, ...] | None:
+        """The rendered answer choices for a row, or None when the template has none."""
+        return self._choices_in(self._context(row, seed))
+
+    def _choices_in(self, ctx: dict[str, Any]) -> tuple[str, ...] | None:
+        if self._choices is None:
+            return None
+        text = self._run(self._choices, ctx, "answer_choices")
+        return tuple(_unguard(c.strip()) for c in text.split(SEPARATOR))
+
+    def render_parts(self, row: Mapping[str, Any], seed: int | None = 0) -> list[str]:
+        """Render and return the parts, as PromptSource's ``Template.apply`` returns them.
+
+        For the promptsource dialect this is the combined render split on ``|||`` (each part
+        stripped); for the taskmill dialect it is ``[input, target]``.
+
+        Args:
+            row: One dataset row (field name -> value).
+            seed: Seed of the RNG the ``choice`` filter draws from.
+        """
+        ctx = self._context(row, seed)
+        choices = self._choices_in(ctx)
+        ctx["answer_choices"] = list(choices) if choices is not None else None
+        if self.template.dialect == "promptsource":
+            text = self._run(self._parts[0], ctx, "jinja")
+            return [_unguard(part).strip() for part in text.split(SEPARATOR)]
+        return [_unguard(self._run(src, ctx, name)).strip() for src, name in zip(self._parts, ("input", "target"))]
+
+    def render(self, row: Mapping[str, Any], seed: int | None = 0) -> Rendered:
+        """Render one row into input, target and answer choices.
+
+        Raises:
+            TemplateError: The template fails on this row, or a promptsource template does not
+                render to exactly two parts.
+        """
+        ctx = self._context(row, seed)
+        choices = self._choices_in(ctx)
+        ctx["answer_choices"] = list(choices) if choices is not None else None
+        if self.template.dialect == "promptsource":
+            text = self._run(self._parts[0], ctx, "jinja")
+            parts = [_unguard(part).strip() for part in text.split(SEPARATOR)]
+            if len(parts) != 2:
+                raise TemplateError(f"rendered to {len(parts)} part(s); expected 'prompt ||| target'",
+                                    template=self.template.name)
+            return Rendered(parts[0], parts[1], choices)
+        prompt = _unguard(self._run(self._parts[0], ctx, "input")).strip()
+        target = _unguard(self._run(self._parts[1], ctx, "target")).strip()
+        return Rendered(prompt, target, choices)
+
+    def render_cot(self, row: Mapping[str, Any], seed: int | None = 0) -> str | None:
+        """The chain-of-thought target for a row, or None when the template has none."""
+        if self._cot is None:
+            return None
+        ctx = self._context(row, seed)
+        choices = self._choices_in(ctx)
+        ctx["answer_choices"] = list(choices) if choices is not None else None
+        return _unguard(self._run(self._cot, ctx, "cot_target")).strip()
+
+
+def _fields(ctx: Mapping[str, Any]) -> str:
+    return ", ".join(k for k in ctx if k not in (_RNG_KEY, "answer_choices")) or "no fields"
+
+
+@lru_cache(maxsize=4096)
+def compile_template(template: Template) -> CompiledTemplate:
+    """Compile a template once per process (templates are frozen, so they key the cache)."""
+    return CompiledTemplate(template)
+
+
+def variables(source: str) -> set[str]:
+    """Names a Jinja source reads from its context (for lint: fields the row must have)."""
+    env = environment(True)
+    try:
+        ast = env.parse(source)
+    except jinja2.TemplateSyntaxError:
+        return set()
+    return jinja2.meta.find_undeclared_variables(ast) - set(env.globals)

@@ -1,0 +1,194 @@
+"""taskmill's own template file format (YAML, one file per dataset), reading and writing.
+
+```yaml
+dataset: glue            # HF dataset id
+subset: sst2             # HF config, or omitted
+templates:
+  - id: sst2-review-mood            # stable, unique in the file
+    name: review mood               # unique in the file
+    input: "Review: {{ sentence }}\\nIs this review positive or negative?"
+    target: "{{ answer_choices[label] }}"
+    answer_choices: "negative ||| positive"   # Jinja; output split on |||
+    cot_target: null                # optional chain-of-thought target
+    reference: ""
+    metadata: {original_task: true, choices_in_prompt: true, metrics: [Accuracy], languages: [en]}
+```
+
+:func:`load_template_file` also reads PromptSource ``templates.yaml`` files (detected by their
+``!Template`` tags), so every command takes either.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from taskmill.errors import ConfigError, TaskmillError
+from taskmill.records import Template, TemplateFile, TemplateMetadata
+
+_TEMPLATE_KEYS = {"id", "name", "input", "target", "answer_choices", "cot_target", "reference", "metadata"}
+_METADATA_KEYS = {"original_task", "choices_in_prompt", "metrics", "languages"}
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, turning I/O and syntax problems into one-line errors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TaskmillError("file not found", file=str(path)) from None
+    except OSError as err:
+        raise TaskmillError(f"cannot read: {err.strerror}", file=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise TaskmillError(f"malformed YAML: {where}{problem}", file=str(path)) from None
+
+
+def _metadata(raw: Any, where: str, problems: list[str]) -> TemplateMetadata:
+    if raw is None:
+        return TemplateMetadata()
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: metadata must be a mapping")
+        return TemplateMetadata()
+    for key in sorted(set(raw) - _METADATA_KEYS):
+        problems.append(f"{where}: unknown metadata key '{key}' (expected one of {sorted(_METADATA_KEYS)})")
+    for key in ("original_task", "choices_in_prompt"):
+        if raw.get(key) is not None and not isinstance(raw[key], bool):
+            problems.append(f"{where}: metadata.{key} must be true or false")
+    lists = {}
+    for key in ("metrics", "languages"):
+        value = raw.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            problems.append(f"{where}: metadata.{key} must be a list of strings")
+            value = []
+        lists[key] = tuple(value)
+    return TemplateMetadata(raw.get("original_task"), raw.get("choices_in_prompt"), lists["metrics"], lists["languages"])
+
+
+def _template(raw: Any, index: int, problems: list[str]) -> Template | None:
+    where = f"templates[{index}]"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected a mapping with id, name, input, target")
+        return None
+    where = f"template '{raw.get('name', index)}'"
+    for key in sorted(set(raw) - _TEMPLATE_KEYS):
+        problems.append(f"{where}: unknown key '{key}' (expected one of {sorted(_TEMPLATE_KEYS)})")
+    for key in ("id", "name", "input", "target"):
+        if not isinstance(raw.get(key), str) or (key in ("id", "name") and not raw[key].strip()):
+            problems.append(f"{where}: '{key}' must be a non-empty string")
+    for key in ("answer_choices", "cot_target"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            problems.append(f"{where}: '{key}' must be a string (Jinja) or absent")
+    metadata = _metadata(raw.get("metadata"), where, problems)
+    if any(not isinstance(raw.get(k), str) for k in ("id", "name", "input", "target")):
+        return None
+    return Template(
+        id=raw["id"], name=raw["name"], input=raw["input"], target=raw["target"],
+        answer_choices=raw.get("answer_choices"), metadata=metadata,
+        reference=str(raw.get("reference") or ""), cot_target=raw.get("cot_target"),
+    )
+
+
+def duplicate_problems(templates: tuple[Template, ...]) -> list[str]:
+    """Problems for ids or names used by more than one template."""
+    problems = []
+    for attr in ("id", "name"):
+        seen: set[str] = set()
+        for t in templates:
+            value = getattr(t, attr)
+            if value in seen:
+                problems.append(f"duplicate template {attr} '{value}'")
+            seen.add(value)
+    return problems
+
+
+def parse_taskmill(data: Any, path: Path) -> TemplateFile:
+    """Validate a parsed taskmill template file, listing every problem at once."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError(["expected a mapping with 'dataset' and 'templates'"], file=str(path))
+    if not isinstance(data.get("dataset"), str) or not data["dataset"]:
+        problems.append("'dataset' (HF id) must be a non-empty string")
+    if data.get("subset") is not None and not isinstance(data["subset"], str):
+        problems.append("'subset' must be a string or absent")
+    raw = data.get("templates")
+    if not isinstance(raw, list) or not raw:
+        problems.append("'templates' must be a non-empty list")
+        raw = []
+    templates = tuple(t for i, r in enumerate(raw) if (t := _template(r, i, problems)) is not None)
+    problems += duplicate_problems(templates)
+    if problems:
+        raise ConfigError(problems, file=str(path))
+    return TemplateFile(str(path), data["dataset"], data.get("subset"), templates)
+
+
+def load_template_file(path: str | Path) -> TemplateFile:
+    """Load a template file in taskmill's format or PromptSource's (detected by its tags).
+
+    Raises:
+        TaskmillError: The file is missing or is not valid YAML.
+        ConfigError: The file parses but its content is invalid (all problems listed).
+    """
+    path = Path(path)
+    head = _head(path)
+    if "!Template" in head:
+        from taskmill.templates.promptsource import load_promptsource
+
+        return load_promptsource(path)
+    return parse_taskmill(read_yaml(path), path)
+
+
+def _head(path: Path) -> str:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return fh.read(4096)
+    except FileNotFoundError:
+        raise TaskmillError("template file not found", file=str(path)) from None
+    except OSError as err:
+        raise TaskmillError(f"cannot read: {err.strerror}", file=str(path)) from None
+
+
+def _template_dict(t: Template) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": t.id, "name": t.name, "input": t.input, "target": t.target}
+    if t.answer_choices is not None:
+        out["answer_choices"] = t.answer_choices
+    if t.cot_target is not None:
+        out["cot_target"] = t.cot_target
+    if t.reference:
+        out["reference"] = t.reference
+    m = t.metadata
+    out["metadata"] = {
+        "original_task": m.original_task, "choices_in_prompt": m.choices_in_prompt,
+        "metrics": list(m.metrics), "languages": list(m.languages),
+    }
+    return out
+
+
+def dump_template_file(tf: TemplateFile) -> str:
+    """Serialise to taskmill's YAML format (deterministic key order)."""
+    data: dict[str, Any] = {"dataset": tf.dataset}
+    if tf.subset:
+        data["subset"] = tf.subset
+    data["templates"] = [_template_dict(t) for t in tf.templates]
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def write_template_file(tf: TemplateFile, path: str | Path) -> None:
+    """Write a template file atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(dump_template_file(tf))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
