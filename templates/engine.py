@@ -36,6 +36,10 @@ SEPARATOR = "|||"
 # Stand-in for "|||" inside row values while a render is split on the separator; it cannot occur
 # in text because it contains NUL characters.
 _PIPE_GUARD = "\x00taskmill:pipes\x00"
+# The promptsource dialect must use PromptSource's own stand-in (its Template.pipe_protector):
+# templates see the guarded value, so its length (under the 2,048-character truncation, ``length``)
+# and its case (``upper``) show in the output, and byte-identity needs the same characters.
+_PS_PIPE_GUARD = "3ed2dface8203c4c9dfb1a5dc58e41e0"
 # PromptSource truncates every {{ }} expression to this many characters (its TEXT_VAR_LENGTH).
 PROMPTSOURCE_TRUNCATE = 2048
 _RNG_KEY = "__taskmill_rng__"
@@ -107,13 +111,9 @@ def _compile(source: str, template: Template, field: str, *, strict: bool) -> _S
     return _Source(compiled, _uses_choice(ast))
 
 
-def _guard(row: Mapping[str, Any]) -> dict[str, Any]:
+def _guard(row: Mapping[str, Any], marker: str) -> dict[str, Any]:
     """Copy of the row with "|||" in top-level string values hidden from the separator split."""
-    return {k: v.replace(SEPARATOR, _PIPE_GUARD) if isinstance(v, str) else v for k, v in row.items()}
-
-
-def _unguard(text: str) -> str:
-    return text.replace(_PIPE_GUARD, SEPARATOR)
+    return {k: v.replace(SEPARATOR, marker) if isinstance(v, str) else v for k, v in row.items()}
 
 
 class CompiledTemplate:
@@ -129,6 +129,7 @@ class CompiledTemplate:
     def __init__(self, template: Template) -> None:
         self.template = template
         strict = template.dialect == "taskmill"
+        self._marker = _PIPE_GUARD if strict else _PS_PIPE_GUARD
         self._choices = (
             _compile(template.answer_choices, template, "answer_choices", strict=strict)
             if template.answer_choices is not None
@@ -158,10 +159,13 @@ class CompiledTemplate:
         if "answer_choices" in row:
             raise TemplateError("row has a field named 'answer_choices', which templates reserve",
                                 template=self.template.name)
-        ctx = _guard(row)
+        ctx = _guard(row, self._marker)
         if self.needs_rng:
             ctx[_RNG_KEY] = random.Random(seed) if seed is not None else None
         return ctx
+
+    def _unguard(self, text: str) -> str:
+        return text.replace(self._marker, SEPARATOR)
 
     def _run(self, source: _Source, ctx: dict[str, Any], field: str) -> str:
         try:
@@ -182,7 +186,7 @@ class CompiledTemplate:
         if self._choices is None:
             return None
         text = self._run(self._choices, ctx, "answer_choices")
-        return tuple(_unguard(c.strip()) for c in text.split(SEPARATOR))
+        return tuple(self._unguard(c.strip()) for c in text.split(SEPARATOR))
 
     def render_parts(self, row: Mapping[str, Any], seed: int | None = 0) -> list[str]:
         """Render and return the parts, as PromptSource's ``Template.apply`` returns them.
@@ -199,8 +203,8 @@ class CompiledTemplate:
         ctx["answer_choices"] = list(choices) if choices is not None else None
         if self.template.dialect == "promptsource":
             text = self._run(self._parts[0], ctx, "jinja")
-            return [_unguard(part).strip() for part in text.split(SEPARATOR)]
-        return [_unguard(self._run(src, ctx, name)).strip() for src, name in zip(self._parts, ("input", "target"))]
+            return [self._unguard(part).strip() for part in text.split(SEPARATOR)]
+        return [self._unguard(self._run(src, ctx, name)).strip() for src, name in zip(self._parts, ("input", "target"))]
 
     def render(self, row: Mapping[str, Any], seed: int | None = 0) -> Rendered:
         """Render one row into input, target and answer choices.
@@ -214,13 +218,13 @@ class CompiledTemplate:
         ctx["answer_choices"] = list(choices) if choices is not None else None
         if self.template.dialect == "promptsource":
             text = self._run(self._parts[0], ctx, "jinja")
-            parts = [_unguard(part).strip() for part in text.split(SEPARATOR)]
+            parts = [self._unguard(part).strip() for part in text.split(SEPARATOR)]
             if len(parts) != 2:
                 raise TemplateError(f"rendered to {len(parts)} part(s); expected 'prompt ||| target'",
                                     template=self.template.name)
             return Rendered(parts[0], parts[1], choices)
-        prompt = _unguard(self._run(self._parts[0], ctx, "input")).strip()
-        target = _unguard(self._run(self._parts[1], ctx, "target")).strip()
+        prompt = self._unguard(self._run(self._parts[0], ctx, "input")).strip()
+        target = self._unguard(self._run(self._parts[1], ctx, "target")).strip()
         return Rendered(prompt, target, choices)
 
     def render_cot(self, row: Mapping[str, Any], seed: int | None = 0) -> str | None:
@@ -230,7 +234,7 @@ class CompiledTemplate:
         ctx = self._context(row, seed)
         choices = self._choices_in(ctx)
         ctx["answer_choices"] = list(choices) if choices is not None else None
-        return _unguard(self._run(self._cot, ctx, "cot_target")).strip()
+        return self._unguard(self._run(self._cot, ctx, "cot_target")).strip()
 
 
 def _fields(ctx: Mapping[str, Any]) -> str:
