@@ -1,0 +1,119 @@
+"""Per-document causal attention for packed batches, plugged into HF models by name.
+
+The function is registered in transformers' ``AttentionInterface`` as ``taskmill_varlen`` and is
+not registered as a mask function, so the model builds no attention mask (no ``T x T`` tensor for
+a packed row). Document boundaries reach it as the flash-attention keyword arguments
+``cu_seq_lens_q`` / ``max_length_q`` that HF models pass through to their attention functions.
+
+On CUDA it calls ``torch.nn.attention.varlen.varlen_attn`` (flash kernel inside torch); its keyword
+set differs between torch versions (``window_size=(-1, 0)`` vs ``is_causal``; ``enable_gqa`` or
+not), so it is inspected once at run time. Elsewhere each document runs through causal SDPA.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+ATTN_NAME = "taskmill_varlen"
+_MODE = {"mode": "auto"}
+
+
+@functools.lru_cache(maxsize=1)
+def varlen_signature() -> frozenset[str] | None:
+    """Keyword names of torch's ``varlen_attn``, or None when this torch lacks it."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return frozenset(inspect.signature(varlen_attn).parameters)
+
+
+def _repeat_kv(x: Any, groups: int) -> Any:
+    """``[T, Hkv, D]`` -> ``[T, Hkv * groups, D]`` (each KV head serves ``groups`` query heads)."""
+    if groups == 1:
+        return x
+    t, h, d = x.shape
+    return x[:, :, None, :].expand(t, h, groups, d).reshape(t, h * groups, d)
+
+
+def _varlen(q: Any, k: Any, v: Any, cu: Any, max_len: int, scale: float) -> Any:
+    """Causal varlen flash attention on ``[T, H, D]`` tensors."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    params = varlen_signature() or frozenset()
+    kw: dict[str, Any] = {"scale": scale}
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1 and "enable_gqa" in params:
+        kw["enable_gqa"] = True
+    else:
+        k, v = _repeat_kv(k, groups), _repeat_kv(v, groups)
+    if "window_size" in params:
+        kw["window_size"] = (-1, 0)
+    else:
+        kw["is_causal"] = True
+    return varlen_attn(q, k, v, cu, cu, max_len, max_len, **kw)
+
+
+def _per_doc_sdpa(q: Any, k: Any, v: Any, cu: Any, scale: float) -> Any:
+    """Causal SDPA document by document on ``[T, H, D]`` tensors (exact; for CPU and checks)."""
+    import torch
+    import torch.nn.functional as F
+
+    groups = q.shape[1] // k.shape[1]
+    out = torch.empty_like(q)
+    bounds = cu.tolist()
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        # [1, H, L, D] per document
+        qd = q[s:e].transpose(0, 1)[None]
+        kd = _repeat_kv(k[s:e], groups).transpose(0, 1)[None]
+        vd = _repeat_kv(v[s:e], groups).transpose(0, 1)[None]
+        out[s:e] = F.scaled_dot_product_attention(qd, kd, vd, is_causal=True, scale=scale)[0].transpose(0, 1)
+    return out
+
+
+def use_varlen(device_type: str, mode: str) -> bool:
+    """Whether packed attention runs through the varlen flash kernel."""
+    if mode == "sdpa_per_doc":
+        return False
+    ok = device_type == "cuda" and varlen_signature() is not None
+    if mode == "varlen" and not ok:
+        from taskmill.errors import ConfigError
+
+        raise ConfigError(["model.attention: 'varlen' needs CUDA and torch.nn.attention.varlen (torch >= 2.9)"])
+    return ok
+
+
+def packed_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
+                     scaling: float | None = None, dropout: float = 0.0, **kwargs: Any) -> tuple[Any, None]:
+    """HF attention function: ``[B, H, T, D]`` q/k/v in, ``[B, T, H, D]`` out.
+
+    With ``cu_seq_lens_q`` (packed training, ``B == 1``) attention stays within each document.
+    Without it (generation, plain batches) it defers to HF's SDPA function.
+    """
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                      dropout=dropout, scaling=scaling, **kwargs)
+    if query.shape[0] != 1 or dropout:
+        raise ValueError("packed attention expects one packed row (batch 1) and no attention dropout")
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    # [1, H, T, D] -> [T, H, D]
+    q, k, v = (x[0].transpose(0, 1).contiguous() for x in (query, key, value))
+    if use_varlen(q.device.type, _MODE["mode"]):
+        out = _varlen(q, k, v, cu, int(kwargs["max_length_q"]), scale)
+    else:
+        out = _per_doc_sdpa(q, k, v, cu, scale)
+    return out[None], None
+
+
+def register(mode: str = "auto") -> str:
+    """Register :func:`packed_attention` with transformers; returns its ``attn_implementation`` name."""
+    from transformers import AttentionInterface
+
+    _MODE["mode"] = mode
+    AttentionInterface.register(ATTN_NAME, packed_attention)
+    return ATTN_NAME

@@ -1,0 +1,288 @@
+"""The training loop: set-up, one optimizer step over packed micro-batches, evaluation, saving.
+
+Read top to bottom: :func:`train` builds a :class:`Trainer`, which plans every step up front (so
+the data position is just the step number), resumes from the newest checkpoint if one exists,
+then runs steps. Loss per micro-batch is ``sum(CE) * world / (target tokens of the whole step)``,
+so accumulation and DDP averaging give exactly the step's mean token loss.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from taskmill.trainer import attention, checkpoint, dist
+from taskmill.trainer.config import TrainConfig, save_config
+from taskmill.trainer.data import (Document, deal_to_ranks, load_documents, make_micro_batch,
+                                   pack_micro_batches, plan_epoch, step_target_count)
+from taskmill.trainer.engine import PackedLoss, batch_inputs, detect_peak_flops, flop_model
+from taskmill.trainer.metrics import RunLog, StepTimer, peak_memory_gb
+from taskmill.trainer.model import (apply_lora, build_model, causal_lm, compile_layers,
+                                    enable_gradient_checkpointing, load_tokenizer)
+
+_DUMMY = Document((0, 0), (0, 0))  # no targets: keeps every rank's backward in step when it has no data
+
+
+@dataclass
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        output_dir: The run folder.
+        records: Per-step log records (this process's run only; a resumed run starts at its checkpoint).
+        eval_loss: Final held-out mean token loss, when an eval corpus was given.
+        saved: Folder of the saved adapter (LoRA) or model (full fine-tuning).
+    """
+
+    output_dir: Path
+    records: list[dict[str, Any]] = field(default_factory=list)
+    eval_loss: float | None = None
+    saved: Path | None = None
+
+    @property
+    def losses(self) -> list[float]:
+        """Training loss of each step run."""
+        return [r["loss"] for r in self.records if "loss" in r]
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based): linear warm-up, then cosine."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    """One training run; see :func:`train`."""
+
+    def __init__(self, cfg: TrainConfig, documents: Sequence[Document] | None,
+                 eval_documents: Sequence[Document] | None) -> None:
+        import torch
+
+        self.cfg = cfg
+        self.out = Path(cfg.run.output_dir)
+        self.info = dist.setup(cfg.run.distributed, cfg.run.device)
+        cuda = self.info.device.type == "cuda"
+        use_bf16 = cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and cuda)
+        self.amp_dtype = torch.bfloat16 if use_bf16 else None
+        random.seed(cfg.run.seed)
+        torch.manual_seed(cfg.run.seed)
+        self._load_data(documents, eval_documents)
+        self._build_model()
+        self._build_optimizer()
+        self.plan = self._plan()
+        self.total = len(self.plan) if cfg.run.max_steps is None else min(cfg.run.max_steps, len(self.plan))
+        self.peak_flops = detect_peak_flops(self.info.device, cfg.run.peak_tflops)
+
+    def _load_data(self, documents: Sequence[Document] | None, eval_documents: Sequence[Document] | None) -> None:
+        cfg = self.cfg
+        self.tokenizer = None
+        if documents is None or (eval_documents is None and cfg.data.eval_corpus):
+            self.tokenizer = load_tokenizer(cfg.model)
+        if documents is None:
+            from taskmill.errors import ConfigError
+
+            if not cfg.data.corpus:
+                raise ConfigError(["data.corpus: no corpus given"])
+            documents = load_documents(self.tokenizer, cfg.data.corpus, cfg.data.max_length)
+        if eval_documents is None and cfg.data.eval_corpus:
+            eval_documents = load_documents(self.tokenizer, cfg.data.eval_corpus, cfg.data.max_length)
+        self.docs = list(documents)
+        self.eval_docs = list(eval_documents or [])
+        self.lengths = [len(d) for d in self.docs]
+
+    def _build_model(self) -> None:
+        cfg, info = self.cfg, self.info
+        attn_name = attention.register(cfg.model.attention)
+        lm = build_model(cfg.model, attn_name, cfg.run.seed)
+        self.peft = apply_lora(lm, cfg.lora) if cfg.lora.enabled else None
+        self.lm = causal_lm(self.peft) if self.peft is not None else lm
+        if cfg.model.gradient_checkpointing:
+            enable_gradient_checkpointing(self.peft or self.lm)
+        self.lm.to(info.device)
+        if cfg.model.compile and info.device.type == "cuda":
+            compile_layers(self.lm)
+        self.flops = flop_model(self.lm, lora=cfg.lora.enabled)
+        self.module = PackedLoss(self.lm, cfg.run.loss_chunk_tokens, self.amp_dtype)
+        self.model = dist.wrap(self.module, info, self.lm.model.layers)
+
+    def _build_optimizer(self) -> None:
+        import torch
+
+        o = self.cfg.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        fused = o.fused and self.info.device.type == "cuda"
+        self.params = params
+        self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=fused or None)
+
+    def _plan(self) -> list[list[int]]:
+        d = self.cfg.data
+        steps: list[list[int]] = []
+        self.step_epoch: list[int] = []
+        for epoch in range(d.epochs):
+            epoch_steps = plan_epoch(self.lengths, d.tokens_per_step, self.cfg.run.seed, epoch, d.shuffle)
+            steps.extend(epoch_steps)
+            self.step_epoch.extend([epoch] * len(epoch_steps))
+        return steps
+
+    def _scheduler(self) -> Any:
+        import torch
+
+        o = self.cfg.optim
+        fn = lambda s: lr_factor(s, self.total, o.warmup_steps, o.schedule, o.min_lr_ratio)  # noqa: E731
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, fn)
+
+    # --- one step ---------------------------------------------------------------------------------
+
+    def _micro_batches(self, step_docs: list[int]) -> list[list[Document]]:
+        """This rank's micro-batches of a step (a dummy one when it got no documents)."""
+        bins = pack_micro_batches(step_docs, self.lengths, self.cfg.data.micro_batch_tokens)
+        mine = deal_to_ranks(bins, self.lengths, self.info.world)[self.info.rank]
+        return [[self.docs[i] for i in b] for b in mine] or [[_DUMMY]]
+
+    def run_step(self, step_docs: list[int]) -> tuple[float, float | None]:
+        """Forward/backward over this rank's micro-batches, clip, optimizer step.
+
+        Returns:
+            (mean token loss of the step over all ranks, gradient norm before clipping).
+        """
+        import torch
+
+        count = step_target_count(step_docs, self.docs)
+        scale = self.info.world / max(count, 1)
+        micro = self._micro_batches(step_docs)
+        total = torch.zeros((), device=self.info.device)
+        self.model.train()
+        for i, docs in enumerate(micro):
+            inputs = batch_inputs(make_micro_batch(docs), self.info.device)
+            with dist.no_grad_sync(self.model, self.info, sync=i == len(micro) - 1):
+                loss = self.model(**inputs, scale=scale)
+                loss.backward()
+            total += loss.detach()
+        norm = None
+        if self.cfg.optim.max_grad_norm > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.max_grad_norm))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss_sum,) = dist.all_reduce_sum([float(total)], self.info)
+        return loss_sum / self.info.world, norm
+
+    def evaluate(self) -> float | None:
+        """Mean token loss over the eval documents (dropout off), or None without any."""
+        import torch
+
+        if not self.eval_docs:
+            return None
+        lengths = [len(d) for d in self.eval_docs]
+        bins = pack_micro_batches(range(len(self.eval_docs)), lengths, self.cfg.data.micro_batch_tokens)
+        ranks = deal_to_ranks(bins, lengths, self.info.world)
+        n = max(len(r) for r in ranks)  # equal forward count on every rank (FSDP2 all-gathers)
+        mine = [[self.eval_docs[i] for i in b] for b in ranks[self.info.rank]]
+        mine += [[_DUMMY]] * (n - len(mine))
+        count = sum(d.n_targets for d in self.eval_docs)
+        runner = self.model if self.info.mode == "fsdp2" else self.module
+        self.model.eval()
+        total = torch.zeros((), dtype=torch.float64, device=self.info.device)
+        with torch.no_grad():
+            for docs in mine:
+                total += runner(**batch_inputs(make_micro_batch(docs), self.info.device), scale=1.0).double()
+        (loss_sum,) = dist.all_reduce_sum([float(total)], self.info)
+        return loss_sum / max(count, 1)
+
+    # --- the run ----------------------------------------------------------------------------------
+
+    def _record(self, step: int, loss: float, norm: float | None, seconds: float) -> dict[str, Any]:
+        docs = self.plan[step]
+        lengths = [self.lengths[i] for i in docs]
+        targets = step_target_count(docs, self.docs)
+        tokens = sum(lengths)
+        rec: dict[str, Any] = {
+            "step": step + 1, "epoch": self.step_epoch[step], "loss": loss, "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": norm, "tokens": tokens, "target_tokens": targets, "docs": len(docs),
+            "step_s": seconds, "tokens_per_s": tokens / seconds if seconds else None,
+            "peak_mem_gb": peak_memory_gb(self.info.device), "mfu": None, "mfu_6n": None,
+        }
+        if self.peak_flops and seconds:
+            budget = self.peak_flops * seconds * self.info.world
+            rec["mfu"] = self.flops.step_flops(lengths, targets) / budget
+            rec["mfu_6n"] = self.flops.step_flops_6n(lengths) / budget
+        return rec
+
+    def _resume(self) -> int:
+        path = checkpoint.latest(self.out)
+        if path is None:
+            return 0
+        state = checkpoint.load(path, self.lm, self.model, self.optimizer, self.scheduler, self.info)
+        return int(state["step"])
+
+    def _checkpoint(self, step: int) -> None:
+        checkpoint.save(self.out, step, self.lm, self.model, self.optimizer, self.scheduler,
+                        self.info, {"total_steps": self.total}, self.cfg.run.keep_checkpoints)
+
+    def run(self, stop_after: int | None = None) -> TrainResult:
+        """Run (or resume) to ``total`` steps; ``stop_after`` ends early without saving (tests)."""
+        r = self.cfg.run
+        if self.info.main:
+            save_config(self.cfg, self.out / "config.yaml")
+        self.scheduler = self._scheduler()
+        start = self._resume()
+        result = TrainResult(self.out)
+        log = RunLog(self.out / "log.jsonl" if self.info.main else None, self.total, start, r.progress)
+        timer = StepTimer(self.info.device)
+        try:
+            for step in range(start, self.total):
+                if stop_after is not None and step >= stop_after:
+                    return result
+                timer.start()
+                loss, norm = self.run_step(self.plan[step])
+                rec = self._record(step, loss, norm, timer.stop())
+                result.records.append(rec)
+                if (step + 1) % r.log_every == 0 or step + 1 == self.total:
+                    log.write(rec)
+                if r.eval_every and (step + 1) % r.eval_every == 0 and step + 1 < self.total:
+                    log.write({"step": step + 1, "eval_loss": self.evaluate()})
+                if r.save_every and (step + 1) % r.save_every == 0 and step + 1 < self.total:
+                    self._checkpoint(step + 1)
+            result.eval_loss = self.evaluate()
+            if result.eval_loss is not None:
+                log.write({"step": self.total, "eval_loss": result.eval_loss})
+            result.saved = self.save_final()
+        finally:
+            log.close()
+        return result
+
+    def save_final(self) -> Path:
+        """Save the adapter (PEFT format) or the full model, with the tokenizer when known."""
+        from taskmill.trainer.export import save_trained
+
+        return save_trained(self, self.out)
+
+
+def train(cfg: TrainConfig, documents: Sequence[Document] | None = None,
+          eval_documents: Sequence[Document] | None = None, stop_after: int | None = None) -> TrainResult:
+    """Train per ``cfg`` on its corpus (or on pre-tokenised ``documents``).
+
+    Args:
+        cfg: The validated config.
+        documents: Pre-tokenised training documents (skips reading ``data.corpus``).
+        eval_documents: Pre-tokenised held-out documents.
+        stop_after: Stop after this many steps without saving (for tests of resume).
+
+    Returns:
+        The :class:`TrainResult`.
+    """
+    trainer = Trainer(cfg, documents, eval_documents)
+    try:
+        return trainer.run(stop_after)
+    finally:
+        dist.teardown(trainer.info)

@@ -1,0 +1,121 @@
+"""Loading the model and tokenizer, wrapping LoRA, and reaching the parts the loop drives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from taskmill.errors import ConfigError
+from taskmill.trainer.config import LoraConfig, ModelConfig
+
+
+def load_tokenizer(cfg: ModelConfig) -> Any:
+    """The tokenizer from ``model.tokenizer`` (or ``model.path``, with its GGUF file)."""
+    from transformers import AutoTokenizer
+
+    source = cfg.tokenizer or cfg.path
+    if source is None:
+        raise ConfigError(["model.tokenizer: no tokenizer given"])
+    gguf = cfg.gguf_file if source == cfg.path else None
+    if gguf is None and cfg.gguf_file and (Path(source) / cfg.gguf_file).exists():
+        gguf = cfg.gguf_file
+    kwargs = {"gguf_file": gguf} if gguf else {}
+    tok = AutoTokenizer.from_pretrained(source, **kwargs)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def build_model(cfg: ModelConfig, attn_name: str, seed: int) -> Any:
+    """Load weights (HF folder or GGUF, dequantised to fp32) or build a seeded random model.
+
+    Parameters stay float32 (master weights); bf16 comes from autocast on CUDA.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if cfg.arch is not None:
+        arch = dict(cfg.arch)
+        model_type = arch.pop("model_type")
+        hf_cfg = AutoConfig.for_model(model_type, **arch)
+        hf_cfg._attn_implementation = attn_name
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.float32, attn_implementation=attn_name)
+    else:
+        kwargs = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+        model = AutoModelForCausalLM.from_pretrained(cfg.path, dtype=torch.float32,
+                                                     attn_implementation=attn_name, **kwargs)
+        _drop_quantization_marks(model)
+    model.config.use_cache = False
+    return model
+
+
+def _drop_quantization_marks(model: Any) -> None:
+    """GGUF loads leave a ``quantization_config`` although the weights are plain fp32 by now."""
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    for attr in ("hf_quantizer", "is_quantized", "quantization_method"):
+        if hasattr(model, attr):
+            try:
+                setattr(model, attr, None if attr != "is_quantized" else False)
+            except AttributeError:
+                pass
+
+
+def apply_lora(model: Any, cfg: LoraConfig) -> Any:
+    """Wrap ``model`` with a PEFT LoRA adapter (no ``modules_to_save``, so vLLM can load it)."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    peft_cfg = PeftLoraConfig(
+        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+        target_modules=cfg.target_modules, use_rslora=cfg.use_rslora,
+        bias="none", task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_cfg)
+
+
+def causal_lm(model: Any) -> Any:
+    """The ``*ForCausalLM`` module under PEFT / DDP / compile wrappers."""
+    m = model
+    while True:
+        if hasattr(m, "module") and not hasattr(m, "lm_head"):
+            m = m.module
+        elif hasattr(m, "get_base_model") and not hasattr(m, "lm_head"):
+            m = m.get_base_model()
+        else:
+            return m
+
+
+def decoder_layers(model: Any) -> Any:
+    """The list of transformer blocks (Llama/Qwen2 style: ``model.model.layers``)."""
+    return causal_lm(model).model.layers
+
+
+def count_params(model: Any) -> dict[str, int]:
+    """Parameter counts: total, trainable, and those in matmuls (for FLOPs)."""
+    lm = causal_lm(model)
+    total = sum(p.numel() for p in lm.parameters())
+    trainable = sum(p.numel() for p in lm.parameters() if p.requires_grad)
+    embed = lm.get_input_embeddings().weight.numel()
+    return {"total": total, "trainable": trainable, "embedding": embed}
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Recompute each decoder layer in backward (non-reentrant, so LoRA and frozen inputs work)."""
+    lm = causal_lm(model)
+    lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+
+
+def compile_layers(model: Any) -> None:
+    """``torch.compile`` each decoder layer in place (attention is a graph break: it stays eager)."""
+    import torch
+
+    from taskmill.trainer import attention
+
+    attention.packed_attention = torch.compiler.disable(attention.packed_attention)
+    attention.register(attention._MODE["mode"])
+    for layer in decoder_layers(model):
+        layer.compile(dynamic=True)
