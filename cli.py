@@ -50,8 +50,137 @@ def user_errors(func: F) -> F:
 
 # --- clusters -------------------------------------------------------------------------------------
 
+cluster_app = typer.Typer(help="Cluster tasks by similarity and compare with a reference taxonomy.", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+folds_app = typer.Typer(help="Leave-one-cluster-out / leave-one-task-out folds with leakage guards.", no_args_is_help=True)
+app.add_typer(folds_app, name="folds")
+
+
+@cluster_app.command("run")
+@user_errors
+def cluster_run_cmd(
+    corpus: Annotated[Path, typer.Argument(help="Corpus folder (holds corpus.jsonl).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced atomically; its manifest's overrides are kept).")],
+    embedder: Annotated[str, typer.Option(help="tfidf, minilm, or a sentence-transformers model id/path.")] = "minilm",
+    algorithm: Annotated[str, typer.Option(help="agglomerative, kmeans or hdbscan.")] = "agglomerative",
+    k: Annotated[Optional[int], typer.Option(help="Number of clusters (default: best silhouette).")] = None,
+    distance_threshold: Annotated[Optional[float], typer.Option(help="Agglomerative: cut at this cosine distance.")] = None,
+    linkage: Annotated[str, typer.Option(help="Agglomerative linkage: average, complete, single, ward.")] = "average",
+    k_max: Annotated[Optional[int], typer.Option(help="Largest k the silhouette search tries.")] = None,
+    min_cluster_size: Annotated[int, typer.Option(help="HDBSCAN smallest cluster.")] = 2,
+    rows_per_task: Annotated[int, typer.Option(help="Rows sampled per task to represent it.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the row sample and k-means.")] = 0,
+    overrides: Annotated[Optional[Path], typer.Option(help="YAML with an 'overrides' block (pin/merge/rename).")] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write heatmap, dendrogram and PCA PNGs.")] = True,
+) -> None:
+    """Cluster the tasks of a corpus: clusters.yaml, similarity.csv, plots and summary.md."""
+    from taskmill.clusters.cluster import ClusterConfig
+    from taskmill.clusters.represent import RepresentConfig
+    from taskmill.clusters.run import run_clustering, summary_markdown
+
+    run = run_clustering(
+        corpus, out,
+        RepresentConfig(embedder=embedder, rows_per_task=rows_per_task, seed=seed),
+        ClusterConfig(algorithm=algorithm, k=k, distance_threshold=distance_threshold, linkage=linkage, k_max=k_max, min_cluster_size=min_cluster_size, seed=seed),
+        overrides_file=overrides, draw=plots,
+    )
+    typer.echo(summary_markdown(run).split("![")[0].rstrip())
+    typer.echo(f"\nwrote {out}/clusters.yaml, similarity.csv, summary.md" + (", heatmap.png, dendrogram.png, pca.png" if plots else ""))
+
+
+@cluster_app.command("compare")
+@user_errors
+def cluster_compare_cmd(
+    manifest: Annotated[Path, typer.Argument(help="clusters.yaml (or its folder).")],
+    reference: Annotated[Path, typer.Argument(help="Reference taxonomy YAML: task or dataset -> label.")],
+) -> None:
+    """Adjusted Rand index, NMI and confusion table of clusters against a reference taxonomy."""
+    from taskmill.clusters.compare import compare_files
+
+    typer.echo(compare_files(manifest, reference).to_markdown())
+
+
+@folds_app.command("make")
+@user_errors
+def folds_make_cmd(
+    manifest: Annotated[Path, typer.Argument(help="clusters.yaml (or its folder).")],
+    corpus: Annotated[Path, typer.Option("--corpus", help="The corpus the clusters were made from.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced atomically).")],
+    kind: Annotated[Optional[list[str]], typer.Option(help="cluster and/or task (repeat; default both).")] = None,
+    group: Annotated[Optional[list[str]], typer.Option(help="Clusters held out together, comma-separated (names or task:<t>); repeat.")] = None,
+    alias: Annotated[Optional[list[str]], typer.Option(help="DATASET=SOURCE: datasets sharing instances (repeat).")] = None,
+    same_source: Annotated[bool, typer.Option("--same-source/--no-same-source", help="Drop train tasks sharing a held-out task's source dataset.")] = True,
+    dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Remove near-duplicate training rows.")] = True,
+    threshold: Annotated[float, typer.Option(help="Jaccard at which a training row counts as a near duplicate.")] = 0.8,
+    ngram: Annotated[int, typer.Option(help="Words per shingle.")] = 5,
+) -> None:
+    """Write folds.yaml (train/test tasks and leakage counts per fold), summary.md and removed/."""
+    from taskmill.clusters.folds import FoldConfig, summary_markdown, write_folds
+    from taskmill.clusters.leakage import DedupConfig
+
+    bad = [a for a in alias or [] if a.count("=") != 1]
+    if bad:
+        raise TaskmillError(f"--alias: expected DATASET=SOURCE, got {', '.join(bad)}")
+    config = FoldConfig(
+        kinds=tuple(kind or ("cluster", "task")),
+        groups=tuple(tuple(x.strip() for x in g.split(",") if x.strip()) for g in group or []),
+        source_aliases=dict(a.split("=", 1) for a in alias or []),
+        same_source=same_source,
+        dedup=DedupConfig(enabled=dedup, threshold=threshold, ngram=ngram),
+    )
+    typer.echo(summary_markdown(write_folds(manifest, corpus, out, config)))
+    typer.echo(f"wrote {out}/folds.yaml, summary.md, removed/")
+
+
+@folds_app.command("corpus")
+@user_errors
+def folds_corpus_cmd(
+    folds: Annotated[Path, typer.Argument(help="Folder written by `taskmill folds make`.")],
+    fold: Annotated[str, typer.Argument(help="Fold name (cluster:<name>, task:<name>, or a bare name).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: train/ and test/ corpora.")],
+    corpus: Annotated[Optional[Path], typer.Option(help="Source corpus (default: the one recorded in folds.yaml).")] = None,
+) -> None:
+    """Write one fold's training corpus and held-out corpus (corpus.jsonl schema)."""
+    from taskmill.clusters.fold_corpus import write_fold_corpora
+
+    counts = write_fold_corpora(folds, fold, out, corpus)
+    typer.echo(f"wrote {out}/train ({counts['train_rows']} rows, {counts['removed_rows']} removed as duplicates) and {out}/test ({counts['test_rows']} rows)")
+
 
 # --- trainer --------------------------------------------------------------------------------------
+
+
+@app.command("train", context_settings={"allow_extra_args": False})
+@user_errors
+def train_cmd(
+    config: Annotated[Path, typer.Argument(help="Training config YAML.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: optim.lr=1e-4 lora.r=32")] = None,
+) -> None:
+    """Fine-tune a causal LM (LoRA or full) on a corpus; works under torchrun for DDP/FSDP2."""
+    from taskmill.trainer import load_config, train
+
+    result = train(load_config(config, overrides or []))
+    if result.records:
+        last = result.records[-1]
+        typer.echo(f"step {last['step']}: loss {last['loss']:.4f}")
+    if result.eval_loss is not None:
+        typer.echo(f"eval loss {result.eval_loss:.4f}")
+    if result.saved is not None:
+        typer.echo(f"saved {result.saved}")
+
+
+@app.command("merge")
+@user_errors
+def merge_cmd(
+    adapter: Annotated[Path, typer.Argument(help="LoRA adapter folder written by `taskmill train`.")],
+    out: Annotated[Path, typer.Argument(help="Folder for the merged model.")],
+    base: Annotated[Optional[str], typer.Option(help="Base model folder (default: the one the run used).")] = None,
+    gguf_file: Annotated[Optional[str], typer.Option(help="GGUF file inside --base.")] = None,
+) -> None:
+    """Merge a LoRA adapter into its base model and save a plain HF model folder."""
+    from taskmill.trainer import merge_adapter
+
+    typer.echo(f"saved {merge_adapter(adapter, out, base, gguf_file)}")
 
 
 # --- eval -----------------------------------------------------------------------------------------

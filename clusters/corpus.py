@@ -1,0 +1,115 @@
+"""Reading a corpus directory and writing files and folders atomically.
+
+A corpus directory holds ``corpus.jsonl`` (one :class:`taskmill.records.Row` per line). This room
+only reads corpora, except when it writes the train / held-out corpora of a fold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from taskmill.errors import DataError
+from taskmill.records import Row
+
+CORPUS_FILE = "corpus.jsonl"
+
+
+def corpus_file(corpus_dir: str | Path) -> Path:
+    """The ``corpus.jsonl`` of a corpus directory (a path to the file itself is accepted too)."""
+    path = Path(corpus_dir)
+    if path.is_dir():
+        path = path / CORPUS_FILE
+    if not path.is_file():
+        raise DataError(f"no {CORPUS_FILE} found (expected a corpus directory written by `taskmill build`)", file=str(path))
+    return path
+
+
+def iter_rows(corpus_dir: str | Path) -> Iterator[Row]:
+    """Yield the rows of a corpus in file order.
+
+    Raises:
+        DataError: A line is not JSON or lacks a schema key (the message names the line).
+    """
+    path = corpus_file(corpus_dir)
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield Row.from_json(json.loads(line))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                raise DataError(f"not a corpus row ({type(err).__name__}: {err}); expected Row.to_json() keys", file=str(path), row=f"line {lineno}") from None
+
+
+def rows_by_task(corpus_dir: str | Path) -> dict[str, list[Row]]:
+    """All rows grouped by task, tasks in sorted order, rows in file order.
+
+    Raises:
+        DataError: The corpus is empty or unreadable.
+    """
+    groups: dict[str, list[Row]] = {}
+    for row in iter_rows(corpus_dir):
+        groups.setdefault(row.task, []).append(row)
+    if not groups:
+        raise DataError("corpus has no rows", file=str(corpus_file(corpus_dir)))
+    return {task: groups[task] for task in sorted(groups)}
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder that replaces ``out_dir`` when the block succeeds.
+
+    On error the temporary folder is removed and ``out_dir`` is left as it was, so readers never
+    see a half-written output.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_rows(path: Path, rows: list[Row]) -> None:
+    """Write rows as ``corpus.jsonl`` lines (same serialisation as the builders: UTF-8, no ASCII escaping)."""
+    with path.open("w", encoding="utf-8", newline="\n") as handle:
+        for row in rows:
+            handle.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")

@@ -1,0 +1,239 @@
+"""Leave-one-cluster-out and leave-one-task-out folds with leakage guards.
+
+``make_folds`` turns a cluster manifest and the corpus it was made from into folds:
+
+* ``cluster`` folds: test tasks = one cluster (or one group of clusters held out together, as
+  FLAN held out NLI with paraphrase); train tasks = all other tasks.
+* ``task`` folds: test task = one task; train = all others. Their manifest entry counts the
+  training tasks from the held-out task's own cluster (``train_tasks_same_cluster``) - the
+  leakage that cluster-level hold-out exists to remove.
+
+Every fold then applies the guards of :mod:`taskmill.clusters.leakage` and records counts in
+``Fold.leakage``; dropped tasks (with the reason) go to ``Fold.excluded``, and the ids of the
+removed training rows to ``removed/<fold>.txt`` beside ``folds.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from taskmill.clusters.corpus import atomic_dir, corpus_file, file_sha256, rows_by_task
+from taskmill.clusters.leakage import DedupConfig, RowPrints, find_duplicates, fingerprint
+from taskmill.clusters.manifest import MANIFEST_FILE, ClusterManifest, dump_yaml, load_manifest
+from taskmill.clusters.naming import slug
+from taskmill.errors import ConfigError
+from taskmill.records import Fold, Row
+
+FOLDS_FILE = "folds.yaml"
+KINDS = ("cluster", "task")
+
+
+@dataclass(frozen=True)
+class FoldConfig:
+    """Which folds to make and which guards to apply.
+
+    Attributes:
+        kinds: ``cluster`` (leave-one-cluster-out) and/or ``task`` (leave-one-task-out).
+        groups: Cluster references held out together, one fold per group (a name from the
+            manifest or ``task:<name>`` for the cluster holding that task).
+        source_aliases: Dataset id -> source name, for datasets that share instances under
+            different ids (``super_glue/rte`` and ``glue/rte`` -> ``rte``).
+        same_source: Apply the same-source-dataset exclusion.
+        dedup: Near-duplicate guard settings.
+    """
+
+    kinds: tuple[str, ...] = KINDS
+    groups: tuple[tuple[str, ...], ...] = ()
+    source_aliases: dict[str, str] = field(default_factory=dict)
+    same_source: bool = True
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` listing every invalid field."""
+        problems = [f"kinds: unknown kind {k!r}; expected {' or '.join(KINDS)}" for k in self.kinds if k not in KINDS]
+        if not self.kinds:
+            problems.append("kinds: expected at least one of cluster, task")
+        problems += [f"groups[{i}]: expected 2+ cluster references, got {list(g)}" for i, g in enumerate(self.groups) if len(g) < 2]
+        try:
+            self.dedup.validate()
+        except ConfigError as err:
+            problems += err.problems
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass
+class FoldPlan:
+    """A fold, its kind and the training rows its guards removed."""
+
+    fold: Fold
+    kind: str
+    removed_rows: list[str] = field(default_factory=list)
+    examples: list[tuple[str, str, float]] = field(default_factory=list)
+    slug: str = ""
+
+
+def _resolve_groups(manifest: ClusterManifest, groups: Sequence[Sequence[str]]) -> list[list[str]]:
+    cluster_of = manifest.cluster_of()
+    names = {c.name for c in manifest.clusters}
+    problems, out, used = [], [], {}
+    for i, group in enumerate(groups):
+        resolved = []
+        for ref in group:
+            name = cluster_of.get(ref[5:]) if ref.startswith("task:") else ref if ref in names else None
+            if name is None:
+                problems.append(f"groups[{i}]: {ref!r} is not a cluster name or task:<task> of the manifest")
+            elif name in used and used[name] != i:
+                problems.append(f"groups[{i}]: cluster {name!r} is already held out by groups[{used[name]}]")
+            elif name not in resolved:
+                resolved.append(name)
+                used[name] = i
+        out.append(resolved)
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def held_out_sets(manifest: ClusterManifest, config: FoldConfig) -> list[tuple[str, str, list[str], list[str]]]:
+    """``(name, kind, held-out clusters, test tasks)`` for every fold, in a stable order."""
+    members = {c.name: c.task_names for c in manifest.clusters}
+    out = []
+    if "cluster" in config.kinds:
+        groups = _resolve_groups(manifest, config.groups)
+        grouped = {name for g in groups for name in g}
+        for g in groups:
+            out.append(("cluster:" + "+".join(g), "cluster", g, sorted(t for name in g for t in members[name])))
+        for c in manifest.clusters:
+            if c.name not in grouped:
+                out.append((f"cluster:{c.name}", "cluster", [c.name], sorted(c.task_names)))
+    if "task" in config.kinds:
+        for task in sorted(manifest.cluster_of()):
+            out.append((f"task:{task}", "task", [], [task]))
+    return out
+
+
+def plan_fold(name: str, kind: str, held_out: list[str], test: list[str], manifest: ClusterManifest, rows: dict[str, list[Row]], prints: RowPrints | None, config: FoldConfig) -> FoldPlan:
+    """Apply the guards to one held-out set and count what they removed."""
+    cluster_of, dataset_of = manifest.cluster_of(), manifest.dataset_of()
+    source = {t: config.source_aliases.get(d, d) for t, d in dataset_of.items()}
+    test_sources = {source[t]: t for t in sorted(test, reverse=True)}  # first test task per source wins
+    excluded: dict[str, str] = {}
+    train: list[str] = []
+    for task in sorted(set(cluster_of) - set(test)):
+        if config.same_source and source[task] in test_sources:
+            excluded[task] = f"shares source dataset {source[task]} with held-out task {test_sources[source[task]]}"
+        else:
+            train.append(task)
+    removed, examples, counts = _dedup(prints, rows, train, test, config)
+    own = {cluster_of[t] for t in test}
+    leakage = {
+        "train_tasks": len(train),
+        "test_tasks": len(test),
+        "train_rows": sum(len(rows[t]) for t in train) - len(removed),
+        "test_rows": sum(len(rows[t]) for t in test),
+        "same_source_tasks_excluded": len(excluded),
+        "same_source_rows_excluded": sum(len(rows[t]) for t in excluded),
+        **counts,
+        "train_tasks_same_cluster": sum(1 for t in train if cluster_of[t] in own),
+    }
+    fold = Fold(name=name, held_out=tuple(held_out), train_tasks=tuple(train), test_tasks=tuple(test), excluded=excluded, leakage=leakage)
+    return FoldPlan(fold, kind, removed, examples)
+
+
+def _dedup(prints: RowPrints | None, rows: dict[str, list[Row]], train: list[str], test: list[str], config: FoldConfig) -> tuple[list[str], list[tuple[str, str, float]], dict[str, int]]:
+    if prints is None:
+        return [], [], {"exact_duplicates_removed": 0, "near_duplicates_removed": 0}
+    index = prints.index
+    train_idx = [index[r.id] for t in train for r in rows[t]]
+    test_idx = [index[r.id] for t in test for r in rows[t]]
+    report = find_duplicates(prints, train_idx, test_idx, config.dedup.threshold)
+    removed = sorted(report.exact + report.near)
+    counts = {"exact_duplicates_removed": len(report.exact), "near_duplicates_removed": len(report.near)}
+    return removed, report.pairs[:5], counts
+
+
+def make_folds(manifest: ClusterManifest, rows: dict[str, list[Row]], config: FoldConfig) -> list[FoldPlan]:
+    """Plan every fold of ``manifest`` over the corpus ``rows`` (task -> rows).
+
+    Raises:
+        ConfigError: The manifest and the corpus disagree on the task set, or the config is invalid.
+    """
+    config.validate()
+    missing = sorted(set(manifest.cluster_of()) - set(rows))
+    if missing:
+        raise ConfigError([f"manifest tasks not in the corpus: {', '.join(missing)}"])
+    tasks = sorted(manifest.cluster_of())
+    all_rows = [r for t in tasks for r in rows[t]]
+    ids = [r.id for r in all_rows]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(["corpus row ids are not unique; the fold files name removed rows by id"])
+    prints = fingerprint(all_rows, config.dedup) if config.dedup.enabled else None
+    plans = [plan_fold(name, kind, held, test, manifest, rows, prints, config) for name, kind, held, test in held_out_sets(manifest, config)]
+    seen: set[str] = set()
+    for plan in plans:  # file names: slugs, made unique in fold order
+        base = slug(plan.fold.name.replace(":", "-"))
+        plan.slug, n = base, 2
+        while plan.slug in seen:
+            plan.slug, n = f"{base}-{n}", n + 1
+        seen.add(plan.slug)
+    return plans
+
+
+def folds_yaml(plans: list[FoldPlan], manifest_path: Path, corpus_path: Path, config: FoldConfig) -> dict:
+    """The ``folds.yaml`` mapping."""
+    cfg = asdict(config)
+    cfg["kinds"], cfg["groups"] = list(config.kinds), [list(g) for g in config.groups]
+    return {
+        "taskmill_folds": 1,
+        "cluster_manifest": {"path": str(manifest_path), "sha256": file_sha256(manifest_path)},
+        "corpus": {"path": str(corpus_path.parent), "sha256": file_sha256(corpus_path)},
+        "config": cfg,
+        "folds": [
+            {**_fold_yaml(p.fold), "kind": p.kind, "removed_rows": f"removed/{p.slug}.txt",
+             "removed_examples": [list(e) for e in p.examples]}
+            for p in plans
+        ],
+    }
+
+
+def _fold_yaml(fold: Fold) -> dict:
+    out = asdict(fold)
+    for key in ("held_out", "train_tasks", "test_tasks"):
+        out[key] = list(out[key])
+    return out
+
+
+def summary_markdown(plans: list[FoldPlan]) -> str:
+    """One table row per fold with its guard counts."""
+    lines = [
+        "# Folds", "",
+        "| fold | test tasks | train tasks | same-cluster train tasks | same-source excluded | exact dups removed | near dups removed | train rows | test rows |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in plans:
+        k = p.fold.leakage
+        lines.append(f"| {p.fold.name} | {k['test_tasks']} | {k['train_tasks']} | {k['train_tasks_same_cluster']} | {k['same_source_tasks_excluded']} | "
+                     f"{k['exact_duplicates_removed']} | {k['near_duplicates_removed']} | {k['train_rows']} | {k['test_rows']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_folds(manifest_path: str | Path, corpus_dir: str | Path, out_dir: str | Path, config: FoldConfig | None = None) -> list[FoldPlan]:
+    """Make the folds of a cluster manifest and write ``folds.yaml``, ``summary.md`` and
+    ``removed/<fold>.txt`` to ``out_dir`` atomically (``taskmill folds make``).
+    """
+    config = config or FoldConfig()
+    manifest_path = Path(manifest_path)
+    if manifest_path.is_dir():
+        manifest_path = manifest_path / MANIFEST_FILE
+    manifest = load_manifest(manifest_path)
+    path = corpus_file(corpus_dir)
+    plans = make_folds(manifest, rows_by_task(path.parent), config)
+    with atomic_dir(out_dir) as tmp:
+        (tmp / FOLDS_FILE).write_text(dump_yaml(folds_yaml(plans, manifest_path, path, config)), encoding="utf-8")
+        (tmp / "summary.md").write_text(summary_markdown(plans), encoding="utf-8")
+        (tmp / "removed").mkdir()
+        for p in plans:
+            (tmp / "removed" / f"{p.slug}.txt").write_text("".join(f"{rid}\n" for rid in p.removed_rows), encoding="utf-8")
+    return plans

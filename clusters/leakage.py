@@ -1,0 +1,230 @@
+"""Leakage guards between a fold's training rows and its held-out rows.
+
+1. Same source dataset (FLAN's rule): a training task built from the same dataset as a held-out
+   task is dropped whole. ``source_aliases`` lets one source have several ids (``glue/rte`` and
+   ``super_glue/rte`` hold the same pairs).
+2. Near-duplicate instances: each row's prompt is normalised (NFKC, lower case, punctuation
+   removed, whitespace collapsed) and cut into word n-gram shingles. Template boilerplate - shingles
+   found in most rows of one (task, template) - is removed first, so the same instance under two
+   different templates still matches, and two different instances under one template do not.
+   A training row is removed when its normalised text equals a held-out row's, or when the Jaccard
+   similarity of their shingle sets reaches ``threshold``. MinHash signatures with LSH banding
+   find the candidate pairs; every candidate is then checked with the exact Jaccard, so the
+   decision does not depend on the hash's luck, only which pairs get checked does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from taskmill.errors import ConfigError
+from taskmill.records import Row
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MERSENNE_61 = (1 << 61) - 1
+_PUNCT = re.compile(r"[^\w\s]+")
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """Near-duplicate detection settings.
+
+    Attributes:
+        enabled: Run the near-duplicate guard at all.
+        ngram: Words per shingle (texts shorter than this are one shingle).
+        threshold: Jaccard similarity at or above which a training row is removed.
+        num_perm: MinHash permutations (``bands * rows_per_band``).
+        bands: LSH bands; a pair becomes a candidate when one band matches fully. With 64
+            permutations in 16 bands of 4, pairs at Jaccard 0.5 are found with p ~ 0.65 and pairs
+            at 0.8 with p > 0.999.
+        boilerplate_share: A shingle in more than this share of a (task, template)'s rows is
+            template text, not instance text.
+        boilerplate_min_rows: Boilerplate is only learned from groups of at least this many rows.
+        with_completion: Compare prompt and completion, not the prompt alone.
+        seed: Seed of the MinHash permutations.
+    """
+
+    enabled: bool = True
+    ngram: int = 5
+    threshold: float = 0.8
+    num_perm: int = 64
+    bands: int = 16
+    boilerplate_share: float = 0.5
+    boilerplate_min_rows: int = 4
+    with_completion: bool = False
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` listing every invalid field."""
+        problems = []
+        if self.ngram < 1:
+            problems.append(f"dedup.ngram: expected >= 1, got {self.ngram}")
+        if not 0 < self.threshold <= 1:
+            problems.append(f"dedup.threshold: expected a Jaccard in (0, 1], got {self.threshold}")
+        if self.bands < 1 or self.num_perm % self.bands:
+            problems.append(f"dedup.bands: expected a divisor of num_perm ({self.num_perm}), got {self.bands}")
+        if not 0 < self.boilerplate_share <= 1:
+            problems.append(f"dedup.boilerplate_share: expected a share in (0, 1], got {self.boilerplate_share}")
+        if self.boilerplate_min_rows < 2:
+            problems.append(f"dedup.boilerplate_min_rows: expected >= 2, got {self.boilerplate_min_rows}")
+        if problems:
+            raise ConfigError(problems)
+
+
+def normalise(text: str) -> str:
+    """NFKC, lower case, punctuation removed, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return " ".join(_PUNCT.sub(" ", text).split())
+
+
+def shingles(norm: str, n: int) -> set[int]:
+    """CRC32 hashes of the word n-grams of a normalised text (one shingle when shorter than n)."""
+    words = norm.split()
+    if len(words) <= n:
+        return {zlib.crc32(norm.encode())} if words else set()
+    return {zlib.crc32(" ".join(words[i : i + n]).encode()) for i in range(len(words) - n + 1)}
+
+
+@dataclass
+class RowPrints:
+    """Fingerprints of every row of a corpus, aligned with ``ids``.
+
+    Attributes:
+        ids: Row ids.
+        tasks: Task of each row.
+        exact: Hash of each normalised text (exact-duplicate key).
+        sets: Shingle set of each row, boilerplate removed.
+        bands: ``(n_rows, bands)`` uint64 LSH band keys.
+    """
+
+    ids: list[str]
+    tasks: list[str]
+    exact: list[int]
+    sets: list[frozenset[int]]
+    bands: np.ndarray
+    index: dict[str, int] = field(default_factory=dict)
+
+
+def _boilerplate(rows: Sequence[Row], sets: list[set[int]], config: DedupConfig) -> dict[tuple[str, str], set[int]]:
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault((row.task, row.template_id), []).append(i)
+    out = {}
+    for key, members in groups.items():
+        if len(members) < config.boilerplate_min_rows:
+            continue
+        counts = Counter(s for i in members for s in sets[i])
+        limit = config.boilerplate_share * len(members)
+        out[key] = {s for s, c in counts.items() if c > limit}
+    return out
+
+
+def minhash(sets: Sequence[frozenset[int]], num_perm: int, seed: int) -> np.ndarray:
+    """``(len(sets), num_perm)`` MinHash signatures under ``h -> (a*h + b) mod (2^61 - 1)``.
+
+    Empty sets get the maximal signature (they match only each other, and are then re-checked).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    # a, b < 2^29 and h < 2^32 keep a*h + b below 2^64: exact in uint64.
+    a = rng.integers(1, 1 << 29, size=(num_perm, 1), dtype=np.uint64)
+    b = rng.integers(0, 1 << 29, size=(num_perm, 1), dtype=np.uint64)
+    out = np.full((len(sets), num_perm), MERSENNE_61, dtype=np.uint64)
+    for start in range(0, len(sets), 2048):  # chunks bound the (num_perm, shingles) temporary
+        block = sets[start : start + 2048]
+        flat = np.fromiter((h for s in block for h in s), dtype=np.uint64)
+        sizes = np.array([len(s) for s in block])
+        if flat.size == 0:
+            continue
+        values = (a * flat[None, :] + b) % np.uint64(MERSENNE_61)  # (num_perm, n_shingles)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        nonempty = sizes > 0
+        mins = np.minimum.reduceat(values, starts[nonempty], axis=1)  # (num_perm, n_nonempty)
+        out[start + np.flatnonzero(nonempty)] = mins.T
+    return out
+
+
+def band_keys(signatures: np.ndarray, bands: int) -> np.ndarray:
+    """``(n, bands)`` uint64 keys, one per band of ``rows_per_band`` signature values."""
+    import numpy as np
+
+    n, num_perm = signatures.shape
+    per = num_perm // bands
+    mix = np.random.default_rng(12345).integers(1, 1 << 62, size=per, dtype=np.uint64) | np.uint64(1)
+    reshaped = signatures.reshape(n, bands, per)
+    # Wrapping uint64 arithmetic is intended: this is a hash of the band's values.
+    with np.errstate(over="ignore"):
+        return (reshaped * mix).sum(axis=2, dtype=np.uint64)
+
+
+def fingerprint(rows: Sequence[Row], config: DedupConfig) -> RowPrints:
+    """Fingerprints (exact key, boilerplate-free shingles, LSH bands) of every row."""
+    import numpy as np
+
+    texts = [normalise(f"{r.prompt}\n{r.completion}" if config.with_completion else r.prompt) for r in rows]
+    raw = [shingles(t, config.ngram) for t in texts]
+    boiler = _boilerplate(rows, raw, config)
+    sets = [frozenset(s - boiler.get((r.task, r.template_id), set())) for r, s in zip(rows, raw)]
+    exact = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big") for t in texts]
+    bands = band_keys(minhash(sets, config.num_perm, config.seed), config.bands) if rows else np.zeros((0, config.bands), np.uint64)
+    ids = [r.id for r in rows]
+    return RowPrints(ids, [r.task for r in rows], exact, sets, bands, {rid: i for i, rid in enumerate(ids)})
+
+
+def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
+    """|a & b| / |a | b| (0 for two empty sets: nothing in common to leak)."""
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
+@dataclass
+class DuplicateReport:
+    """Training rows that duplicate held-out rows.
+
+    Attributes:
+        exact: Training row ids whose normalised text equals a held-out row's.
+        near: Training row ids with Jaccard >= threshold to a held-out row (and not exact).
+        pairs: (train id, held-out id, Jaccard) for every removed row, the best match.
+    """
+
+    exact: list[str] = field(default_factory=list)
+    near: list[str] = field(default_factory=list)
+    pairs: list[tuple[str, str, float]] = field(default_factory=list)
+
+
+def find_duplicates(prints: RowPrints, train: Sequence[int], test: Sequence[int], threshold: float) -> DuplicateReport:
+    """Training rows (indices into ``prints``) that duplicate any held-out row."""
+    import numpy as np
+
+    report = DuplicateReport()
+    if not len(train) or not len(test):
+        return report
+    test_arr, train_arr = np.asarray(test), np.asarray(train)
+    exact_index: dict[int, int] = {}
+    for j in test:
+        exact_index.setdefault(prints.exact[j], j)
+    band_index: list[dict[int, list[int]]] = [{} for _ in range(prints.bands.shape[1])]
+    for j, keys in zip(test_arr, prints.bands[test_arr].tolist()):
+        for b, key in enumerate(keys):
+            band_index[b].setdefault(key, []).append(int(j))
+    for i, keys in zip(train_arr.tolist(), prints.bands[train_arr].tolist()):
+        if prints.exact[i] in exact_index:
+            report.exact.append(prints.ids[i])
+            report.pairs.append((prints.ids[i], prints.ids[exact_index[prints.exact[i]]], 1.0))
+            continue
+        candidates = {j for b, key in enumerate(keys) for j in band_index[b].get(key, ())}
+        best = max(((jaccard(prints.sets[i], prints.sets[j]), prints.ids[j]) for j in candidates), default=(0.0, ""))
+        if best[0] >= threshold:
+            report.near.append(prints.ids[i])
+            report.pairs.append((prints.ids[i], best[1], round(best[0], 4)))
+    return report

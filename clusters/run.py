@@ -1,0 +1,227 @@
+"""``taskmill cluster run``: corpus -> task vectors -> clusters -> manifest, similarity, plots.
+
+Output folder (written atomically)::
+
+    clusters.yaml      the cluster manifest (edit its ``overrides`` block; re-runs keep it)
+    similarity.csv     cosine similarity between tasks (task order = manifest order)
+    vectors.npy        unit task vectors, (n_tasks, dim) float64, same order
+    summary.md         cluster table, quality numbers and the plots below
+    heatmap.png, dendrogram.png, pca.png
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from taskmill.clusters import plots
+from taskmill.clusters.cluster import ClusterConfig, ClusterResult, cluster_tasks, cosine_similarity, silhouette
+from taskmill.clusters.corpus import atomic_dir, corpus_file, file_sha256, rows_by_task
+from taskmill.clusters.manifest import (
+    MANIFEST_FILE,
+    ClusterEntry,
+    ClusterManifest,
+    Overrides,
+    TaskEntry,
+    apply_overrides,
+    dump_yaml,
+    load_manifest,
+    load_overrides,
+)
+from taskmill.clusters.naming import auto_names, distinctive_terms
+from taskmill.clusters.represent import RepresentConfig, embed_tasks, make_embedder, task_texts
+from taskmill.records import Row
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass
+class ClusterRun:
+    """What :func:`run_clustering` produced (the manifest plus arrays in manifest task order)."""
+
+    manifest: ClusterManifest
+    tasks: list[str]
+    vectors: np.ndarray
+    similarity: np.ndarray
+    labels: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def task_datasets(groups: dict[str, list[Row]]) -> dict[str, str]:
+    """Task -> its source dataset (the most common one when rows disagree)."""
+    return {task: Counter(r.dataset for r in rows).most_common(1)[0][0] for task, rows in groups.items()}
+
+
+def _groups(tasks: list[str], labels: np.ndarray) -> list[list[str]]:
+    groups: dict[int, list[str]] = {}
+    for task, label in zip(tasks, labels.tolist()):
+        groups.setdefault(label, []).append(task)
+    return [groups[k] for k in sorted(groups)]
+
+
+def _task_entries(members: list[str], index: dict[str, int], X: np.ndarray, centroids: dict[str, np.ndarray], name: str, datasets: dict[str, str]) -> list[TaskEntry]:
+    entries = []
+    for task in members:
+        v = X[index[task]]
+        own = float(v @ centroids[name])
+        others = sorted(((float(v @ c), n) for n, c in centroids.items() if n != name), key=lambda x: (-x[0], x[1]))
+        near = others[0] if others else (None, None)
+        entries.append(TaskEntry(task, datasets[task], round(own, 4), near[1], None if near[0] is None else round(near[0], 4)))
+    return sorted(entries, key=lambda e: (-e.similarity, e.task))
+
+
+def build_entries(groups: dict[str, list[str]], auto_of: dict[str, str], X: np.ndarray, tasks: list[str], texts: dict[str, list[str]], datasets: dict[str, str]) -> list[ClusterEntry]:
+    """Manifest entries for final ``groups``: terms recomputed, similarity to centroids.
+
+    ``auto_of`` maps each task to the automatic name of the algorithm's cluster that held it; a
+    final cluster's ``auto_name`` is the one most of its tasks came from.
+    """
+    from taskmill.clusters.represent import l2_normalise
+
+    index = {t: i for i, t in enumerate(tasks)}
+    names = sorted(groups, key=lambda n: (-len(groups[n]), n))
+    centroids = {n: l2_normalise(X[[index[t] for t in groups[n]]].mean(axis=0, keepdims=True))[0] for n in names}
+    terms = distinctive_terms(texts, [groups[n] for n in names])
+    return [
+        ClusterEntry(n, Counter(auto_of[t] for t in groups[n]).most_common(1)[0][0], terms[i], _task_entries(groups[n], index, X, centroids, n, datasets))
+        for i, n in enumerate(names)
+    ]
+
+
+def previous_overrides(out_dir: Path, overrides_file: Path | None) -> Overrides:
+    """Overrides from ``--overrides``, else from the manifest a previous run left in ``out_dir``."""
+    if overrides_file is not None:
+        return load_overrides(overrides_file)
+    if (out_dir / MANIFEST_FILE).is_file():
+        return load_manifest(out_dir).overrides
+    return Overrides()
+
+
+def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: ClusterConfig, overrides: Overrides) -> ClusterRun:
+    """Represent, cluster and name the tasks of a corpus, then apply ``overrides`` (nothing written)."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    represent.validate()
+    config.validate()
+    groups = rows_by_task(corpus_dir)
+    texts = task_texts(groups, represent)
+    timings["read"] = time.perf_counter() - start
+    X = embed_tasks(texts, make_embedder(represent))
+    timings["embed"] = time.perf_counter() - start - sum(timings.values())
+    tasks = list(texts)
+    result = cluster_tasks(X, config)
+    timings["cluster"] = time.perf_counter() - start - sum(timings.values())
+    algo_groups = _groups(tasks, result.labels)
+    names = auto_names(distinctive_terms(texts, algo_groups))
+    final, unresolved = apply_overrides(dict(zip(names, algo_groups)), overrides)
+    auto_of = {t: name for name, members in zip(names, algo_groups) for t in members}
+    entries = build_entries(final, auto_of, X, tasks, texts, task_datasets(groups))
+    manifest = _manifest(corpus_dir, represent, config, result, overrides, unresolved, entries)
+    order = [t for c in entries for t in c.task_names]
+    idx = [tasks.index(t) for t in order]
+    Xo = X[idx]
+    import numpy as np
+
+    labels = np.array([k for k, c in enumerate(entries) for _ in c.tasks], dtype=np.int64)
+    final_sil = silhouette(Xo, labels)
+    manifest.quality["silhouette_final"] = None if final_sil is None else round(final_sil, 4)
+    timings["name"] = time.perf_counter() - start - sum(timings.values())
+    return ClusterRun(manifest, order, Xo, cosine_similarity(Xo), labels, timings)
+
+
+def _manifest(corpus_dir: Path, represent: RepresentConfig, config: ClusterConfig, result: ClusterResult, overrides: Overrides, unresolved: list[str], entries: list[ClusterEntry]) -> ClusterManifest:
+    path = corpus_file(corpus_dir)
+    quality = {
+        "k": result.k,
+        "silhouette": None if result.silhouette is None else round(result.silhouette, 4),
+        "k_scores": {int(k): v for k, v in sorted(result.k_scores.items())},
+        "hdbscan_noise": len(result.noise),
+    }
+    return ClusterManifest(
+        clusters=entries,
+        overrides=overrides,
+        unresolved_overrides=unresolved,
+        config={"represent": asdict(represent), "cluster": asdict(config)},
+        corpus={"path": str(path.parent), "sha256": file_sha256(path), "tasks": sum(len(c.tasks) for c in entries)},
+        quality=quality,
+    )
+
+
+def write_similarity_csv(path: Path, tasks: list[str], sim: np.ndarray) -> None:
+    """``task,<task...>`` header, then one row per task, 6 decimals."""
+    lines = [",".join(["task", *tasks])]
+    lines += [",".join([t, *(f"{x:.6f}" for x in row)]) for t, row in zip(tasks, sim)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def summary_markdown(run: ClusterRun) -> str:
+    """Short markdown: quality line, cluster table, plots."""
+    m = run.manifest
+    q = m.quality
+    lines = [
+        "# Task clusters",
+        "",
+        f"{len(run.tasks)} tasks, {len(m.clusters)} clusters; embedder `{m.config['represent']['embedder']}`, "
+        f"algorithm `{m.config['cluster']['algorithm']}`; silhouette {q.get('silhouette')} "
+        f"(after overrides {q.get('silhouette_final')}).",
+        "",
+        "| cluster | terms | tasks (similarity to cluster) |",
+        "|---|---|---|",
+    ]
+    for c in m.clusters:
+        tasks = ", ".join(f"{t.task} ({t.similarity:.2f})" for t in c.tasks)
+        lines.append(f"| {c.name} | {', '.join(c.terms)} | {tasks} |")
+    if m.unresolved_overrides:
+        lines += ["", "Unresolved overrides: " + "; ".join(m.unresolved_overrides)]
+    lines += ["", "![similarity heatmap](heatmap.png)", "", "![dendrogram](dendrogram.png)", "", "![PCA map](pca.png)", ""]
+    return "\n".join(lines)
+
+
+def write_outputs(run: ClusterRun, out: Path, draw: bool = True) -> None:
+    """Write every output file of a run into the (temporary) folder ``out``."""
+    import numpy as np
+
+    (out / MANIFEST_FILE).write_text(dump_yaml(run.manifest.to_yaml()), encoding="utf-8")
+    write_similarity_csv(out / "similarity.csv", run.tasks, run.similarity)
+    np.save(out / "vectors.npy", run.vectors)
+    (out / "summary.md").write_text(summary_markdown(run), encoding="utf-8")
+    if draw:
+        names = [c.name for c in run.manifest.clusters]
+        plots.heatmap(run.similarity, run.tasks, run.labels, out / "heatmap.png")
+        plots.dendrogram(run.vectors, run.tasks, run.manifest.config["cluster"]["linkage"], out / "dendrogram.png")
+        plots.pca_map(run.vectors, run.tasks, run.labels, names, out / "pca.png")
+
+
+def run_clustering(
+    corpus_dir: str | Path,
+    out_dir: str | Path,
+    represent: RepresentConfig | None = None,
+    config: ClusterConfig | None = None,
+    overrides_file: str | Path | None = None,
+    draw: bool = True,
+) -> ClusterRun:
+    """Cluster the tasks of a corpus and write the outputs to ``out_dir`` atomically.
+
+    Args:
+        corpus_dir: Folder holding ``corpus.jsonl``.
+        out_dir: Output folder (replaced as a whole; a previous manifest's overrides are kept).
+        represent: Representation settings (default: MiniLM).
+        config: Clustering settings (default: agglomerative, k by silhouette).
+        overrides_file: YAML with an ``overrides`` block; replaces the previous manifest's.
+        draw: Write the PNG plots.
+
+    Returns:
+        The run (manifest, vectors, similarity, timings).
+    """
+    out = Path(out_dir)
+    overrides = previous_overrides(out, Path(overrides_file) if overrides_file else None)
+    run = cluster_corpus(Path(corpus_dir), represent or RepresentConfig(), config or ClusterConfig(), overrides)
+    start = time.perf_counter()
+    with atomic_dir(out) as tmp:
+        write_outputs(run, tmp, draw)
+    run.timings["write"] = time.perf_counter() - start
+    return run
