@@ -71,7 +71,7 @@ def test_file_names_its_dataset_and_has_complete_metadata(path: Path) -> None:
 
 
 # Datasets whose rows give no sensible non-original task (the label is all there is).
-_ORIGINAL_ONLY = {"glue__cola", "super_glue__wsc", "winogrande__winogrande_xl"}
+_ORIGINAL_ONLY = {"glue__cola", "super_glue__wsc"}
 
 
 @needs_shared
