@@ -1,0 +1,295 @@
+"""``taskmill build``: collection file -> corpus folder (JSONL, Parquet, card, manifest).
+
+Steps: validate the collection; load every task's splits and templates and check them; render
+chunks of rows (in ``num_proc`` processes, merged in chunk order); drop exact duplicates; mix;
+write everything into a temporary folder that replaces ``DIR`` at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import random
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from taskmill.builders import keys
+from taskmill.builders.card import BuildStats, render_card
+from taskmill.builders.checks import check_template
+from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection
+from taskmill.builders.mixing import dedup, mix
+from taskmill.builders.render import Chunk, ChunkResult, Meta, TaskPlan, init_worker, run_chunk
+from taskmill.builders.sources import load_task, needed_splits
+from taskmill.builders import writer
+from taskmill.errors import ConfigError, TaskmillError
+from taskmill.records import FORMATS, Template
+
+RENDERS_PER_CHUNK = 4000  # (row, template) renders per unit of parallel work
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build wrote.
+
+    Attributes:
+        out: The corpus folder.
+        rows: Rows in the corpus.
+        rendered: Rows rendered before dedup and mixing.
+        outputs: File name -> sha256 of each output file.
+    """
+
+    out: Path
+    rows: int
+    rendered: int
+    outputs: dict[str, str]
+
+
+def _with_formats(collection: Collection, formats: Sequence[str]) -> Collection:
+    """The collection with every task's formats replaced (``--format``)."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ConfigError([f"unknown format '{f}' (expected one of {list(FORMATS)})" for f in unknown])
+    fmts = tuple(dict.fromkeys(formats))
+    tasks = tuple(dataclasses.replace(t, formats=fmts) for t in collection.tasks)
+    return dataclasses.replace(collection, formats=fmts, tasks=tasks)
+
+
+def template_path(collection: Collection, task: TaskConfig) -> Path:
+    """The task's template file: as given, or the library file of its dataset."""
+    return collection.resolve(task.templates) if task.templates else library_file(task.dataset)
+
+
+def _templates(collection: Collection, task: TaskConfig) -> tuple[str, tuple[Template, ...]]:
+    from taskmill.templates.fileformat import load_template_file
+
+    path = template_path(collection, task)
+    try:
+        templates = load_template_file(path).templates
+    except TaskmillError as err:
+        err.task = err.task or task.name
+        raise
+    if task.template_ids is not None:
+        have = {t.id for t in templates}
+        missing = [i for i in task.template_ids if i not in have]
+        if missing:
+            raise ConfigError([f"task '{task.name}': template id '{i}' is not in {path}" for i in missing])
+        templates = tuple(t for t in templates if t.id in task.template_ids)
+    return str(path), templates
+
+
+def _sample(n: int, cap: int | None, seed: int) -> list[int]:
+    """Row indices kept under ``max_examples``: a seeded sample, in source order."""
+    if cap is None or cap >= n:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), cap))
+
+
+def plan_task(collection: Collection, index: int, task: TaskConfig) -> TaskPlan:
+    """Load and check one task: its rows, templates and the rows selected per split."""
+    data = load_task(task, collection)
+    template_file, templates = (str(collection.resolve(task.sni)), ()) if task.sni else _templates(collection, task)
+    for split in needed_splits(task) if templates else ():
+        for t in templates:
+            check_template(t, data.columns(split), file=template_file, task=task.name, row=f"{split}[0]")
+    selected = {
+        s: _sample(len(data.splits[s]), task.max_examples, keys.sample_seed(collection.seed, task.name, s))
+        for s in task.splits
+    }
+    return TaskPlan(index, task, collection.seed, templates, template_file, data, selected, _label(collection, task))
+
+
+def _label(collection: Collection, task: TaskConfig) -> str:
+    """The template (or SNI) file as written, or its place in the package's library."""
+    if task.sni:
+        return task.sni
+    return task.templates or f"taskmill/templates/library/{template_path(collection, task).name}"
+
+
+def make_chunks(plans: Sequence[TaskPlan]) -> list[Chunk]:
+    """Units of work in corpus order: runs of selected rows of one (task, split)."""
+    chunks = []
+    for plan in plans:
+        size = max(1, RENDERS_PER_CHUNK // max(1, len(plan.templates)))
+        for split in plan.config.splits:
+            n = len(plan.selected[split])
+            chunks += [Chunk(plan.index, split, lo, min(lo + size, n)) for lo in range(0, n, size)]
+    return chunks
+
+
+def _results(plans: list[TaskPlan], chunks: list[Chunk], num_proc: int) -> Iterator[ChunkResult]:
+    if num_proc <= 1:
+        init_worker(plans)
+        yield from map(run_chunk, chunks)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context(method),
+                               initializer=init_worker, initargs=(plans,))
+    try:
+        yield from pool.map(run_chunk, chunks)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class Rendered:
+    """All chunks merged in order."""
+
+    lines: list[str]
+    metas: list[Meta]
+    task_of: list[int]
+    skips: dict[tuple[int, str, str, str, str], list[Any]]
+
+
+def render_all(plans: list[TaskPlan], num_proc: int = 1, progress: bool = True) -> Rendered:
+    """Render every chunk (in ``num_proc`` processes) and merge the results in chunk order.
+
+    Raises:
+        TaskmillError: The first failure in corpus order.
+    """
+    chunks = make_chunks(plans)
+    out = Rendered([], [], [], {})
+    with _progress(progress, sum(c.hi - c.lo for c in chunks)) as advance:
+        for chunk, result in zip(chunks, _results(plans, chunks, num_proc)):
+            if result.error is not None:
+                raise TaskmillError(result.error)
+            out.lines += result.lines
+            out.metas += result.metas
+            out.task_of += [chunk.task] * len(result.lines)
+            for key, (count, examples) in result.skips.items():
+                entry = out.skips.setdefault((chunk.task, *key), [0, []])
+                entry[0] += count
+                entry[1] = (entry[1] + examples)[:3]
+            advance(chunk.hi - chunk.lo)
+    return out
+
+
+class _progress:
+    """A rich progress bar on stderr over source rows (silent when off or not a terminal)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar.__enter__()
+        task = self.bar.add_task("rendering rows", total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)
+
+
+def _versions() -> dict[str, str]:
+    import datasets
+    import jinja2
+    import pyarrow
+
+    import taskmill
+
+    return {"taskmill": taskmill.__version__, "datasets": datasets.__version__, "jinja2": jinja2.__version__,
+            "pyarrow": pyarrow.__version__}
+
+
+def _inputs(collection: Collection, plans: Sequence[TaskPlan]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(data inputs, template files) with sha256, paths as written (machine-independent)."""
+    data, templates = [], []
+    for plan in plans:
+        task = plan.config
+        written = [task.sni] if task.sni else [f for s in needed_splits(task) for f in (task.data_files or {}).get(s, ())]
+        for rel in written:
+            data.append({"task": task.name, "path": rel, "sha256": writer.sha256_file(collection.resolve(rel))})
+        if not task.sni:
+            path = template_path(collection, task)
+            templates.append({"task": task.name, "path": plan.template_label, "sha256": writer.sha256_file(path)})
+    return data, templates
+
+
+def _manifest(collection: Collection, plans: Sequence[TaskPlan], rows: int, outputs: dict[str, str]) -> dict[str, Any]:
+    data, templates = _inputs(collection, plans)
+    sources = [{"task": p.config.name, "dataset": p.config.dataset, "origin": p.data.origin,
+                "split_rows": {s: len(r) for s, r in p.data.splits.items()},
+                "selected_rows": {s: len(ix) for s, ix in p.selected.items()}} for p in plans]
+    return {
+        "collection": {"file": collection.path.name, "sha256": writer.sha256_file(collection.path)},
+        "seed": collection.seed, "config": collection.resolved(), "rows": rows, "sources": sources,
+        "inputs": data, "templates": templates, "outputs": outputs, "versions": _versions(),
+    }
+
+
+def _select(collection: Collection, plans: Sequence[TaskPlan], rendered: Rendered) -> tuple[list[int], BuildStats]:
+    """Positions of the rows kept after dedup and mixing, and the counters for the card."""
+    from collections import Counter
+
+    positions = list(range(len(rendered.lines)))
+    duplicates: Counter = Counter()
+    if collection.dedup:
+        positions, duplicates = dedup(rendered.metas, rendered.task_of)
+    report = None
+    if collection.mixing is not None:
+        positions, report = mix(positions, rendered.metas, rendered.task_of, len(plans), collection.mixing)
+    return positions, BuildStats(rendered.skips, duplicates, report, len(rendered.lines))
+
+
+def _write(out: Path, collection: Collection, plans: Sequence[TaskPlan], rendered: Rendered,
+           positions: list[int], stats: BuildStats, hf: bool) -> dict[str, str]:
+    with writer.atomic_dir(out) as tmp:
+        writer.write_jsonl(tmp / writer.CORPUS_JSONL, [rendered.lines[p] for p in positions])
+        writer.write_parquet(tmp / writer.CORPUS_JSONL, tmp / writer.CORPUS_PARQUET)
+        card = render_card(collection.path.name, collection.seed, plans, [rendered.metas[p] for p in positions],
+                           [rendered.task_of[p] for p in positions], stats)
+        writer.write_text(tmp / writer.CARD, card)
+        names = [writer.CORPUS_JSONL, writer.CORPUS_PARQUET, writer.CARD]
+        outputs = {name: writer.sha256_file(tmp / name) for name in names}
+        if hf:
+            writer.save_to_disk(tmp / writer.CORPUS_PARQUET, tmp / writer.HF_DIR, outputs[writer.CORPUS_JSONL])
+            for path in sorted((tmp / writer.HF_DIR).rglob("*")):
+                if path.is_file():
+                    outputs[path.relative_to(tmp).as_posix()] = writer.sha256_file(path)
+        writer.write_json(tmp / writer.MANIFEST, _manifest(collection, plans, len(positions), outputs))
+    return outputs
+
+
+def build_collection(
+    collection_file: str | Path,
+    out: str | Path,
+    *,
+    num_proc: int = 1,
+    save_to_disk: bool = False,
+    formats: Sequence[str] | None = None,
+    progress: bool = True,
+) -> BuildResult:
+    """Build a corpus folder from a collection file.
+
+    Args:
+        collection_file: The collection YAML.
+        out: The corpus folder to (re)place.
+        num_proc: Worker processes for rendering (the output does not depend on it).
+        save_to_disk: Also write the corpus as an HF ``datasets`` folder (``DIR/hf_dataset``).
+        formats: Replace every task's formats.
+        progress: Show a progress bar on stderr.
+
+    Raises:
+        TaskmillError: Bad collection, data or template (one line); nothing is written.
+    """
+    collection = load_collection(collection_file)
+    if formats:
+        collection = _with_formats(collection, formats)
+    if num_proc < 1:
+        raise ConfigError([f"--num-proc must be >= 1 (got {num_proc})"])
+    plans = [plan_task(collection, i, task) for i, task in enumerate(collection.tasks)]
+    try:
+        rendered = render_all(plans, num_proc, progress)
+    finally:
+        init_worker([])  # drop the in-process plans (num_proc 1)
+    positions, stats = _select(collection, plans, rendered)
+    outputs = _write(Path(out), collection, plans, rendered, positions, stats, save_to_disk)
+    return BuildResult(Path(out), len(positions), len(rendered.lines), outputs)

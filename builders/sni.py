@@ -1,0 +1,159 @@
+"""Super-NaturalInstructions task files as a source, in SNI's own instruction format.
+
+A task file holds ``Definition`` (a list with one string), ``Positive Examples`` and ``Negative
+Examples`` (``input``, ``output``, ``explanation``) and ``Instances`` (``id``, ``input``, ``output``:
+a list of acceptable outputs). Each instance becomes one row per format:
+
+* ``zero_shot``: the definition and the instance;
+* ``few_shot``: the definition, the first ``shots`` positive examples (and ``negative_examples``
+  negative ones), then the instance.
+
+The prompt reads (each text stripped and closed with a period when it ends without punctuation)::
+
+    Definition: <definition>
+
+     Positive Example 1 -
+    Input: <input>
+     Output: <output>
+
+    Now complete the following example -
+    Input: <instance input>
+    Output:
+
+SNI leaves one space after the final ``Output:``; taskmill strips it, like every rendered prompt,
+so the joiner (chat template or ``"\\n"``) decides the separator. The completion is the first
+listed output. Options and chain-of-thought formats do not apply and are counted as skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from typing import Any
+
+from taskmill.builders import keys
+from taskmill.builders.collection import Collection, TaskConfig
+from taskmill.builders.render import Chunk, ChunkResult, TaskPlan
+from taskmill.builders.sources import SourceData
+from taskmill.errors import DataError
+from taskmill.records import Row
+
+SNI_METRICS = ("ROUGE", "Exact Match")
+SKIP_NOT_SNI = "format does not apply to an SNI task"
+SKIP_EMPTY_OUTPUT = "instance has no non-empty output"
+
+
+def _closed(text: str) -> str:
+    """Stripped text ending with punctuation (a period is added when it has none)."""
+    text = text.strip()
+    return text if text and text[-1] in string.punctuation else text + "."
+
+
+def _example(kind: str, number: int, example: dict[str, Any], explanation: bool) -> str:
+    text = f" {kind} Example {number} -\nInput: {_closed(example['input'])}\n Output: {_closed(example['output'])}\n"
+    if explanation and example.get("explanation"):
+        text += f" Explanation: {_closed(example['explanation'])}\n"
+    return text + "\n"
+
+
+def sni_prompt(task: dict[str, Any], instance_input: str, positives: int, negatives: int) -> str:
+    """The SNI prompt for one instance with the first ``positives``/``negatives`` examples."""
+    parts = [f"Definition: {_closed(task['Definition'][0])}\n\n"]
+    parts += [_example("Positive", i + 1, ex, False) for i, ex in enumerate(task["Positive Examples"][:positives])]
+    parts += [_example("Negative", i + 1, ex, False) for i, ex in enumerate(task["Negative Examples"][:negatives])]
+    parts.append(f"Now complete the following example -\nInput: {_closed(instance_input)}\nOutput:")
+    return "".join(parts)
+
+
+def _validate(data: Any) -> list[str]:
+    if not isinstance(data, dict):
+        return ["expected a JSON object with Definition, Positive Examples, Instances"]
+    problems = []
+    definition = data.get("Definition")
+    if not isinstance(definition, list) or not definition or not isinstance(definition[0], str):
+        problems.append("'Definition' must be a list with one string")
+    for key in ("Positive Examples", "Negative Examples"):
+        examples = data.get(key, [])
+        if not isinstance(examples, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("input"), str) and isinstance(e.get("output"), str)
+            for e in examples
+        ):
+            problems.append(f"'{key}' must be a list of {{input, output}} objects")
+    instances = data.get("Instances")
+    if not isinstance(instances, list) or not all(
+        isinstance(i, dict) and isinstance(i.get("input"), str) and isinstance(i.get("output"), list)
+        for i in instances
+    ):
+        problems.append("'Instances' must be a list of {id, input, output: [...]} objects")
+    return problems
+
+
+def load_sni(task: TaskConfig, collection: Collection) -> SourceData:
+    """Read an SNI task file; its Instances become the task's one split.
+
+    Raises:
+        DataError: The file is not valid JSON, lacks SNI keys, or has no instances.
+    """
+    assert task.sni is not None
+    path = collection.resolve(task.sni)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"malformed JSON: line {err.lineno}, column {err.colno}: {err.msg}",
+                        file=str(path), task=task.name) from None
+    problems = _validate(data)
+    if problems:
+        raise DataError("not an SNI task file: " + "; ".join(problems), file=str(path), task=task.name)
+    data.setdefault("Negative Examples", [])
+    if not data["Instances"]:
+        raise DataError(f"split '{task.splits[0]}' is empty (0 Instances); expected at least one",
+                        file=str(path), task=task.name)
+    rows = [{"id": str(i.get("id", "")), "input": i["input"], "output": list(i["output"])} for i in data["Instances"]]
+    return SourceData({task.splits[0]: rows}, (path,), "sni", extra=data)
+
+
+class SniRenderer:
+    """Renders SNI instances (same chunk interface as the template renderer)."""
+
+    def __init__(self, plan: TaskPlan) -> None:
+        self.plan = plan
+        self.task = plan.config
+        self.sni = plan.data.extra or {}
+
+    def _shape(self, fmt: str) -> tuple[int, int] | None:
+        """(positives, negatives) shown in a format, or None when the format does not apply."""
+        if fmt == "zero_shot":
+            return 0, 0
+        if fmt == "few_shot":
+            return self.task.shots, self.task.negative_examples
+        return None
+
+    def render_chunk(self, chunk: Chunk) -> ChunkResult:
+        """Render positions ``lo:hi`` of the instances in every format."""
+        out = ChunkResult()
+        rows = self.plan.data.splits[chunk.split]
+        for idx in self.plan.selected[chunk.split][chunk.lo:chunk.hi]:
+            for fmt in self.task.formats:
+                self._row(fmt, chunk.split, idx, rows[idx], out)
+        return out
+
+    def _row(self, fmt: str, split: str, idx: int, row: dict[str, Any], out: ChunkResult) -> None:
+        shape = self._shape(fmt)
+        template_id = f"sni-pos{shape[0]}-neg{shape[1]}" if shape else "sni"
+        if shape is None:
+            out.skip(template_id, split, fmt, SKIP_NOT_SNI, idx)
+            return
+        outputs = [o.strip() for o in row["output"] if isinstance(o, str) and o.strip()]
+        if not outputs:
+            out.skip(template_id, split, fmt, SKIP_EMPTY_OUTPUT, idx)
+            return
+        prompt = sni_prompt(self.sni, row["input"], *shape)
+        digest = keys.row_digest(self.plan.seed, self.task.name, split, idx, template_id)
+        out.add(Row(
+            id=keys.row_id(digest, fmt), task=self.task.name, dataset=self.task.dataset, split=split,
+            row_index=idx, template_id=template_id,
+            template_name=f"SNI definition + {shape[0]} positive, {shape[1]} negative examples",
+            format=fmt, prompt=prompt, completion=outputs[0],
+            messages=({"role": "user", "content": prompt}, {"role": "assistant", "content": outputs[0]}),
+            metrics=SNI_METRICS, original_task=True,
+        ))

@@ -1,0 +1,127 @@
+"""Writing a corpus folder atomically: JSONL, Parquet, card, manifest, optional HF ``save_to_disk``.
+
+The folder is built as a hidden sibling of ``DIR`` and renamed into place at the end, so a failed
+build leaves either no ``DIR`` or the previous one untouched. Every file is deterministic: the
+Parquet file carries no timestamps (its only metadata is the Arrow schema and the writer version).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from taskmill.errors import TaskmillError
+
+CORPUS_JSONL = "corpus.jsonl"
+CORPUS_PARQUET = "corpus.parquet"
+CARD = "card.md"
+MANIFEST = "manifest.json"
+HF_DIR = "hf_dataset"
+_CHUNK = 1 << 20
+
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+# Column types of corpus.parquet, in Row schema order.
+PARQUET_SCHEMA = pa.schema([
+    ("id", pa.string()), ("task", pa.string()), ("dataset", pa.string()), ("split", pa.string()),
+    ("row_index", pa.int64()), ("template_id", pa.string()), ("template_name", pa.string()),
+    ("format", pa.string()), ("prompt", pa.string()), ("completion", pa.string()),
+    ("messages", pa.list_(_MESSAGE)), ("answer_choices", pa.list_(pa.string())),
+    ("target_index", pa.int64()), ("shots", pa.list_(pa.int64())), ("metrics", pa.list_(pa.string())),
+    ("original_task", pa.bool_()),
+])
+
+
+@contextlib.contextmanager
+def atomic_dir(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` that replaces ``out`` only if the block succeeds."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as err:
+        raise TaskmillError(f"cannot create the output folder: {err.strerror}", file=str(out)) from None
+    try:
+        yield tmp
+        _replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Swap ``tmp`` into ``out`` (the old folder is moved aside first, then deleted)."""
+    if out.exists() and not out.is_dir():
+        raise TaskmillError("output exists and is not a folder; expected a folder path", file=str(out))
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / out.name)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:
+            os.replace(old / out.name, out)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def write_jsonl(path: Path, lines: Sequence[str]) -> None:
+    """One JSON object per line, UTF-8, ``\\n`` after every line (written in large blocks)."""
+    with path.open("w", encoding="utf-8", newline="\n") as fh:
+        for start in range(0, len(lines), 8192):
+            fh.write("".join(line + "\n" for line in lines[start:start + 8192]))
+
+
+def write_parquet(jsonl: Path, path: Path) -> None:
+    """corpus.parquet from corpus.jsonl, parsed by Arrow with the fixed corpus schema."""
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    if jsonl.stat().st_size == 0:
+        table = PARQUET_SCHEMA.empty_table()
+    else:
+        options = pj.ParseOptions(explicit_schema=PARQUET_SCHEMA, unexpected_field_behavior="error")
+        table = pj.read_json(jsonl, read_options=pj.ReadOptions(block_size=16 << 20), parse_options=options)
+    pq.write_table(table, path, compression="zstd")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_text(path: Path, text: str) -> None:
+    """A UTF-8 text file with ``\\n`` line ends."""
+    path.write_text(text, encoding="utf-8", newline="\n")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Pretty JSON (2-space indent, keys in insertion order, UTF-8 kept)."""
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def save_to_disk(parquet: Path, folder: Path, fingerprint: str) -> None:
+    """The corpus as an HF ``datasets`` folder (``Dataset.load_from_disk`` reads it).
+
+    The fingerprint is fixed (the corpus hash) so the folder does not vary between runs.
+    """
+    import datasets
+    import pyarrow.parquet as pq
+
+    datasets.disable_progress_bars()
+    dataset = datasets.Dataset(pq.read_table(parquet), fingerprint=fingerprint[:16])
+    dataset.save_to_disk(str(folder))
