@@ -7,7 +7,7 @@ JSON form of :class:`Row`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Dialect = Literal["taskmill", "promptsource"]
@@ -138,12 +138,16 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict with keys in schema order."""
-        out = asdict(self)
-        out["messages"] = [dict(m) for m in self.messages]
-        out["answer_choices"] = list(self.answer_choices) if self.answer_choices is not None else None
-        out["shots"] = list(self.shots)
-        out["metrics"] = list(self.metrics)
-        return out
+        # Built field by field: dataclasses.asdict deep-copies every value and dominated build time.
+        return {
+            "id": self.id, "task": self.task, "dataset": self.dataset, "split": self.split,
+            "row_index": self.row_index, "template_id": self.template_id, "template_name": self.template_name,
+            "format": self.format, "prompt": self.prompt, "completion": self.completion,
+            "messages": [dict(m) for m in self.messages],
+            "answer_choices": list(self.answer_choices) if self.answer_choices is not None else None,
+            "target_index": self.target_index, "shots": list(self.shots), "metrics": list(self.metrics),
+            "original_task": self.original_task,
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Row:
