@@ -111,9 +111,17 @@ def duplicate_problems(templates: tuple[Template, ...]) -> list[str]:
 
 def parse_taskmill(data: Any, path: Path) -> TemplateFile:
     """Validate a parsed taskmill template file, listing every problem at once."""
+    tf, problems = collect_taskmill(data, path)
+    if problems:
+        raise ConfigError(problems, file=str(path))
+    return tf
+
+
+def collect_taskmill(data: Any, path: Path) -> tuple[TemplateFile, list[str]]:
+    """The valid templates of a parsed taskmill file and every problem found (lint goes on past them)."""
     problems: list[str] = []
     if not isinstance(data, dict):
-        raise ConfigError(["expected a mapping with 'dataset' and 'templates'"], file=str(path))
+        return TemplateFile(str(path), "", None, ()), ["expected a mapping with 'dataset' and 'templates'"]
     if not isinstance(data.get("dataset"), str) or not data["dataset"]:
         problems.append("'dataset' (HF id) must be a non-empty string")
     if data.get("subset") is not None and not isinstance(data["subset"], str):
@@ -124,9 +132,8 @@ def parse_taskmill(data: Any, path: Path) -> TemplateFile:
         raw = []
     templates = tuple(t for i, r in enumerate(raw) if (t := _template(r, i, problems)) is not None)
     problems += duplicate_problems(templates)
-    if problems:
-        raise ConfigError(problems, file=str(path))
-    return TemplateFile(str(path), data["dataset"], data.get("subset"), templates)
+    subset = data.get("subset") if isinstance(data.get("subset"), str) else None
+    return TemplateFile(str(path), str(data.get("dataset") or ""), subset, templates), problems
 
 
 def load_template_file(path: str | Path) -> TemplateFile:
@@ -171,13 +178,29 @@ def _template_dict(t: Template) -> dict[str, Any]:
     return out
 
 
+class _Dumper(yaml.SafeDumper):
+    """Safe dumper writing multi-line strings as literal blocks, so templates read as written."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def dump_template_file(tf: TemplateFile) -> str:
-    """Serialise to taskmill's YAML format (deterministic key order)."""
+    """Serialise to taskmill's YAML format (deterministic key order).
+
+    Multi-line strings are literal blocks where YAML allows it (PyYAML falls back to quoting for
+    text a block cannot hold exactly, such as trailing spaces), so loading gives the same text.
+    """
     data: dict[str, Any] = {"dataset": tf.dataset}
     if tf.subset:
         data["subset"] = tf.subset
     data["templates"] = [_template_dict(t) for t in tf.templates]
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 def write_template_file(tf: TemplateFile, path: str | Path) -> None:
