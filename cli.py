@@ -45,7 +45,95 @@ def user_errors(func: F) -> F:
 # --- templates ------------------------------------------------------------------------------------
 
 
+@templates_app.command("lint")
+@user_errors
+def templates_lint(
+    files: Annotated[list[Path], typer.Argument(help="Template files (taskmill or PromptSource YAML).")],
+    data: Annotated[Optional[Path], typer.Option(help="JSONL dataset rows (HF schema) to check against.")] = None,
+    rows: Annotated[int, typer.Option(help="How many rows of --data to render.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of the `choice` filter.")] = 0,
+    plain: Annotated[bool, typer.Option(help="No colour.")] = False,
+) -> None:
+    """Report parse errors, unknown fields, single-brace text, empty renders, targets outside the choices, duplicates."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from taskmill.templates.lint import lint_paths
+
+    report = lint_paths(files, data, rows, seed)
+    console = Console(no_color=plain, highlight=False, soft_wrap=True)
+    for finding in report.findings:
+        style = "bold red" if finding.level == "error" else "yellow"
+        head, _, tail = finding.line().partition(f"{finding.level} [")
+        console.print(Text(head) + Text(finding.level, style=style) + Text(" [" + tail))
+    console.print(report.summary())
+    raise typer.Exit(1 if report.errors else 0)
+
+
+@templates_app.command("show")
+@user_errors
+def templates_show(
+    file: Annotated[Path, typer.Argument(help="Template file (taskmill or PromptSource YAML).")],
+    data: Annotated[Path, typer.Option(help="JSONL dataset rows (HF schema).")],
+    n: Annotated[int, typer.Option("-n", help="Rows per template.")] = 3,
+    seed: Annotated[Optional[int], typer.Option(help="Draw the rows at random with this seed (also seeds `choice`).")] = None,
+    template: Annotated[Optional[str], typer.Option(help="Only the template with this name or id.")] = None,
+) -> None:
+    """Print rendered examples (input, target, choices) of each template."""
+    from taskmill.templates.show import format_example, show_examples
+
+    for example in show_examples(file, data, n, seed, template):
+        typer.echo(format_example(example))
+
+
+@templates_app.command("convert-flan")
+@user_errors
+def templates_convert_flan(
+    task: Annotated[str, typer.Argument(help="FLAN task name (a key of flan_templates.json).")],
+    out: Annotated[Path, typer.Option(help="taskmill YAML file to write.")],
+    flan: Annotated[Optional[Path], typer.Option(help="FLAN's flan_templates.json (default $TASKMILL_FLAN_TEMPLATES).")] = None,
+    mapping: Annotated[Optional[str], typer.Option(help="Shipped mapping name, FILE.yaml or FILE.yaml:NAME.")] = None,
+    field: Annotated[Optional[list[str]], typer.Option(help="FLAN_FIELD=JINJA_EXPR over the HF row (repeatable).")] = None,
+    choices: Annotated[Optional[str], typer.Option(help="Answer choices Jinja source, split on |||.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="HF dataset id or id/config of the output file.")] = None,
+) -> None:
+    """Convert FLAN's format-string patterns for TASK into a taskmill template file."""
+    from taskmill.templates.flan import convert_flan
+
+    fields = dict(_key_value(item) for item in field or [])
+    result = convert_flan(task, out, flan=flan, mapping=mapping, fields=fields, answer_choices=choices, dataset=dataset)
+    typer.echo(f"wrote {len(result.template_file.templates)} template(s) for {result.template_file.dataset_id} to {out}")
+    for note in result.skipped:
+        typer.echo(f"skipped {note}")
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise TaskmillError(f"--field expects FLAN_FIELD=EXPRESSION, got '{item}'")
+    return key.strip(), value.strip()
+
+
 # --- builders -------------------------------------------------------------------------------------
+
+
+@app.command("build")
+@user_errors
+def build_cmd(
+    collection: Annotated[Path, typer.Argument(help="Collection YAML (tasks, sources, templates, formats).")],
+    out: Annotated[Path, typer.Option("--out", help="Corpus folder (replaced atomically).")],
+    num_proc: Annotated[int, typer.Option("--num-proc", help="Rendering processes (output does not depend on it).")] = 1,
+    save_to_disk: Annotated[bool, typer.Option("--save-to-disk", help="Also write DIR/hf_dataset (datasets.load_from_disk).")] = False,
+    format: Annotated[Optional[list[str]], typer.Option("--format", help="Formats to build, replacing the collection's (repeat).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="datasets cache folder (default: HF_DATASETS_CACHE).")] = None,
+) -> None:
+    """Build an instruction-tuning corpus: corpus.jsonl, corpus.parquet, card.md, manifest.json."""
+    from taskmill.builders.build import build_collection
+
+    result = build_collection(collection, out, num_proc=num_proc, save_to_disk=save_to_disk, formats=format,
+                              progress=progress, cache_dir=cache_dir)
+    typer.echo(f"wrote {result.rows} rows ({result.rendered} rendered) to {result.out}")
 
 
 # --- clusters -------------------------------------------------------------------------------------

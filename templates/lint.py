@@ -1,0 +1,277 @@
+"""``taskmill templates lint``: find template problems before a build trips on them.
+
+Checks, each finding naming file, template and row:
+
+* ``parse``: the file does not load (YAML, schema) or a Jinja source does not compile (error);
+* ``duplicate``: two templates share an id or a name (error);
+* ``unknown-field``: a source reads a variable the dataset rows do not have (error; a warning for
+  the promptsource dialect, where PromptSource renders it as empty text);
+* ``single-brace``: literal text such as ``{premise}`` whose name is a row field (or a variable of
+  the template): Jinja prints it verbatim, the classic silent template bug (error);
+* ``render``: the template fails on a sample row (error);
+* ``not-applicable``: a promptsource-dialect template renders no ``|||`` target on a row, which
+  PromptSource's convention treats as "skip this row" (warning);
+* ``empty-render``: the input or the target renders empty on a sample row (warning);
+* ``target-not-choice``: the target is not one of the answer choices (error for templates of the
+  original task, warning when ``original_task`` is false).
+
+Row-level findings are reported once per template and check, at the first row, with a count.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+from jinja2 import nodes
+
+from taskmill.errors import DataError, TaskmillError, TemplateError
+from taskmill.records import Rendered, Template, TemplateFile
+from taskmill.templates.engine import compile_template, environment, variables
+from taskmill.templates.fileformat import collect_taskmill, duplicate_problems, read_yaml
+
+Level = Literal["error", "warning"]
+# "{name}" or "{ name }" not part of "{{" / "}}": how Python format strings and slips of the pen look.
+_SINGLE_BRACE = re.compile(r"(?<!\{)\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}(?!\})")
+_RESERVED = {"answer_choices"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found by lint."""
+
+    level: Level
+    code: str
+    message: str
+    file: str
+    template: str | None = None
+    row: str | None = None
+
+    def line(self) -> str:
+        """``FILE: template 'T': row R: LEVEL [code] message`` on one line."""
+        where = [self.file]
+        if self.template is not None:
+            where.append(f"template '{self.template}'")
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        return ": ".join([*where, f"{self.level} [{self.code}] {' '.join(self.message.split())}"])
+
+
+@dataclass
+class LintReport:
+    """Findings over all files, with what was checked."""
+
+    findings: list[Finding] = field(default_factory=list)
+    files: int = 0
+    templates: int = 0
+    rows: int = 0
+
+    @property
+    def errors(self) -> int:
+        """Number of error findings."""
+        return sum(f.level == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        """Number of warning findings."""
+        return sum(f.level == "warning" for f in self.findings)
+
+    def summary(self) -> str:
+        """One line: counts of errors, warnings, files, templates and sample rows."""
+        return (f"{self.errors} error(s), {self.warnings} warning(s) in {self.files} file(s),"
+                f" {self.templates} template(s), {self.rows} sample row(s)")
+
+
+def read_rows(path: str | Path, limit: int | None) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``limit`` rows of a JSONL file, labelled ``name:line``.
+
+    Raises:
+        DataError: Missing file, a line that is not a JSON object, or no rows.
+    """
+    path = Path(path)
+    rows: list[tuple[str, dict[str, Any]]] = []
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if limit is not None and len(rows) >= limit:
+                    break
+                if not line.strip():
+                    continue
+                rows.append((f"{path.name}:{number}", _json_object(line, path, number)))
+    except FileNotFoundError:
+        raise DataError("data file not found", file=str(path)) from None
+    if not rows:
+        raise DataError("no rows (expected JSON Lines, one object per line)", file=str(path))
+    return rows
+
+
+def _json_object(line: str, path: Path, number: int) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(f"not JSON: {err.msg}", file=str(path), row=f"line {number}") from None
+    if not isinstance(obj, dict):
+        raise DataError("expected a JSON object", file=str(path), row=f"line {number}")
+    return obj
+
+
+def load_for_lint(path: Path) -> tuple[TemplateFile | None, list[str]]:
+    """Load a template file keeping the valid templates, with every problem as text."""
+    from taskmill.templates.fileformat import load_template_file
+
+    try:
+        if "!Template" in path.read_text(encoding="utf-8")[:4096]:
+            tf = load_template_file(path)
+            return tf, duplicate_problems(tf.templates)
+        return collect_taskmill(read_yaml(path), path)
+    except FileNotFoundError:
+        return None, ["file not found"]
+    except TaskmillError as err:
+        return None, list(getattr(err, "problems", [err.message]))
+    except (OSError, UnicodeDecodeError) as err:
+        return None, [f"cannot read: {err}"]
+
+
+def sources(template: Template) -> dict[str, str]:
+    """The template's Jinja sources by field name (``jinja`` for the promptsource dialect)."""
+    if template.dialect == "promptsource" and template.jinja is not None:
+        named = {"jinja": template.jinja}
+    else:
+        named = {"input": template.input, "target": template.target}
+    named |= {"answer_choices": template.answer_choices, "cot_target": template.cot_target}
+    return {name: src for name, src in named.items() if src is not None}
+
+
+def literal_texts(source: str) -> list[str]:
+    """Text a Jinja source prints verbatim (template data and raw blocks)."""
+    try:
+        ast = environment(True).parse(source)
+    except jinja2.TemplateSyntaxError:
+        return []
+    return [node.data for node in ast.find_all(nodes.TemplateData)]
+
+
+def single_braces(source: str, names: Iterable[str]) -> list[str]:
+    """``{name}`` snippets in the literal text of a source whose name is in ``names``."""
+    known = set(names)
+    return [m.group(0) for text in literal_texts(source) for m in _SINGLE_BRACE.finditer(text) if m.group(1) in known]
+
+
+def _static_findings(template: Template, file: str, fields: set[str] | None) -> list[Finding]:
+    """Findings that need no rendering: compile errors, unknown fields, single braces."""
+    out: list[Finding] = []
+    try:
+        compile_template(template)
+    except TemplateError as err:
+        out.append(Finding("error", "parse", err.message, file, template.name))
+    used = set().union(*(variables(src) for src in sources(template).values())) - _RESERVED
+    if fields is not None:
+        level: Level = "warning" if template.dialect == "promptsource" else "error"
+        effect = "renders as empty text" if level == "warning" else "fails every render"
+        for name in sorted(used - fields):
+            out.append(Finding(level, "unknown-field", f"uses '{name}', which the rows do not have ({effect});"
+                               f" rows have: {', '.join(sorted(fields))}", file, template.name))
+    known = used | (fields or set())
+    for where, src in sources(template).items():
+        for snippet in sorted(set(single_braces(src, known))):
+            out.append(Finding("error", "single-brace", f"{where}: '{snippet}' is literal text and renders verbatim;"
+                               " write '{{ " + snippet.strip("{} ") + " }}' to insert the field", file, template.name))
+    return out
+
+
+def _render(template: Template, row: dict[str, Any], seed: int) -> Rendered | tuple[Level, str, str]:
+    """The rendered row, or the (level, code, message) problem that stopped it."""
+    compiled = compile_template(template)
+    try:
+        if template.dialect != "promptsource":
+            return compiled.render(row, seed=seed)
+        parts = compiled.render_parts(row, seed=seed)
+        if len(parts) == 1:
+            # PromptSource's convention for "this template does not apply to this row" (its
+            # builders drop such rows), e.g. trec's per-category templates.
+            return ("warning", "not-applicable", "renders no '|||' target on this row, so the row is skipped")
+        if len(parts) != 2:
+            return ("error", "render", f"rendered to {len(parts)} parts; expected 'prompt ||| target'")
+        return Rendered(parts[0], parts[1], compiled.choices(row, seed=seed))
+    except TemplateError as err:
+        return ("error", "render", err.message)
+
+
+def _row_problems(template: Template, row: dict[str, Any], seed: int) -> list[tuple[Level, str, str]]:
+    """(level, code, message) problems of rendering one row."""
+    out = _render(template, row, seed)
+    if isinstance(out, tuple):
+        return [out]
+    problems: list[tuple[Level, str, str]] = []
+    for part in ("input", "target"):
+        if not getattr(out, part):
+            problems.append(("warning", "empty-render", f"{part} renders empty"))
+    if out.answer_choices is not None and out.target and out.target_index is None:
+        level: Level = "warning" if template.metadata.original_task is False else "error"
+        problems.append((level, "target-not-choice",
+                         f"target {out.target!r:.80} is not one of answer_choices {list(out.answer_choices)!r:.160}"))
+    return problems
+
+
+def _row_findings(template: Template, file: str, rows: Sequence[tuple[str, dict[str, Any]]], seed: int) -> list[Finding]:
+    """Render the sample rows; one finding per check, at its first row, with how many rows hit it."""
+    first: dict[str, Finding] = {}
+    counts: dict[str, int] = {}
+    for label, row in rows:
+        for level, code, message in _row_problems(template, row, seed):
+            counts[code] = counts.get(code, 0) + 1
+            first.setdefault(code, Finding(level, code, message, file, template.name, label))
+    out = []
+    for code, finding in first.items():
+        more = counts[code] - 1
+        suffix = f" (and {more} more of {len(rows)} sample rows)" if more else ""
+        out.append(Finding(finding.level, code, finding.message + suffix, file, template.name, finding.row))
+    return out
+
+
+def lint_file(path: str | Path, rows: Sequence[tuple[str, dict[str, Any]]] | None = None, seed: int = 0) -> tuple[list[Finding], int]:
+    """Lint one template file, optionally against sample rows; returns findings and template count."""
+    path = Path(path)
+    tf, problems = load_for_lint(path)
+    findings = [Finding("error", "duplicate" if p.startswith("duplicate") else "parse", p, str(path)) for p in problems]
+    if tf is None:
+        return findings, 0
+    fields = set().union(*(r.keys() for _, r in rows)) if rows else None
+    compiles = set()
+    for template in tf.templates:
+        static = _static_findings(template, str(path), fields)
+        findings += static
+        # A template that does not compile, or reads a field the rows lack in the strict dialect,
+        # would fail on every row: its static finding says it once.
+        if not any(f.level == "error" and f.code in ("parse", "unknown-field") for f in static):
+            compiles.add(template.id)
+    for template in tf.templates:
+        if rows and template.id in compiles:
+            findings += _row_findings(template, str(path), rows, seed)
+    return findings, len(tf.templates)
+
+
+def lint_paths(paths: Sequence[str | Path], data: str | Path | None = None, rows: int = 50, seed: int = 0) -> LintReport:
+    """Lint template files (taskmill or PromptSource format) against the first ``rows`` data rows.
+
+    Args:
+        paths: Template files.
+        data: A JSONL file of dataset rows (HF schema), or None to skip the row checks.
+        rows: How many rows of ``data`` to render.
+        seed: Seed of the ``choice`` filter.
+
+    Raises:
+        DataError: The data file is missing or malformed.
+    """
+    sample = read_rows(data, rows) if data is not None else None
+    report = LintReport(files=len(paths), rows=len(sample or []))
+    for path in paths:
+        findings, count = lint_file(path, sample, seed)
+        report.findings += findings
+        report.templates += count
+    return report
