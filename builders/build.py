@@ -87,9 +87,9 @@ def _sample(n: int, cap: int | None, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(n), cap))
 
 
-def plan_task(collection: Collection, index: int, task: TaskConfig) -> TaskPlan:
+def plan_task(collection: Collection, index: int, task: TaskConfig, cache_dir: str | None = None) -> TaskPlan:
     """Load and check one task: its rows, templates and the rows selected per split."""
-    data = load_task(task, collection)
+    data = load_task(task, collection, cache_dir)
     template_file, templates = (str(collection.resolve(task.sni)), ()) if task.sni else _templates(collection, task)
     for split in needed_splits(task) if templates else ():
         for t in templates:
@@ -266,6 +266,7 @@ def build_collection(
     save_to_disk: bool = False,
     formats: Sequence[str] | None = None,
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> BuildResult:
     """Build a corpus folder from a collection file.
 
@@ -276,6 +277,7 @@ def build_collection(
         save_to_disk: Also write the corpus as an HF ``datasets`` folder (``DIR/hf_dataset``).
         formats: Replace every task's formats.
         progress: Show a progress bar on stderr.
+        cache_dir: The ``datasets`` cache folder (None: ``HF_DATASETS_CACHE`` or its default).
 
     Raises:
         TaskmillError: Bad collection, data or template (one line); nothing is written.
@@ -285,7 +287,8 @@ def build_collection(
         collection = _with_formats(collection, formats)
     if num_proc < 1:
         raise ConfigError([f"--num-proc must be >= 1 (got {num_proc})"])
-    plans = [plan_task(collection, i, task) for i, task in enumerate(collection.tasks)]
+    cache = str(cache_dir) if cache_dir is not None else None
+    plans = [plan_task(collection, i, task, cache) for i, task in enumerate(collection.tasks)]
     try:
         rendered = render_all(plans, num_proc, progress)
     finally:

@@ -65,7 +65,7 @@ def _root_cause(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"
 
 
-def _load_files(task: TaskConfig, collection: Collection, splits: tuple[str, ...]) -> SourceData:
+def _load_files(task: TaskConfig, collection: Collection, splits: tuple[str, ...], cache_dir: str | None) -> SourceData:
     assert task.data_files is not None
     files = {s: [str(collection.resolve(f)) for f in task.data_files[s]] for s in splits}
     for split, paths in files.items():
@@ -75,7 +75,7 @@ def _load_files(task: TaskConfig, collection: Collection, splits: tuple[str, ...
     kind = DATA_EXTENSIONS[Path(files[splits[0]][0]).suffix.lower()]
     datasets = _quiet_datasets()
     try:
-        loaded = datasets.load_dataset(kind, data_files=files)
+        loaded = datasets.load_dataset(kind, data_files=files, cache_dir=cache_dir)
     except Exception as err:  # datasets raises many types; all mean "this file cannot be read"
         shown = ", ".join(p for ps in files.values() for p in ps)
         raise DataError(f"cannot read {kind} data: {_root_cause(err)}", file=shown, task=task.name) from None
@@ -84,12 +84,12 @@ def _load_files(task: TaskConfig, collection: Collection, splits: tuple[str, ...
     return SourceData(rows, paths, "data_files")
 
 
-def _load_hub(task: TaskConfig, splits: tuple[str, ...]) -> SourceData:
+def _load_hub(task: TaskConfig, splits: tuple[str, ...], cache_dir: str | None) -> SourceData:
     datasets = _quiet_datasets()
     rows = {}
     for split in splits:
         try:
-            rows[split] = datasets.load_dataset(task.hf_id, task.subset, split=split).to_list()
+            rows[split] = datasets.load_dataset(task.hf_id, task.subset, split=split, cache_dir=cache_dir).to_list()
         except Exception as err:  # offline, unknown id/config/split: all one line for the user
             config = f" config '{task.subset}'" if task.subset else ""
             raise DataError(
@@ -100,8 +100,13 @@ def _load_hub(task: TaskConfig, splits: tuple[str, ...]) -> SourceData:
     return SourceData(rows, (), "hub")
 
 
-def load_task(task: TaskConfig, collection: Collection) -> SourceData:
+def load_task(task: TaskConfig, collection: Collection, cache_dir: str | None = None) -> SourceData:
     """Load the rows of every split a task needs.
+
+    Args:
+        task: The task.
+        collection: Its collection (paths resolve against its folder).
+        cache_dir: The ``datasets`` cache folder (None: ``HF_DATASETS_CACHE`` or its default).
 
     Raises:
         DataError: A file or dataset cannot be read, or a split is empty.
@@ -111,7 +116,7 @@ def load_task(task: TaskConfig, collection: Collection) -> SourceData:
 
         return load_sni(task, collection)
     splits = needed_splits(task)
-    data = _load_files(task, collection, splits) if task.data_files else _load_hub(task, splits)
+    data = _load_files(task, collection, splits, cache_dir) if task.data_files else _load_hub(task, splits, cache_dir)
     for split in splits:
         if not data.splits[split]:
             raise DataError(f"split '{split}' is empty (0 rows); expected at least one row",

@@ -1,0 +1,132 @@
+"""Banks for the starter collection's NLI, paraphrase and commonsense tasks (text written for taskmill)."""
+
+NAMES = ["Ana", "Ben", "Chloe", "Dev", "Elena", "Farid", "Greta", "Hugo", "Imani", "Jack", "Keiko", "Luis",
+         "Mina", "Noah", "Olga", "Pavel", "Quinn", "Rahul", "Sofia", "Theo"]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+# NLI scenes: (place, activity, entailed generalisation, contradicting statement, neutral addition).
+# Hypotheses are written so that, given "<name> <activity> at the <place> on <day> morning.",
+# the entailed one must be true, the contradicting one cannot be, and the neutral one may or may not be.
+NLI_SCENES = [
+    ("bakery", "bought two loaves of bread", "bought something", "left the bakery without buying anything", "paid with cash"),
+    ("library", "returned three overdue books", "gave back some books", "kept every book at home that week", "paid a fine"),
+    ("park", "walked the dog for an hour", "spent time outdoors", "stayed indoors all morning", "met a neighbour there"),
+    ("pool", "swam twenty lengths", "did some exercise", "never got into the water", "swims there every week"),
+    ("post office", "posted a parcel to Canada", "sent something by post", "had nothing to post", "sent a birthday present"),
+    ("garage", "fixed a flat tyre on the bike", "repaired something", "left the tyre flat", "had to buy a new inner tube"),
+    ("market", "sold homemade jam", "sold food", "did not sell anything", "sold out by noon"),
+    ("station", "caught the early train to the coast", "travelled by rail", "missed the early train", "travelled with a friend"),
+    ("cookery school", "baked a lemon cake", "made a dessert", "did not bake anything", "baked it for a party"),
+    ("office", "gave a presentation to the whole team", "spoke in front of colleagues", "did not say a word to the team", "was nervous beforehand"),
+    ("hospital", "visited a friend recovering from surgery", "went to see someone", "stayed away from the hospital", "brought flowers"),
+    ("allotment", "planted a row of tomatoes", "did some gardening", "left the allotment untouched", "planted them from seed"),
+]
+NLI_FORMS = {
+    # label -> hypothesis forms: {name}, {place}, {day}, {gen}, {contra}, {neutral}
+    0: ["{name} {gen}.", "{name} was at the {place} on {day}.", "Someone was at the {place} that morning."],
+    1: ["{name} {neutral}.", "{name} went to the {place} with a relative.", "{name} went to the {place} by bus."],
+    2: ["{name} {contra}.", "{name} spent the whole of {day} morning at home.", "Nobody went to the {place} on {day} morning."],
+}
+
+# Paraphrase facts: (agent, past-tense verb that is also the participle, object, was/were, time)
+PARA_FACTS = [
+    ("the city council", "approved", "the new cycle lanes", "were", "in March"),
+    ("the museum", "reopened", "its dinosaur hall", "was", "last spring"),
+    ("the school", "cancelled", "the sports day", "was", "because of the rain"),
+    ("a local charity", "organised", "the food drive", "was", "over the weekend"),
+    ("the company", "recalled", "thousands of faulty heaters", "were", "in January"),
+    ("the orchestra", "performed", "a new symphony", "was", "on Friday night"),
+    ("the rangers", "rescued", "two stranded hikers", "were", "early on Sunday"),
+    ("the bakery", "donated", "its leftover bread", "was", "at closing time"),
+    ("the library", "extended", "its opening hours", "were", "in September"),
+    ("the hospital", "hired", "forty new nurses", "were", "this year"),
+    ("the team", "signed", "a young goalkeeper", "was", "in the summer"),
+    ("the airline", "delayed", "the morning flights", "were", "after the storm"),
+    ("the students", "painted", "the mural by the station", "was", "during the holidays"),
+    ("the farmers", "harvested", "the apples", "were", "a week early"),
+    ("the police", "closed", "the main road", "was", "for two hours"),
+    ("the publisher", "released", "the final book in the series", "was", "in October"),
+]
+# Changes that make a non-paraphrase: replacement verb (different meaning) per original verb.
+PARA_VERB_SWAPS = {
+    "approved": "rejected", "reopened": "closed", "cancelled": "postponed", "organised": "cancelled",
+    "recalled": "advertised", "performed": "cancelled", "rescued": "searched for", "donated": "sold",
+    "extended": "cut", "hired": "laid off", "signed": "sold", "delayed": "cancelled", "painted": "removed",
+    "harvested": "sold", "closed": "reopened", "released": "delayed",
+}
+PARA_TIME_SWAPS = ["in May", "last winter", "on Tuesday", "in August", "two years ago", "at the end of the month"]
+
+# COPA-style triples: (premise, a cause of it, an effect of it). The cause is a wrong answer when
+# the effect is asked for and the other way round, so the distractor is always on topic.
+CAUSE_EFFECT = [
+    ("The ice cream melted.", "It was left out in the sun.", "The child licked the drips off the cone."),
+    ("The baby started crying.", "Her toy fell out of the pram.", "Her father picked her up."),
+    ("The road was closed.", "A tree had fallen across it.", "Drivers had to take a long detour."),
+    ("The phone's battery died.", "I forgot to charge it overnight.", "I could not call a taxi."),
+    ("The crowd cheered.", "The team scored a last-minute goal.", "The players waved to the fans."),
+    ("The milk smelled sour.", "It had been in the fridge for two weeks.", "I poured it down the sink."),
+    ("The lights went out.", "A storm knocked down a power line.", "We lit some candles."),
+    ("She missed the bus.", "She overslept.", "She was late for work."),
+    ("The plant wilted.", "Nobody watered it for a week.", "I moved it closer to the tap to remember it."),
+    ("The window shattered.", "A football hit it.", "Glass covered the kitchen floor."),
+    ("The shop was packed.", "There was a half-price sale.", "The queue for the tills reached the door."),
+    ("He put on a thick coat.", "It was snowing outside.", "He stayed warm on the walk home."),
+    ("The cake was burnt.", "The oven was set far too hot.", "We scraped off the black crust."),
+    ("The dog barked loudly.", "A stranger knocked on the door.", "The neighbours looked out of their windows."),
+    ("The river flooded.", "It had rained for five days.", "The fields were under water."),
+    ("The cyclist fell off.", "Her wheel hit a pothole.", "She grazed her knee."),
+    ("The concert was cancelled.", "The singer lost her voice.", "Fans were offered refunds."),
+    ("The car would not start.", "The battery was flat.", "We walked to the station instead."),
+    ("My hands were freezing.", "I had left my gloves at home.", "I could barely unlock the door."),
+    ("The students cheered.", "The exam was cancelled.", "The teacher asked them to calm down."),
+    ("The bread went mouldy.", "It was kept in a damp cupboard.", "I threw the loaf away."),
+    ("The meeting ran late.", "Everyone argued about the budget.", "I missed my train home."),
+    ("The pond froze over.", "The temperature dropped below zero overnight.", "Children slid across the ice."),
+    ("The computer crashed.", "It ran out of memory.", "I lost the essay I was writing."),
+    ("The tomatoes ripened.", "They had weeks of warm sunshine.", "We made a big pot of sauce."),
+    ("The shirt shrank.", "It was washed in hot water.", "It no longer fit my brother."),
+    ("The waiter apologised.", "He spilled soup on a customer.", "The customer was given a free dessert."),
+    ("The hikers turned back.", "Thick fog rolled in over the hills.", "They reached the car park before dark."),
+    ("The kettle switched off.", "The water had boiled.", "I made a pot of tea."),
+    ("The tyre went flat.", "I drove over a nail.", "I had to fit the spare wheel."),
+    ("The library went quiet.", "The librarian asked everyone to hush.", "I could finally concentrate."),
+    ("The match was postponed.", "The pitch was waterlogged.", "Fans were told to keep their tickets."),
+    ("The lettuce was eaten.", "Slugs got into the vegetable patch.", "We had no salad for dinner."),
+    ("Her cheeks turned red.", "Everyone sang happy birthday to her.", "She hid her face behind her hands."),
+    ("The paint peeled.", "The wall was damp.", "We had to repaint the hallway."),
+    ("The boat capsized.", "A huge wave hit it side-on.", "The sailors swam to the shore."),
+    ("The restaurant closed early.", "The chef was taken ill.", "Diners had to eat elsewhere."),
+    ("The printer jammed.", "Two sheets were fed in at once.", "The report was not ready in time."),
+    ("The puppy fell asleep.", "It had played in the garden all afternoon.", "The house was finally quiet."),
+    ("I sneezed.", "Dust flew up from the old rug.", "The cat jumped off the sofa."),
+    ("The streets were empty.", "It was five in the morning.", "The delivery van made good time."),
+    ("The soup was bland.", "The cook forgot the salt.", "Everyone reached for the pepper."),
+    ("The glass overflowed.", "I kept pouring while talking.", "Juice dripped onto the table."),
+    ("The fire alarm went off.", "Someone burnt toast in the staff kitchen.", "Everyone gathered in the car park."),
+    ("The balloon popped.", "It touched a hot light bulb.", "The toddler burst into tears."),
+    ("The trains were delayed.", "Signals failed outside the city.", "Commuters crowded the platform."),
+    ("The bridge was repainted.", "The old paint had started to rust.", "It looked brand new."),
+    ("The film sold out.", "It had glowing reviews.", "We watched it the following week."),
+    ("My eyes felt tired.", "I had stared at a screen all day.", "I went to bed early."),
+    ("The fish died.", "The tank was not cleaned for months.", "My son was upset all evening."),
+    ("The farmer sold his tractor.", "He was retiring.", "He had money to travel."),
+    ("The ink smudged.", "I touched the page before it dried.", "The signature was hard to read."),
+    ("The cat hid under the bed.", "Fireworks were going off outside.", "We could not find it for an hour."),
+    ("The queue grew longer.", "Only one till was open.", "Some customers gave up and left."),
+    ("The candle went out.", "A draught blew in through the window.", "The room went dark."),
+    ("The shoes got muddy.", "I took a shortcut across the field.", "I left them by the back door."),
+    ("The teacher raised her voice.", "The class would not stop chatting.", "The room fell silent."),
+    ("The jam jar would not open.", "The lid was stuck with dried sugar.", "I ran it under hot water."),
+    ("The roof leaked.", "Several tiles blew off in the storm.", "We put a bucket in the attic."),
+    ("The runner collapsed.", "She was dehydrated.", "Medics rushed onto the track."),
+    ("The envelope was returned.", "The address was written wrongly.", "I posted the letter again."),
+    ("The garden filled with birds.", "I hung up a new feeder.", "The cat sat watching by the window."),
+    ("The crops failed.", "There had been no rain all summer.", "Food prices in the village rose."),
+    ("He laughed out loud.", "His friend told a silly joke.", "People on the train turned to look."),
+    ("The bookshelf collapsed.", "It was overloaded with heavy books.", "Books were scattered across the floor."),
+    ("The swimmer won gold.", "She had trained every morning for years.", "Her hometown threw a parade."),
+    ("The flowers bloomed early.", "The winter was unusually mild.", "Bees appeared in February."),
+    ("The museum was crowded.", "Entry was free that weekend.", "It was hard to see the paintings."),
+    ("The ice on the lake cracked.", "The weather turned warm.", "Skating was banned."),
+    ("The pen ran out.", "I had used it all term.", "I borrowed one from my neighbour."),
+]

@@ -1,0 +1,182 @@
+"""Bad input through the real CLI: one clear line on stderr, exit code 2, nothing half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PS_TEMPLATES = """dataset: tiny
+templates:
+  0a1b2c3d-0000-4000-8000-000000000001: !Template
+    answer_choices: bad ||| good
+    id: 0a1b2c3d-0000-4000-8000-000000000001
+    jinja: 'Review: {{sentence}} Good or bad? ||| {{ answer_choices[label] }}'
+    metadata: !TemplateMetadata
+      choices_in_prompt: true
+      languages: [en]
+      metrics: [Accuracy]
+      original_task: true
+    name: ps mood
+    reference: ''
+"""
+
+
+def _fails(result: Any, out: Path, *expected: str) -> str:
+    """Assert the one-line failure and that nothing was written; return the line."""
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("taskmill: error: "), result.stderr
+    assert "Traceback" not in result.output
+    for text in expected:
+        assert text in lines[0], lines[0]
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]  # no temp folder left
+    return lines[0]
+
+
+def _build(cli: Any, collection: Path, out: Path, cache_dir: Path) -> Any:
+    return cli(["build", collection, "--out", out, "--no-progress", "--cache-dir", cache_dir])
+
+
+def _edit_train(project: Path, index: int, **changes: Any) -> None:
+    path = project / "tiny" / "train.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[index].update(changes)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _edit_template(project: Path, template_id: str, **changes: str) -> None:
+    data = yaml.safe_load((project / "templates.yaml").read_text())
+    for t in data["templates"]:
+        if t["id"] == template_id:
+            t.update(changes)
+    (project / "templates.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_malformed_collection_yaml(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    (project / "collection.yaml").write_text("seed: 0\ntasks:\n  - name: tiny\n    dataset: [unclosed\n")
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "collection.yaml", "malformed YAML", "line ")
+
+
+def test_malformed_template_yaml(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    (project / "templates.yaml").write_text("dataset: tiny\ntemplates:\n  - id: x\n    input: '{{ sentence }\n")
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "templates.yaml", "task 'tiny'", "malformed YAML")
+
+
+def test_missing_collection_file(tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    _fails(_build(cli, tmp_path / "nope.yaml", tmp_path / "out", cache_dir), tmp_path / "out", "nope.yaml", "not found")
+
+
+def test_unknown_data_file(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    (project / "tiny" / "validation.jsonl").unlink()
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "task 'tiny'", "data file not found", "validation.jsonl")
+
+
+def test_collection_problems_are_listed_together(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    (project / "collection.yaml").write_text(yaml.safe_dump({
+        "seed": "zero", "formats": ["zero_shot", "two_shot"],
+        "tasks": [{"name": "a", "dataset": "tiny", "data_files": {"train": "tiny/train.jsonl"}, "templates": "templates.yaml",
+                   "max_examples": -1, "colour": "red"}],
+    }))
+    line = _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out")
+    for problem in ("seed must be an integer", "unknown format 'two_shot'", "max_examples must be an integer >= 1",
+                    "unknown key 'colour'"):
+        assert problem in line
+
+
+def test_unknown_hub_dataset_offline(project: Path, tmp_path: Path, cache_dir: Path) -> None:
+    (project / "hub.yaml").write_text(yaml.safe_dump({"tasks": [{"name": "ghost", "dataset": "no_such_dataset_xyz",
+                                                                 "splits": ["train"], "templates": "templates.yaml"}]}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(cache_dir)}
+    proc = subprocess.run([sys.executable, "-m", "taskmill", "build", str(project / "hub.yaml"), "--out",
+                           str(tmp_path / "out"), "--no-progress"], capture_output=True, text=True, env=env, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "task 'ghost'" in lines[0] and "cannot load dataset 'no_such_dataset_xyz'" in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout and not (tmp_path / "out").exists()
+
+
+def test_dataset_without_templates_or_library_file(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    (project / "lib.yaml").write_text(yaml.safe_dump({"tasks": [{"name": "t", "dataset": "no_such/lib_entry",
+                                                                 "data_files": {"train": "tiny/train.jsonl"}}]}))
+    _fails(_build(cli, project / "lib.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "lib.yaml", "task 't'", "no_such__lib_entry.yaml")
+
+
+def test_template_uses_a_field_the_row_lacks(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    _edit_template(project, "tiny-plain", input="{{ sentence }} ({{ rating }} stars)")
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "templates.yaml", "task 'tiny'", "template 'plain'", "row train[0]", "'rating'", "expected one of: sentence, label, idx")
+
+
+def test_single_brace_field(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    _edit_template(project, "tiny-mood", input="Review: {sentence}\nGood or bad?")
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "templates.yaml", "template 'mood'", "single-brace '{sentence}'", "'{{ sentence }}'")
+
+
+def test_label_out_of_range_taskmill_dialect(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    # The first template to meet row 3 (as an instance or as a few-shot exemplar) reports it.
+    _edit_train(project, 3, label=7)
+    line = _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+                  "templates.yaml", "task 'tiny'", "row train[3]", "label 7 is out of range", "expected 0..1")
+    assert "template 'mood'" in line or "template 'plain'" in line
+
+
+def test_label_out_of_range_promptsource_dialect(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    # PromptSource's lenient Jinja renders answer_choices[7] as "", which would pass as an empty target.
+    (project / "templates.yaml").write_text(PS_TEMPLATES)
+    _edit_train(project, 5, label=7)
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "task 'tiny'", "template 'ps mood'", "row train[5]", "label 7 is out of range")
+
+
+def test_negative_label_promptsource_dialect(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    # HF marks unlabelled rows -1, which Jinja would read as the last choice.
+    (project / "templates.yaml").write_text(PS_TEMPLATES)
+    _edit_train(project, 0, label=-1)
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "row train[0]", "label -1 is out of range")
+
+
+def test_empty_split(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    (project / "tiny" / "validation.jsonl").write_text("")
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "validation.jsonl", "task 'tiny'", "split 'validation' is empty")
+
+
+def test_failed_build_keeps_the_previous_corpus(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    out = tmp_path / "out"
+    assert _build(cli, project / "collection.yaml", out, cache_dir).exit_code == 0
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()}
+    _edit_train(project, 3, label=7)
+    result = _build(cli, project / "collection.yaml", out, cache_dir)
+    assert result.exit_code == 2 and "label 7 is out of range" in result.stderr
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
+
+
+def test_error_in_a_worker_process_is_one_line(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    _edit_train(project, 9, label=7)
+    result = cli(["build", project / "collection.yaml", "--out", tmp_path / "out", "--num-proc", "2",
+                  "--no-progress", "--cache-dir", cache_dir])
+    _fails(result, tmp_path / "out", "row train[9]", "label 7 is out of range")
+
+
+def test_no_traceback_from_a_real_process(project: Path, tmp_path: Path, cache_dir: Path) -> None:
+    (project / "collection.yaml").write_text("tasks: [\n")
+    env = {**os.environ, "HF_DATASETS_CACHE": str(cache_dir)}
+    proc = subprocess.run([sys.executable, "-m", "taskmill", "build", str(project / "collection.yaml"), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "malformed YAML" in proc.stderr and "Traceback" not in proc.stderr
