@@ -42,6 +42,12 @@ def _varlen(q: Any, k: Any, v: Any, cu: Any, max_len: int, scale: float) -> Any:
     """Causal varlen flash attention on ``[T, H, D]`` tensors."""
     from torch.nn.attention.varlen import varlen_attn
 
+    import torch
+
+    # under autocast RoPE returns fp32 q/k (fp32 cos/sin), and the flash kernel takes fp16/bf16 only
+    if torch.is_autocast_enabled("cuda"):
+        dtype = torch.get_autocast_dtype("cuda")
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     params = varlen_signature() or frozenset()
     kw: dict[str, Any] = {"scale": scale}
     groups = q.shape[1] // k.shape[1]

@@ -134,6 +134,7 @@ class RunConfig:
         eval_every: Evaluate held-out loss every N steps (0: only at the end).
         peak_tflops: Accelerator peak (dense bf16) for MFU; 0 detects H100/H200/A100.
         progress: Show a progress bar.
+        save_final: Save the adapter or model at the end (benchmarks turn it off).
     """
 
     output_dir: str = "runs/train"
@@ -149,6 +150,7 @@ class RunConfig:
     eval_every: int = 0
     peak_tflops: float = 0.0
     progress: bool = True
+    save_final: bool = True
 
 
 @dataclass

@@ -229,29 +229,22 @@ class MicroBatch:
                           move(self.cu_seqlens), self.max_seqlen, self.n_targets, self.doc_lengths)
 
 
-def make_micro_batch(docs: Sequence[Document], pin: bool = False) -> MicroBatch:
+def make_micro_batch(docs: Sequence[Document]) -> MicroBatch:
     """Lay documents end to end with per-document positions and shifted, masked targets."""
     import torch
 
-    ids, pos, tgt, cu = [], [], [], [0]
-    for d in docs:
-        n = len(d)
-        ids.extend(d.ids)
-        pos.extend(range(n))
-        # target for position t is token t+1 when t+1 is a completion token; never across documents
-        tgt.extend(d.ids[t + 1] if d.loss_mask[t + 1] else -100 for t in range(n - 1))
-        tgt.append(-100)
-        cu.append(cu[-1] + n)
-    batch = MicroBatch(
-        input_ids=torch.tensor([ids], dtype=torch.long),
-        position_ids=torch.tensor([pos], dtype=torch.long),
-        targets=torch.tensor(tgt, dtype=torch.long),
-        cu_seqlens=torch.tensor(cu, dtype=torch.int32),
-        max_seqlen=max(len(d) for d in docs),
-        n_targets=sum(d.n_targets for d in docs),
-        doc_lengths=[len(d) for d in docs],
+    lengths = [len(d) for d in docs]
+    ids = torch.tensor([t for d in docs for t in d.ids], dtype=torch.long)  # [T]
+    mask = torch.tensor([m for d in docs for m in d.loss_mask], dtype=torch.bool)  # [T]
+    cu = torch.tensor([0] + lengths, dtype=torch.int64).cumsum(0)  # [n_docs + 1]
+    starts = torch.repeat_interleave(cu[:-1], torch.tensor(lengths))  # [T] start of each token's document
+    pos = torch.arange(ids.numel()) - starts
+    # target for position t is token t+1 when that is a completion token of the same document
+    nxt_ids, nxt_mask = ids.roll(-1), mask.roll(-1)
+    nxt_mask[cu[1:] - 1] = False  # a document's last token predicts nothing
+    targets = torch.where(nxt_mask, nxt_ids, torch.full_like(ids, -100))
+    return MicroBatch(
+        input_ids=ids[None], position_ids=pos[None], targets=targets,
+        cu_seqlens=cu.to(torch.int32), max_seqlen=max(lengths),
+        n_targets=sum(d.n_targets for d in docs), doc_lengths=lengths,
     )
-    if pin:
-        for name in ("input_ids", "position_ids", "targets", "cu_seqlens"):
-            setattr(batch, name, getattr(batch, name).pin_memory())
-    return batch

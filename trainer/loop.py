@@ -256,7 +256,8 @@ class Trainer:
             result.eval_loss = self.evaluate()
             if result.eval_loss is not None:
                 log.write({"step": self.total, "eval_loss": result.eval_loss})
-            result.saved = self.save_final()
+            if r.save_final:
+                result.saved = self.save_final()
         finally:
             log.close()
         return result

@@ -78,13 +78,14 @@ def apply_lora(model: Any, cfg: LoraConfig) -> Any:
 def causal_lm(model: Any) -> Any:
     """The ``*ForCausalLM`` module under PEFT / DDP / compile wrappers."""
     m = model
-    while True:
-        if hasattr(m, "module") and not hasattr(m, "lm_head"):
-            m = m.module
-        elif hasattr(m, "get_base_model") and not hasattr(m, "lm_head"):
+    for _ in range(8):
+        if hasattr(m, "get_base_model"):  # PEFT (its __getattr__ also forwards lm_head, so test first)
             m = m.get_base_model()
+        elif type(m).__name__ in ("DistributedDataParallel", "PackedLoss"):
+            m = m.module if hasattr(m, "module") else m.lm
         else:
-            return m
+            break
+    return m
 
 
 def decoder_layers(model: Any) -> Any:

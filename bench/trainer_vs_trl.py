@@ -1,0 +1,302 @@
+"""taskmill's trainer vs TRL's SFTTrainer (packing="bfd"), side by side in one process.
+
+Same model shape (random init, same seed), same synthetic documents (random token ids: prompt
+51-409 tokens without loss, completion 4-204 with loss), same tokens per optimizer step
+(TRL: 8 bins x 2048 tokens; taskmill: a 16,384-token step). Prints real tokens/s, peak memory,
+their ratios, and taskmill's MFU, for full fine-tuning and LoRA r=16 on all linear layers.
+
+    python bench/trainer_vs_trl.py            # Qwen2.5-0.5B shape, needs CUDA
+    python bench/trainer_vs_trl.py --tiny     # small shape, CPU, checks the wiring
+
+MFU: ``mfu`` counts the FLOPs the step needs (decoder on every token, output head on completion
+tokens only, since only they carry loss; LoRA: no weight gradients for frozen weights); ``mfu_6n``
+is the usual 6 x params x tokens convention (head on every token) plus causal attention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+QWEN05 = dict(model_type="qwen2", hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
+              num_key_value_heads=2, intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True,
+              max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6)
+TINY = dict(model_type="qwen2", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, intermediate_size=128, vocab_size=1000, tie_word_embeddings=True,
+            max_position_embeddings=1024)
+
+
+def make_rows(n: int, vocab: int, prompt: tuple[int, int], completion: tuple[int, int], seed: int) -> list:
+    """(ids, loss_mask) pairs of random tokens; ids avoid 0 (used as TRL's pad/eos)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        p, c = rng.randint(*prompt), rng.randint(*completion)
+        rows.append(([rng.randrange(1, vocab) for _ in range(p + c)], [0] * p + [1] * c))
+    return rows
+
+
+def _reset_cuda() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gb() -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
+
+
+def run_taskmill(a: argparse.Namespace, rows: list, lora: bool, micro: int, compile_: bool) -> dict[str, Any]:
+    """Train with taskmill for warmup + steps optimizer steps; measure the steps after warm-up."""
+    from taskmill.trainer import config_from_dict, train
+    from taskmill.trainer.data import Document
+
+    _reset_cuda()
+    docs = [Document(tuple(i), tuple(m)) for i, m in rows]
+    cfg = config_from_dict({
+        "model": {"arch": a.arch, "compile": compile_},
+        "lora": {"enabled": lora, "r": 16, "alpha": 32, "target_modules": "all-linear"},
+        "data": {"tokens_per_step": a.step_tokens, "micro_batch_tokens": micro, "max_length": a.seq_len},
+        "optim": {"lr": 2e-4 if lora else 2e-5, "warmup_steps": a.warmup},
+        "run": {"output_dir": tempfile.mkdtemp(prefix="tm-bench-"), "max_steps": a.warmup + a.steps,
+                "progress": False, "save_final": False, "seed": a.seed},
+    })
+    res = train(cfg, docs)
+    timed = res.records[a.warmup:]
+    seconds = sum(r["step_s"] for r in timed)
+    out = {"tokens_per_s": sum(r["tokens"] for r in timed) / seconds, "peak_gb": _peak_gb(),
+           "tokens_per_step": sum(r["tokens"] for r in timed) / len(timed), "first_loss": res.records[0]["loss"],
+           "last_loss": res.records[-1]["loss"]}
+    if timed[0]["mfu"] is not None:
+        out["mfu"] = sum(r["mfu"] * r["step_s"] for r in timed) / seconds
+        out["mfu_6n"] = sum(r["mfu_6n"] * r["step_s"] for r in timed) / seconds
+    return out
+
+
+def _tiny_tokenizer() -> Any:
+    """A 3-token tokenizer: the data are token ids already; TRL only needs pad/eos ids from it."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(WordLevel({"<pad>": 0, "<eos>": 1, "<unk>": 2}, unk_token="<unk>"))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+
+
+class _Clock:
+    """TrainerCallback-compatible step timer (synchronises CUDA at step edges)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.t0 = 0.0
+
+    @staticmethod
+    def _sync() -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class Cb(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):  # noqa: ANN001, ANN003
+                clock._sync()
+                clock.t0 = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001, ANN003
+                clock._sync()
+                clock.times.append(time.perf_counter() - clock.t0)
+
+        return Cb()
+
+
+def run_trl(a: argparse.Namespace, rows: list, lora: bool) -> dict[str, Any]:
+    """TRL SFTTrainer, packing='bfd' (per-document attention via SDPA masks), same steps."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    _reset_cuda()
+    arch = dict(a.arch)
+    hf_cfg = AutoConfig.for_model(arch.pop("model_type"), **arch)
+    torch.manual_seed(a.seed)
+    model = AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.float32, attn_implementation="sdpa")
+    ds = Dataset.from_dict({"input_ids": [i for i, _ in rows],
+                           "labels": [[t if m else -100 for t, m in zip(i, mk)] for i, mk in rows]})
+    cuda = torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=tempfile.mkdtemp(prefix="trl-bench-"), per_device_train_batch_size=a.trl_batch,
+        max_length=a.seq_len, packing=True, packing_strategy="bfd", bf16=cuda, gradient_checkpointing=False,
+        max_steps=a.warmup + a.steps, learning_rate=2e-4 if lora else 2e-5, lr_scheduler_type="cosine",
+        warmup_steps=a.warmup, logging_steps=10_000, save_strategy="no", report_to="none", seed=a.seed,
+        use_cpu=not cuda, dataloader_num_workers=0, dataset_num_proc=None, disable_tqdm=True,
+    )
+    peft_cfg = None
+    if lora:
+        from peft import LoraConfig
+
+        peft_cfg = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+    clock = _Clock()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=_tiny_tokenizer(),
+                         peft_config=peft_cfg, callbacks=[clock.callback()])
+    counts: list[int] = []
+    collate = trainer.data_collator
+
+    def counting(batch: list) -> Any:
+        out = collate(batch)
+        counts.append(int(sum(len(x["input_ids"]) for x in batch)))
+        return out
+
+    trainer.data_collator = counting
+    trainer.train()
+    tokens = counts[a.warmup:a.warmup + a.steps]
+    seconds = sum(clock.times[a.warmup:a.warmup + a.steps])
+    out = {"tokens_per_s": sum(tokens) / seconds, "peak_gb": _peak_gb(), "tokens_per_step": sum(tokens) / len(tokens),
+           "padding_free": bool(trainer.padding_free)}
+    del trainer, model
+    return out
+
+
+def check_varlen(a: argparse.Namespace, rows: list) -> dict[str, Any]:
+    """Gate before speed: packed loss and gradients through varlen flash vs per-document SDPA (bf16).
+
+    Two decoder layers of the benchmark shape, one 16k-token packed micro-batch.
+    """
+    import torch
+
+    from taskmill.trainer import attention
+    from taskmill.trainer.config import ModelConfig
+    from taskmill.trainer.data import Document, make_micro_batch, pack_micro_batches
+    from taskmill.trainer.engine import PackedLoss, batch_inputs
+    from taskmill.trainer.model import build_model
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA"}
+    docs = [Document(tuple(i), tuple(m)) for i, m in rows[:200]]
+    first = pack_micro_batches(range(len(docs)), [len(d) for d in docs], a.step_tokens)[0]
+    mb = make_micro_batch([docs[i] for i in first])
+    arch = {**a.arch, "num_hidden_layers": 2}
+    lm = build_model(ModelConfig(arch=arch), attention.register("auto"), a.seed).cuda()
+    out = {}
+    for mode in ("varlen", "sdpa_per_doc"):
+        attention.register(mode)
+        lm.zero_grad()
+        loss = PackedLoss(lm, 4096, torch.bfloat16)(**batch_inputs(mb, torch.device("cuda")), scale=1 / mb.n_targets)
+        loss.backward()
+        out[mode] = (loss.item(), torch.cat([p.grad.flatten() for p in lm.parameters()]).clone())
+    attention.register("auto")
+    (lv, gv), (ls, gs) = out["varlen"], out["sdpa_per_doc"]
+    return {"docs": len(first), "tokens": int(mb.input_ids.numel()), "loss_varlen": lv, "loss_sdpa": ls,
+            "loss_rel_diff": abs(lv - ls) / abs(ls), "grad_rel_diff": float((gv - gs).norm() / gs.norm())}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tiny", action="store_true", help="small shape on CPU (wiring check)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--modes", default="full,lora")
+    p.add_argument("--extra", default="micro8192,compile", help="extra taskmill variants: micro8192, compile")
+    p.add_argument("--deadline", type=float, default=1e9, help="skip extra variants after this many seconds")
+    p.add_argument("--skip-trl", action="store_true")
+    p.add_argument("--out", default=None, help="write results JSON here")
+    a = p.parse_args(argv)
+    if a.tiny:
+        a.arch, a.seq_len, a.trl_batch, a.prompt, a.completion = TINY, 128, 4, (5, 40), (1, 20)
+        a.steps, a.warmup = min(a.steps, 4), min(a.warmup, 1)
+    else:
+        a.arch, a.seq_len, a.trl_batch, a.prompt, a.completion = QWEN05, 2048, 8, (51, 409), (4, 204)
+    a.step_tokens = a.seq_len * a.trl_batch
+    return a
+
+
+def _save(results: dict[str, Any], path: str | None) -> None:
+    if path:
+        Path(path).write_text(json.dumps(results, indent=1))
+
+
+def _attempt(results: dict[str, Any], key: str, fn: Any, path: str | None) -> None:
+    t = time.perf_counter()
+    try:
+        results[key] = fn()
+    except Exception as err:  # a failed variant is reported, the others still run
+        traceback.print_exc()
+        results[key] = {"error": f"{type(err).__name__}: {err}"}
+    results[key]["wall_s"] = time.perf_counter() - t
+    print(f"[{key}] {json.dumps(results[key])}", flush=True)
+    _save(results, path)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    import torch
+
+    a = parse(argv)
+    mean = (sum(a.prompt) + sum(a.completion)) / 2
+    rows = make_rows(int((a.warmup + a.steps) * a.step_tokens / mean * 1.5) + 64, a.arch["vocab_size"],
+                     a.prompt, a.completion, a.seed)
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                               "torch": torch.__version__, "rows": len(rows), "step_tokens": a.step_tokens}
+    _attempt(results, "check_varlen_vs_sdpa", lambda: check_varlen(a, rows), a.out)
+    for mode in a.modes.split(","):
+        lora = mode == "lora"
+        _attempt(results, f"taskmill_{mode}", lambda: run_taskmill(a, rows, lora, a.step_tokens, False), a.out)
+        if not a.skip_trl:
+            _attempt(results, f"trl_{mode}", lambda: run_trl(a, rows, lora), a.out)
+    for mode in a.modes.split(","):
+        for extra in filter(None, a.extra.split(",")):
+            if time.perf_counter() - t0 > a.deadline:
+                print(f"skipping {extra} {mode}: past --deadline", flush=True)
+                continue
+            micro = a.step_tokens // 2 if extra == "micro8192" else a.step_tokens
+            fn = lambda: run_taskmill(a, rows, mode == "lora", micro, extra == "compile")  # noqa: E731
+            _attempt(results, f"taskmill_{mode}_{extra}", fn, a.out)
+    report(results, a.modes.split(","))
+    _save(results, a.out)
+    return results
+
+
+def report(results: dict[str, Any], modes: list[str]) -> None:
+    """Print the comparison table (ratios are taskmill / TRL)."""
+    print(f"\ndevice: {results['device']}  torch {results['torch']}  tokens/step {results['step_tokens']}")
+    print(f"{'run':34s} {'tok/s':>10s} {'peak GB':>8s} {'x TRL tok/s':>11s} {'x TRL mem':>9s} {'MFU':>6s} {'MFU6N':>6s}")
+    for mode in modes:
+        base = results.get(f"trl_{mode}", {})
+        for key in [k for k in results if k.startswith(("taskmill_" + mode, "trl_" + mode))]:
+            r = results[key]
+            if "error" in r:
+                print(f"{key:34s} ERROR {r['error'][:80]}")
+                continue
+            speed = r["tokens_per_s"] / base["tokens_per_s"] if base.get("tokens_per_s") else float("nan")
+            mem = (r["peak_gb"] / base["peak_gb"]) if base.get("peak_gb") and r.get("peak_gb") else float("nan")
+            mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else "-"
+            mfu6 = f"{100 * r['mfu_6n']:.1f}%" if r.get("mfu_6n") is not None else "-"
+            peak = f"{r['peak_gb']:.1f}" if r.get("peak_gb") is not None else "-"
+            print(f"{key:34s} {r['tokens_per_s']:10,.0f} {peak:>8s} {speed:11.2f} {mem:9.2f} {mfu:>6s} {mfu6:>6s}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
