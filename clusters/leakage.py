@@ -4,9 +4,10 @@
    task is dropped whole. ``source_aliases`` lets one source have several ids (``glue/rte`` and
    ``super_glue/rte`` hold the same pairs).
 2. Near-duplicate instances: each row's prompt is normalised (NFKC, lower case, punctuation
-   removed, whitespace collapsed) and cut into word n-gram shingles. Template boilerplate - shingles
-   found in most rows of one (task, template) - is removed first, so the same instance under two
-   different templates still matches, and two different instances under one template do not.
+   removed, whitespace collapsed). Template boilerplate - the words covered by word n-grams found
+   in most rows of one (task, template) - is dropped, and the rest is cut into word n-gram
+   shingles, so the same instance under two different templates still matches, and two different
+   instances under one template do not.
    A training row is removed when its normalised text equals a held-out row's, or when the Jaccard
    similarity of their shingle sets reaches ``threshold``. MinHash signatures with LSH banding
    find the candidate pairs; every candidate is then checked with the exact Jaccard, so the
@@ -30,7 +31,7 @@ from taskmill.records import Row
 if TYPE_CHECKING:
     import numpy as np
 
-MERSENNE_61 = (1 << 61) - 1
+PRIME_32 = 4294967291  # largest prime below 2^32
 _PUNCT = re.compile(r"[^\w\s]+")
 
 
@@ -40,13 +41,14 @@ class DedupConfig:
 
     Attributes:
         enabled: Run the near-duplicate guard at all.
-        ngram: Words per shingle (texts shorter than this are one shingle).
+        ngram: Words per shingle (texts shorter than this are one shingle). Instances are short
+            (a review, a premise), so 3 words rather than the 5-13 used for whole documents.
         threshold: Jaccard similarity at or above which a training row is removed.
         num_perm: MinHash permutations (``bands * rows_per_band``).
         bands: LSH bands; a pair becomes a candidate when one band matches fully. With 64
-            permutations in 16 bands of 4, pairs at Jaccard 0.5 are found with p ~ 0.65 and pairs
-            at 0.8 with p > 0.999.
-        boilerplate_share: A shingle in more than this share of a (task, template)'s rows is
+            permutations in 16 bands of 4, pairs at Jaccard 0.5 are found with p ~ 0.64, at 0.7
+            with p ~ 0.98 and at 0.8 with p > 0.999.
+        boilerplate_share: An n-gram in more than this share of a (task, template)'s rows is
             template text, not instance text.
         boilerplate_min_rows: Boilerplate is only learned from groups of at least this many rows.
         with_completion: Compare prompt and completion, not the prompt alone.
@@ -54,8 +56,8 @@ class DedupConfig:
     """
 
     enabled: bool = True
-    ngram: int = 5
-    threshold: float = 0.8
+    ngram: int = 3
+    threshold: float = 0.7
     num_perm: int = 64
     bands: int = 16
     boilerplate_share: float = 0.5
@@ -86,12 +88,36 @@ def normalise(text: str) -> str:
     return " ".join(_PUNCT.sub(" ", text).split())
 
 
-def shingles(norm: str, n: int) -> set[int]:
-    """CRC32 hashes of the word n-grams of a normalised text (one shingle when shorter than n)."""
-    words = norm.split()
+def shingles(words: Sequence[str], n: int) -> set[int]:
+    """CRC32 hashes of the word n-grams of a token list (one shingle when shorter than n)."""
     if len(words) <= n:
-        return {zlib.crc32(norm.encode())} if words else set()
+        return {zlib.crc32(" ".join(words).encode())} if words else set()
     return {zlib.crc32(" ".join(words[i : i + n]).encode()) for i in range(len(words) - n + 1)}
+
+
+def _ngrams(words: Sequence[str], n: int) -> list[str]:
+    return [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def boilerplate_ngrams(token_lists: Sequence[Sequence[str]], n: int, share: float) -> set[str]:
+    """Word n-grams found in more than ``share`` of the given rows (one template's rows)."""
+    counts = Counter(g for words in token_lists for g in set(_ngrams(words, n)))
+    return {g for g, c in counts.items() if c > share * len(token_lists)}
+
+
+def strip_boilerplate(words: Sequence[str], boiler: set[str], n: int) -> list[str]:
+    """Drop every token covered by a boilerplate n-gram, keeping the instance's own words.
+
+    Dropping tokens (not just shingles) matters: shingles that straddle template and instance
+    text differ between templates and would otherwise pull a true duplicate below threshold.
+    """
+    if not boiler:
+        return list(words)
+    covered = [False] * len(words)
+    for i, gram in enumerate(_ngrams(words, n)):
+        if gram in boiler:
+            covered[i : i + n] = [True] * n
+    return [w for w, c in zip(words, covered) if not c]
 
 
 @dataclass
@@ -114,39 +140,40 @@ class RowPrints:
     index: dict[str, int] = field(default_factory=dict)
 
 
-def _boilerplate(rows: Sequence[Row], sets: list[set[int]], config: DedupConfig) -> dict[tuple[str, str], set[int]]:
+def _content_tokens(rows: Sequence[Row], tokens: list[list[str]], config: DedupConfig) -> list[list[str]]:
     groups: dict[tuple[str, str], list[int]] = {}
     for i, row in enumerate(rows):
         groups.setdefault((row.task, row.template_id), []).append(i)
-    out = {}
-    for key, members in groups.items():
+    out = list(tokens)
+    for members in groups.values():
         if len(members) < config.boilerplate_min_rows:
-            continue
-        counts = Counter(s for i in members for s in sets[i])
-        limit = config.boilerplate_share * len(members)
-        out[key] = {s for s, c in counts.items() if c > limit}
+            continue  # too few rows to tell template text from instance text
+        boiler = boilerplate_ngrams([tokens[i] for i in members], config.ngram, config.boilerplate_share)
+        for i in members:
+            out[i] = strip_boilerplate(tokens[i], boiler, config.ngram)
     return out
 
 
 def minhash(sets: Sequence[frozenset[int]], num_perm: int, seed: int) -> np.ndarray:
-    """``(len(sets), num_perm)`` MinHash signatures under ``h -> (a*h + b) mod (2^61 - 1)``.
+    """``(len(sets), num_perm)`` MinHash signatures under ``h -> (a*h + b) mod p``, p < 2^32 prime.
 
     Empty sets get the maximal signature (they match only each other, and are then re-checked).
     """
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    # a, b < 2^29 and h < 2^32 keep a*h + b below 2^64: exact in uint64.
-    a = rng.integers(1, 1 << 29, size=(num_perm, 1), dtype=np.uint64)
-    b = rng.integers(0, 1 << 29, size=(num_perm, 1), dtype=np.uint64)
-    out = np.full((len(sets), num_perm), MERSENNE_61, dtype=np.uint64)
+    # a, b, h < p < 2^32 keep a*h + b below 2^64: exact in uint64, and a full-range a makes the
+    # map scramble the order of h (a small a would keep it, and every minimum would agree).
+    a = rng.integers(1, PRIME_32, size=(num_perm, 1), dtype=np.uint64)
+    b = rng.integers(0, PRIME_32, size=(num_perm, 1), dtype=np.uint64)
+    out = np.full((len(sets), num_perm), PRIME_32, dtype=np.uint64)
     for start in range(0, len(sets), 2048):  # chunks bound the (num_perm, shingles) temporary
         block = sets[start : start + 2048]
-        flat = np.fromiter((h for s in block for h in s), dtype=np.uint64)
+        flat = np.fromiter((h for s in block for h in s), dtype=np.uint64) % np.uint64(PRIME_32)
         sizes = np.array([len(s) for s in block])
         if flat.size == 0:
             continue
-        values = (a * flat[None, :] + b) % np.uint64(MERSENNE_61)  # (num_perm, n_shingles)
+        values = (a * flat[None, :] + b) % np.uint64(PRIME_32)  # (num_perm, n_shingles)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         nonempty = sizes > 0
         mins = np.minimum.reduceat(values, starts[nonempty], axis=1)  # (num_perm, n_nonempty)
@@ -172,9 +199,8 @@ def fingerprint(rows: Sequence[Row], config: DedupConfig) -> RowPrints:
     import numpy as np
 
     texts = [normalise(f"{r.prompt}\n{r.completion}" if config.with_completion else r.prompt) for r in rows]
-    raw = [shingles(t, config.ngram) for t in texts]
-    boiler = _boilerplate(rows, raw, config)
-    sets = [frozenset(s - boiler.get((r.task, r.template_id), set())) for r, s in zip(rows, raw)]
+    content = _content_tokens(rows, [t.split() for t in texts], config)
+    sets = [frozenset(shingles(words, config.ngram)) for words in content]
     exact = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big") for t in texts]
     bands = band_keys(minhash(sets, config.num_perm, config.seed), config.bands) if rows else np.zeros((0, config.bands), np.uint64)
     ids = [r.id for r in rows]
