@@ -1,0 +1,121 @@
+"""Aggregation of per-example scores: per template, per task (median and spread across templates,
+as T0 reports), per cluster (mean of its tasks' medians), with seeded bootstrap 95% intervals.
+
+The bootstrap resamples examples within each template (the unit that was sampled), B times; the same
+draws feed the template means, the task medians and the cluster means, so every interval is for the
+statistic actually reported.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def _ci(draws: np.ndarray) -> list[float]:
+    """Percentile 95% interval of bootstrap draws (B,)."""
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
+def _template_draws(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(B,) bootstrap means of one template's per-example values."""
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    return values[idx].mean(axis=1)
+
+
+def aggregate(
+    examples: Sequence[Mapping[str, Any]],
+    *,
+    clusters: Mapping[str, str] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Summaries of scored examples.
+
+    Args:
+        examples: Dicts with ``task``, ``template_id``, ``template_name``, ``format``, ``primary``
+            (metric name) and ``scores`` (metric -> value).
+        clusters: Task -> cluster name; tasks without one are left out of ``per_cluster``.
+        n_boot: Bootstrap resamples (0 disables intervals).
+        seed: Seed of the bootstrap generator.
+
+    Returns:
+        ``{"per_template": [...], "per_task": [...], "per_cluster": [...]}``, each list sorted by
+        its keys; every entry gives ``metric`` (the primary one), ``score`` and ``ci95``.
+    """
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for ex in examples:
+        groups[(ex["task"], ex["format"], ex["template_id"])].append(ex)
+    per_template, draws = [], {}
+    for key in sorted(groups):
+        entry, boot = _summarise_template(groups[key], n_boot, rng)
+        per_template.append(entry)
+        draws[key] = boot
+    per_task, task_draws = _per_task(per_template, draws, n_boot)
+    per_cluster = _per_cluster(per_task, task_draws, clusters or {}, n_boot)
+    return {"per_template": per_template, "per_task": per_task, "per_cluster": per_cluster}
+
+
+def _summarise_template(rows: list[Mapping[str, Any]], n_boot: int, rng: np.random.Generator) -> tuple[dict, Any]:
+    first = rows[0]
+    primary = first["primary"]
+    metrics = {}
+    for name in sorted({m for r in rows for m in r["scores"]}):
+        values = np.array([r["scores"][name] for r in rows if name in r["scores"]], dtype=float)
+        metrics[name] = round(float(values.mean()), 4)
+    values = np.array([r["scores"][primary] for r in rows], dtype=float)
+    boot = _template_draws(values, n_boot, rng) if n_boot else None
+    entry = {
+        "task": first["task"], "format": first["format"], "template_id": first["template_id"],
+        "template_name": first["template_name"], "n": len(rows), "metric": primary,
+        "score": round(float(values.mean()), 4), "ci95": _ci(boot) if boot is not None else None,
+        "metrics": metrics,
+    }
+    return entry, boot
+
+
+def _per_task(per_template: list[dict], draws: dict, n_boot: int) -> tuple[list[dict], dict]:
+    by_task: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for entry in per_template:
+        by_task[(entry["task"], entry["format"])].append(entry)
+    out, task_draws = [], {}
+    for (task, fmt), entries in sorted(by_task.items()):
+        scores = np.array([e["score"] for e in entries])
+        boot = None
+        if n_boot:
+            stacked = np.stack([draws[(task, fmt, e["template_id"])] for e in entries])  # (T, B)
+            boot = np.median(stacked, axis=0)
+            task_draws[(task, fmt)] = boot
+        out.append({
+            "task": task, "format": fmt, "n_templates": len(entries), "n": int(sum(e["n"] for e in entries)),
+            "metrics": sorted({e["metric"] for e in entries}),
+            "score": round(float(np.median(scores)), 4), "ci95": _ci(boot) if boot is not None else None,
+            "spread": {
+                "min": round(float(scores.min()), 4), "q1": round(float(np.percentile(scores, 25)), 4),
+                "q3": round(float(np.percentile(scores, 75)), 4), "max": round(float(scores.max()), 4),
+                "std": round(float(scores.std()), 4),
+            },
+        })
+    return out, task_draws
+
+
+def _per_cluster(per_task: list[dict], task_draws: dict, clusters: Mapping[str, str], n_boot: int) -> list[dict]:
+    by_cluster: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for entry in per_task:
+        if entry["task"] in clusters:
+            by_cluster[(clusters[entry["task"]], entry["format"])].append(entry)
+    out = []
+    for (cluster, fmt), entries in sorted(by_cluster.items()):
+        boot = None
+        if n_boot:
+            boot = np.stack([task_draws[(e["task"], fmt)] for e in entries]).mean(axis=0)
+        out.append({
+            "cluster": cluster, "format": fmt, "tasks": [e["task"] for e in entries],
+            "score": round(float(np.mean([e["score"] for e in entries])), 4),
+            "ci95": _ci(boot) if boot is not None else None,
+        })
+    return out

