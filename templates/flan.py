@@ -164,27 +164,34 @@ def convert_pattern(pattern: str, mapping: FlanMapping) -> str:
         TaskmillError: The pattern is not a valid format string, uses a conversion or format spec,
             or names a field the mapping does not cover.
     """
-    out = []
+    out: list[str] = []
+    text = ""  # literal text since the last field ("{{" arrives as its own piece)
     try:
         parsed = list(string.Formatter().parse(pattern))
     except ValueError as err:
         raise TaskmillError(f"not a Python format string ({err}): {pattern!r:.80}") from None
     for literal, name, spec, conversion in parsed:
-        out.append(_literal(literal))
+        text += literal
         if name is None:
             continue
-        if spec or conversion:
-            raise TaskmillError(f"field '{{{name}}}' uses a format spec or conversion, which has no Jinja form")
-        if name in OPTIONS_FIELDS and name not in mapping.fields:
-            if mapping.answer_choices is None:
-                raise TaskmillError(f"'{{{name}}}' lists the options, but mapping '{mapping.name}' has no answer_choices")
-            out.append(OPTIONS_BLOCK)
-            continue
-        expr = mapping.fields.get(name)
-        if expr is None:
-            raise TaskmillError(f"mapping '{mapping.name}' has no expression for FLAN field '{name}'")
-        out.append("{{ " + expr + " }}")
-    return "".join(out)
+        out.append(_literal(text))
+        text = ""
+        out.append(_field(name, spec, conversion, mapping))
+    return "".join([*out, _literal(text)])
+
+
+def _field(name: str, spec: str | None, conversion: str | None, mapping: FlanMapping) -> str:
+    """The Jinja for one ``{field}`` of a pattern."""
+    if spec or conversion:
+        raise TaskmillError(f"field '{{{name}}}' uses a format spec or conversion, which has no Jinja form")
+    if name in OPTIONS_FIELDS and name not in mapping.fields:
+        if mapping.answer_choices is None:
+            raise TaskmillError(f"'{{{name}}}' lists the options, but mapping '{mapping.name}' has no answer_choices")
+        return OPTIONS_BLOCK
+    expr = mapping.fields.get(name)
+    if expr is None:
+        raise TaskmillError(f"mapping '{mapping.name}' has no expression for FLAN field '{name}'")
+    return "{{ " + expr + " }}"
 
 
 def pattern_fields(pattern: str) -> set[str]:
