@@ -46,13 +46,23 @@ PARA_FACTS = [
     ("the farmers", "harvested", "the apples", "were", "a week early"),
     ("the police", "closed", "the main road", "was", "for two hours"),
     ("the publisher", "released", "the final book in the series", "was", "in October"),
+    ("the zoo", "welcomed", "a pair of red pandas", "were", "in April"),
+    ("the council", "repaired", "the old footbridge", "was", "over the summer"),
+    ("the band", "recorded", "their second album", "was", "in the winter"),
+    ("the volunteers", "cleaned", "the beach", "was", "on Saturday morning"),
+    ("the firm", "opened", "a new office in the city", "was", "last month"),
+    ("the chef", "created", "a winter menu", "was", "for the festival"),
+    ("the committee", "chose", "a new logo", "was", "after a long debate"),
+    ("the scientists", "tested", "the new vaccine", "was", "last year"),
 ]
 # Changes that make a non-paraphrase: replacement verb (different meaning) per original verb.
 PARA_VERB_SWAPS = {
     "approved": "rejected", "reopened": "closed", "cancelled": "postponed", "organised": "cancelled",
     "recalled": "advertised", "performed": "cancelled", "rescued": "searched for", "donated": "sold",
     "extended": "cut", "hired": "laid off", "signed": "sold", "delayed": "cancelled", "painted": "removed",
-    "harvested": "sold", "closed": "reopened", "released": "delayed",
+    "harvested": "sold", "closed": "reopened", "released": "delayed", "welcomed": "lost",
+    "repaired": "demolished", "recorded": "scrapped", "cleaned": "littered", "opened": "closed",
+    "created": "dropped", "chose": "rejected", "tested": "abandoned",
 }
 PARA_TIME_SWAPS = ["in May", "last winter", "on Tuesday", "in August", "two years ago", "at the end of the month"]
 

@@ -5,10 +5,10 @@ Each bank is a plain list or dict; ``make_data.py`` combines them with a seeded 
 
 PRODUCTS = {
     "kettle": ["It boils a full jug in about two minutes.", "It takes ages to boil and the lid never quite shuts."],
-    "pair of headphones": ["The sound is clear and the bass never drowns out voices.", "The sound is tinny and the left side crackles at high volume."],
+    "headset": ["The sound is clear and the bass never drowns out voices.", "The sound is tinny and the left side crackles at high volume."],
     "backpack": ["The straps stay comfortable even with a laptop and lunch inside.", "The straps dig into my shoulders after ten minutes."],
     "desk lamp": ["The light is bright and even, with no flicker.", "The light flickers whenever the desk moves."],
-    "pair of running shoes": ["They grip well on wet pavement and my knees feel fine after long runs.", "They rubbed a blister on my heel during the very first run."],
+    "rain jacket": ["It kept me dry through a two-hour downpour.", "It soaked through within ten minutes of drizzle."],
     "blender": ["It turns frozen fruit into a smooth drink in seconds.", "It leaves lumps of ice no matter how long it runs."],
     "phone case": ["It survived a drop onto concrete without a scratch on the phone.", "It cracked at the corner the first time the phone slipped."],
     "electric toothbrush": ["The battery lasts about three weeks between charges.", "The battery needs charging every other day."],

@@ -98,6 +98,6 @@ def support_intents(rng: random.Random) -> Iterator[Row]:
         problem = rng.choice(rev.SUPPORT_PROBLEMS[label]).format(
             order=f"#{rng.randrange(10000, 99999)}", amount=f"£{rng.randrange(5, 200)}.{rng.choice(('00', '49', '99'))}",
             day=rng.choice(rev.DAYS), device=rng.choice(rev.DEVICES))
-        parts = [rng.choice(rev.SUPPORT_GREETINGS), problem, rng.choice(rev.SUPPORT_REQUESTS[label]),
-                 rng.choice(rev.SUPPORT_SIGNOFFS).format(name=rng.choice(names))]
-        yield {"message": " ".join(p for p in parts if p), "label": label}
+        body = " ".join(p for p in (problem, rng.choice(rev.SUPPORT_REQUESTS[label])) if p)
+        parts = [rng.choice(rev.SUPPORT_GREETINGS), body, rng.choice(rev.SUPPORT_SIGNOFFS).format(name=rng.choice(names))]
+        yield {"message": "\n".join(p for p in parts if p), "label": label}

@@ -8,8 +8,8 @@ ships inside the package; re-run this script only after editing a bank::
     python builders/starter/make_data.py --check    # exit 1 if data/ differs from what it would write
 
 Rows are HF-style: integer class labels (ClassLabel indices), SQuAD-style ``answers`` dicts,
-ARC-style ``choices`` dicts. Each task has 160 rows: the first 120 drawn go to train, the rest to
-validation.
+ARC-style ``choices`` dicts. Each task has up to 160 rows (at least 120): the first three quarters
+drawn go to train (an even number, so paired rows stay together), the rest to validation.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import gen_qa  # noqa: E402
 import gen_reasoning  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-ROWS, TRAIN = 160, 120
+ROWS, MIN_ROWS = 160, 120
 Row = dict[str, Any]
 
 GENERATORS: dict[str, Callable[[random.Random], Iterator[Row]]] = {
@@ -48,26 +48,39 @@ GENERATORS: dict[str, Callable[[random.Random], Iterator[Row]]] = {
 }
 
 
+def _content_key(row: Row) -> str:
+    """What makes two rows the same item: their text, ignoring ids, labels and the order of options."""
+    def norm(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: norm(v) for k, v in value.items() if k != "label"}
+        return sorted(value) if isinstance(value, list) else value
+
+    return json.dumps({k: norm(v) for k, v in row.items() if k not in ("id", "label", "answerKey")}, sort_keys=True)
+
+
 def task_rows(name: str) -> list[Row]:
-    """The task's rows: distinct by content, drawn until there are :data:`ROWS`."""
+    """The task's rows: distinct items, drawn until there are :data:`ROWS`."""
     rng = random.Random(zlib.crc32(name.encode()))
     seen: set[str] = set()
     rows: list[Row] = []
     for row in GENERATORS[name](rng):
-        key = json.dumps(row, sort_keys=True)
+        key = _content_key(row)
         if key not in seen:
             seen.add(key)
             rows.append(row)
         if len(rows) == ROWS:
-            return rows
-    raise RuntimeError(f"{name}: the generator ran dry after {len(rows)} distinct rows")
+            break
+    if len(rows) < MIN_ROWS:
+        raise RuntimeError(f"{name}: the generator ran dry after {len(rows)} distinct rows")
+    return rows
 
 
 def files(name: str) -> dict[Path, str]:
     """File path -> exact text for one task."""
     rows = task_rows(name)
+    train = len(rows) * 3 // 4 // 2 * 2
     out = {}
-    for split, part in (("train", rows[:TRAIN]), ("validation", rows[TRAIN:])):
+    for split, part in (("train", rows[:train]), ("validation", rows[train:])):
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part)
         out[HERE / "data" / name / f"{split}.jsonl"] = text
     return out
