@@ -1,0 +1,109 @@
+"""``templates lint`` and ``templates show``: each check on a tiny file, findings naming file/template/row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from taskmill.cli import app
+from taskmill.templates.lint import lint_paths
+from taskmill.templates.show import format_example, show_examples
+
+ROWS = [{"sentence": "fine film", "label": 1}, {"sentence": "", "label": 0}, {"sentence": "dull", "label": 2}]
+GOOD = """dataset: glue
+subset: sst2
+templates:
+  - id: good
+    name: good
+    input: "Review: {{ sentence }}"
+    target: "{{ answer_choices[label] }}"
+    answer_choices: "negative ||| positive ||| neutral"
+"""
+BAD = """dataset: glue
+templates:
+  - {id: a, name: braces, input: "Review: {sentence} {{ sentence }}", target: "{{ label }}"}
+  - {id: b, name: unknown, input: "{{ review }}", target: "{{ label }}"}
+  - {id: c, name: syntax, input: "{{ sentence ", target: "x"}
+  - {id: d, name: outside, input: "{{ sentence }}", target: "{{ 'maybe' }}", answer_choices: "no ||| yes"}
+  - {id: d, name: empty, input: "{{ sentence }}", target: "{{ label }}"}
+  - {id: f, name: fails, input: "{{ sentence }}", target: "{{ answer_choices[label] }}", answer_choices: "no ||| yes"}
+"""
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    paths = {"good": tmp_path / "good.yaml", "bad": tmp_path / "bad.yaml", "data": tmp_path / "rows.jsonl"}
+    paths["good"].write_text(GOOD, encoding="utf-8")
+    paths["bad"].write_text(BAD, encoding="utf-8")
+    paths["data"].write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    return paths
+
+
+def test_lint_finds_each_problem(files: dict[str, Path]) -> None:
+    report = lint_paths([files["good"], files["bad"]], files["data"], rows=10)
+    found = {(f.template, f.code, f.level, f.row) for f in report.findings}
+    assert all(f.file == str(files["bad"]) for f in report.findings if f.level == "error")
+    assert ("braces", "single-brace", "error", None) in found
+    assert ("unknown", "unknown-field", "error", None) in found
+    assert ("syntax", "parse", "error", None) in found
+    assert ("outside", "target-not-choice", "error", "rows.jsonl:1") in found
+    assert ("empty", "empty-render", "warning", "rows.jsonl:2") in found
+    assert ("fails", "render", "error", "rows.jsonl:3") in found
+    assert any(f.code == "duplicate" and "'d'" in f.message for f in report.findings)
+    assert not any(f.template == "good" and f.level == "error" for f in report.findings)
+    line = next(f for f in report.findings if f.code == "single-brace").line()
+    assert line.startswith(f"{files['bad']}: template 'braces': error [single-brace]") and "'{sentence}'" in line
+    assert (report.templates, report.rows) == (7, 3)
+
+
+def test_lint_without_data_still_checks_braces_and_syntax(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("dataset: d\ntemplates:\n  - {id: a, name: a, input: '{x} and {{ x }} and {y}', target: '{{ z }}'}\n", encoding="utf-8")
+    report = lint_paths([path])
+    assert [(f.code, f.message.split("'")[1]) for f in report.findings] == [("single-brace", "{x}")]
+
+
+def test_lint_promptsource_conventions(tmp_path: Path) -> None:
+    path = tmp_path / "templates.yaml"
+    path.write_text("dataset: trec\ntemplates:\n  1: !Template\n    id: 1\n    name: only-loc\n"
+                    "    jinja: '{% if label == 1 %}{{ text }} {{ missing }} ||| loc{% endif %}'\n", encoding="utf-8")
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "where?", "label": 1}\n{"text": "who?", "label": 0}\n', encoding="utf-8")
+    report = lint_paths([path], data)
+    assert {(f.code, f.level) for f in report.findings} == {("unknown-field", "warning"), ("not-applicable", "warning")}
+    assert report.errors == 0
+
+
+def test_cli_lint_exit_codes(files: dict[str, Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(app, ["templates", "lint", str(files["good"]), "--data", str(files["data"]), "--plain"])
+    assert ok.exit_code == 0, ok.output
+    assert "0 error(s)" in ok.output
+    bad = runner.invoke(app, ["templates", "lint", str(files["bad"]), "--data", str(files["data"]), "--plain"])
+    assert bad.exit_code == 1 and "error [single-brace]" in bad.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("templates: [\n", encoding="utf-8")
+    assert runner.invoke(app, ["templates", "lint", str(broken)]).exit_code == 1
+    missing = runner.invoke(app, ["templates", "lint", str(files["good"]), "--data", str(tmp_path / "none.jsonl")])
+    assert missing.exit_code == 2 and "data file not found" in missing.output
+
+
+def test_show_examples(files: dict[str, Path]) -> None:
+    examples = show_examples(files["good"], files["data"], n=2)
+    assert [e.row for e in examples] == ["rows.jsonl:1", "rows.jsonl:2"]
+    text = format_example(examples[0])
+    assert "INPUT:\n  Review: fine film\nTARGET:\n  positive\nCHOICES (target = choice 1):\n  0. negative" in text
+    seeded = show_examples(files["good"], files["data"], n=2, seed=3)
+    assert seeded == show_examples(files["good"], files["data"], n=2, seed=3) and len(seeded) == 2
+    runner = CliRunner()
+    dup = runner.invoke(app, ["templates", "show", str(files["bad"]), "--data", str(files["data"])])
+    assert dup.exit_code == 2 and "duplicate template id 'd'" in dup.output
+    fails = files["bad"].with_name("fails.yaml")
+    fails.write_text("dataset: d\ntemplates:\n  - {id: f, name: fails, input: '{{ sentence }}',"
+                     " target: '{{ answer_choices[label] }}', answer_choices: 'no ||| yes'}\n", encoding="utf-8")
+    result = runner.invoke(app, ["templates", "show", str(fails), "--data", str(files["data"]), "-n", "3", "--template", "fails"])
+    assert result.exit_code == 0, result.output
+    assert "── fails [f] · row rows.jsonl:1" in result.output and "ERROR: target:" in result.output
