@@ -16,6 +16,7 @@ import pytest
 
 from taskmill.templates.engine import compile_template
 from taskmill.templates.fileformat import load_template_file
+from taskmill.templates.lint import lint_paths
 
 REPO = Path(__file__).resolve().parents[2]
 LIBRARY = REPO / "templates" / "library"
@@ -97,3 +98,57 @@ def test_every_template_renders_on_the_shared_rows(path: Path) -> None:
                 if t.cot_target is not None:
                     cot = compiled.render_cot(row, seed=0)
                     assert cot and r.target in cot, f"{where}: chain-of-thought target lacks the answer"
+
+
+@needs_shared
+@pytest.mark.slow
+@pytest.mark.parametrize("path", LIBRARY_FILES, ids=lambda p: p.stem)
+def test_lint_is_clean_on_every_split(path: Path) -> None:
+    """``taskmill templates lint FILE --data SPLIT`` finds nothing (no error, no warning)."""
+    for split in sorted((SHARED_DATA / path.stem).glob("*.jsonl")):
+        report = lint_paths([path], split, rows=ROWS_PER_SPLIT)
+        assert report.rows and not report.findings, [f.line() for f in report.findings]
+
+
+@needs_shared
+@pytest.mark.slow
+def test_lint_command_exits_clean() -> None:
+    from typer.testing import CliRunner
+
+    from taskmill.cli import app
+
+    data = SHARED_DATA / "glue__sst2" / "validation.jsonl"
+    result = CliRunner().invoke(app, ["templates", "lint", str(LIBRARY / "glue__sst2.yaml"), "--data", str(data), "--plain"])
+    assert result.exit_code == 0, result.output
+    assert "0 error(s), 0 warning(s)" in result.output
+
+
+@needs_shared
+@pytest.mark.slow
+def test_shared_data_collection_builds_with_every_task_and_template(tmp_path: Path) -> None:
+    """examples/shared-data.yaml (every shared dataset, library templates, four formats, caps of
+    2,000 rows per task) builds, and its corpus has rows for every task and every template."""
+    from collections import Counter
+
+    import yaml
+
+    from taskmill.builders.build import build_collection
+
+    collection = REPO / "examples" / "shared-data.yaml"
+    build_collection(collection, tmp_path / "corpus", progress=False)
+    per_template: Counter[tuple[str, str]] = Counter()
+    formats: Counter[str] = Counter()
+    with (tmp_path / "corpus" / "corpus.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            per_template[(row["task"], row["template_id"])] += 1
+            formats[row["format"]] += 1
+    tasks = yaml.safe_load(collection.read_text(encoding="utf-8"))["tasks"]
+    assert sorted(_folder_name(t["dataset"], None) for t in tasks) == sorted(p.stem for p in LIBRARY_FILES)
+    for task in tasks:
+        templates = load_template_file(LIBRARY / f"{_folder_name(task['dataset'], None)}.yaml").templates
+        counts = [per_template[(task["name"], t.id)] for t in templates]
+        assert all(counts), f"{task['name']}: templates without rows: {[t.id for t, n in zip(templates, counts) if not n]}"
+        assert sum(counts) <= 2000, f"{task['name']}: {sum(counts)} rows exceed the cap"
+    assert set(formats) == {"zero_shot", "few_shot", "zero_shot_options", "few_shot_options"}
+    assert "| 0 |" not in (tmp_path / "corpus" / "card.md").read_text(encoding="utf-8")
