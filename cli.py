@@ -274,6 +274,20 @@ def merge_cmd(
 # --- eval -----------------------------------------------------------------------------------------
 
 
+@app.command("report")
+@user_errors
+def report_command(
+    results: Annotated[list[str], typer.Argument(help="results.json files or folders holding them (recursive); LABEL=PATH names the row.")],
+    out: Annotated[Path, typer.Option(help="Report folder (leaderboard.html/.md/.csv/.json, plots/).")],
+    bootstrap: Annotated[int, typer.Option(help="Resamples of the paired intervals of tuned-minus-base deltas (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of those resamples.")] = 0,
+) -> None:
+    """Merge eval results into one leaderboard: Markdown, CSV, JSON and a self-contained HTML page."""
+    from taskmill.eval.leaderboard.report import cli_report
+
+    typer.echo(cli_report(results, str(out), bootstrap=bootstrap, seed=seed))
+
+
 def main() -> None:
     """Entry point for ``python -m taskmill``."""
     app()
