@@ -274,6 +274,46 @@ def merge_cmd(
 # --- eval -----------------------------------------------------------------------------------------
 
 
+@app.command("eval")
+@user_errors
+def eval_command(
+    corpus: Annotated[Path, typer.Argument(help="Corpus folder (with corpus.jsonl) or the JSONL file.")],
+    model: Annotated[str, typer.Option(help="Model folder, .gguf file, hub id (hf/vllm) or served name (openai).")],
+    out: Annotated[Path, typer.Option(help="Output folder (results.json, examples.jsonl/.parquet, cache).")],
+    backend: Annotated[str, typer.Option(help="hf, vllm or openai.")] = "hf",
+    adapter: Annotated[Optional[str], typer.Option(help="PEFT adapter folder (openai: served adapter name).")] = None,
+    format: Annotated[Optional[list[str]], typer.Option("--format", help="Instance format(s); default all but cot.")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", help="Only these task(s).")] = None,
+    fold: Annotated[Optional[Path], typer.Option(help="Fold JSON: evaluate its test_tasks (held-out cluster).")] = None,
+    clusters: Annotated[Optional[Path], typer.Option(help="Task->cluster JSON or cluster manifest, for per-cluster scores.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most N rows per (task, template, format).")] = None,
+    prompt_style: Annotated[str, typer.Option(help="plain, chat or auto (chat when the model has a template).")] = "auto",
+    separator: Annotated[str, typer.Option(help="Prompt/continuation separator for plain style (escapes allowed).")] = "\\n",
+    calibrate: Annotated[bool, typer.Option(help="Also report accuracy calibrated on a content-free prompt.")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget for open-ended rows.")] = 64,
+    batch_size: Annotated[Optional[int], typer.Option(help="Backend batch size.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="hf: cpu, cuda, cuda:1 ...")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="hf/vllm weight dtype.")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="openai: server URL up to /v1.")] = None,
+    tensor_parallel_size: Annotated[Optional[int], typer.Option(help="vllm: GPUs per engine.")] = None,
+    data_parallel_size: Annotated[Optional[int], typer.Option(help="vllm: engine processes.")] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% intervals (0: none).")] = 1000,
+    cache: Annotated[Optional[Path], typer.Option(help="Cache file shared across runs (default OUT/cache.jsonl).")] = None,
+) -> None:
+    """Score one model (optionally with an adapter) on a corpus; resumable, cached per example."""
+    from taskmill.eval.report import cli_eval
+
+    options = {"batch_size": batch_size, "device": device, "dtype": dtype, "base_url": base_url,
+               "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size}
+    typer.echo(cli_eval(
+        str(corpus), model=model, out=str(out), backend=backend, adapter=adapter, formats=format, tasks=task,
+        fold=str(fold) if fold else None, clusters=str(clusters) if clusters else None, limit=limit,
+        prompt_style=prompt_style, separator=separator, calibrate=calibrate, max_new_tokens=max_new_tokens,
+        seed=seed, bootstrap=bootstrap, cache=str(cache) if cache else None, options=options,
+    ))
+
+
 @app.command("report")
 @user_errors
 def report_command(

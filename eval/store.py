@@ -105,7 +105,9 @@ def write_parquet(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
     flat = []
     for rec in records:
         row = {k: v for k, v in rec.items() if k not in ("scores", "predictions", "raw")}
+        # Choice rows hold indices, generation rows text: one JSON-encoded column for both.
         row["prediction"] = json.dumps(rec["prediction"], ensure_ascii=False)
+        row["target"] = json.dumps(rec["target"], ensure_ascii=False)
         row["raw"] = json.dumps(rec["raw"], ensure_ascii=False)
         for name, value in rec["scores"].items():
             row[f"score_{name}"] = value

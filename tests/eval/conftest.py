@@ -10,6 +10,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+try:  # One thread: tiny models gain nothing from more, and 2 cores shared with other jobs thrash.
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - the eval extra is not installed
+    pass
+
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -55,6 +62,12 @@ def make_tiny_llama(vocab_size: int, seed: int = 0, **overrides):
     )
     cfg.update(overrides)
     return LlamaForCausalLM(LlamaConfig(**cfg)).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_factory():
+    """``make_tiny_llama`` for tests that need another random model."""
+    return make_tiny_llama
 
 
 @pytest.fixture(scope="session")

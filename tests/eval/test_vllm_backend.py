@@ -1,0 +1,171 @@
+"""vLLM backend: request building and result parsing.
+
+vLLM cannot be installed here (a CUDA-only wheel), so these tests run the backend against
+``StandInLLM``, a stand-in engine with ``vllm.LLM``'s ``generate``/``get_tokenizer`` surface whose
+prompt log-probs come from a real (tiny) transformers model, and a stand-in ``vllm`` module providing
+``SamplingParams`` and ``LoRARequest`` records. They check what the backend sends (token prompts,
+sampling parameters, LoRA requests) and how it reads vLLM's ``RequestOutput`` layout back.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass, field
+
+import pytest
+
+from taskmill.eval.backends.hf import HFBackend
+from taskmill.eval.backends.vllm import VLLMBackend, lora_int_id, parse_prompt_logprobs, shard, unshard, token_prompts
+from taskmill.eval.requests import GenerateRequest, LoglikelihoodRequest
+
+
+@dataclass
+class StandInSamplingParams:
+    """Stand-in for ``vllm.SamplingParams`` (the fields the backend sets)."""
+
+    temperature: float = 1.0
+    max_tokens: int = 16
+    prompt_logprobs: int | None = None
+    detokenize: bool = True
+    stop: list[str] | None = None
+
+
+@dataclass
+class StandInLoRARequest:
+    """Stand-in for ``vllm.lora.request.LoRARequest``."""
+
+    lora_name: str
+    lora_int_id: int
+    lora_path: str
+
+
+@dataclass
+class StandInLogprob:
+    """Same fields as ``vllm.logprobs.Logprob``."""
+
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+@dataclass
+class StandInOutput:
+    prompt_token_ids: list[int]
+    prompt_logprobs: list
+    outputs: list = field(default_factory=list)
+
+
+class StandInLLM:
+    """Stand-in for ``vllm.LLM``: computes prompt log-probs and greedy text with a tiny HF model."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer, self.calls = model, tokenizer, []
+
+    def get_tokenizer(self):
+        return self.tokenizer
+
+    def generate(self, prompts, sampling_params=None, use_tqdm=True, lora_request=None):
+        import torch
+
+        self.calls.append((prompts, sampling_params, lora_request))
+        outs = []
+        for prompt, params in zip(prompts, sampling_params):
+            ids = prompt["prompt_token_ids"]
+            with torch.inference_mode():
+                logp = torch.log_softmax(self.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+            plp = [None]
+            for pos in range(1, len(ids)):
+                row = logp[pos - 1]
+                top = int(row.argmax())
+                rank = int((row > row[ids[pos]]).sum()) + 1
+                entry = {ids[pos]: StandInLogprob(float(row[ids[pos]]), rank)}
+                entry.setdefault(top, StandInLogprob(float(row[top]), 1))
+                plp.append(entry)
+            text = ""
+            if not params.prompt_logprobs:
+                hf = HFBackend(self.model, self.tokenizer)
+                text = hf.generate([GenerateRequest(self.tokenizer.decode(ids), tuple(params.stop or ()), params.max_tokens)])[0]
+            outs.append(StandInOutput(ids, plp, [types.SimpleNamespace(text=text)]))
+        return outs
+
+
+@pytest.fixture()
+def stand_in_vllm(monkeypatch):
+    mod = types.ModuleType("vllm")
+    mod.SamplingParams = StandInSamplingParams
+    lora_mod = types.ModuleType("vllm.lora.request")
+    lora_mod.LoRARequest = StandInLoRARequest
+    monkeypatch.setitem(sys.modules, "vllm", mod)
+    monkeypatch.setitem(sys.modules, "vllm.lora", types.ModuleType("vllm.lora"))
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", lora_mod)
+    return mod
+
+
+def test_loglikelihood_requests_and_parsing_match_hf(stand_in_vllm, tiny_model, smol_tokenizer, tmp_path):
+    engine = StandInLLM(tiny_model, smol_tokenizer)
+    backend = VLLMBackend(str(tmp_path / "model-id"), engine=engine)
+    reqs = [LoglikelihoodRequest("The cat sat on the", " mat"), LoglikelihoodRequest("Q: 2+2?\nA:", " four apples"),
+            LoglikelihoodRequest("", "Hello")]
+    got = backend.loglikelihood(reqs)
+    ref = HFBackend(tiny_model, smol_tokenizer).loglikelihood(reqs)
+    for g, r in zip(got, ref):
+        assert g.logprob == pytest.approx(r.logprob, abs=1e-4) and g.is_greedy == r.is_greedy and g.n_tokens == r.n_tokens
+    prompts, params, lora = engine.calls[0]
+    assert all(set(p) == {"prompt_token_ids"} for p in prompts)
+    assert params[0].max_tokens == 1 and params[0].prompt_logprobs == 1 and params[0].temperature == 0.0
+    assert lora is None
+
+
+def test_adapter_goes_through_lora_request_on_the_same_engine(stand_in_vllm, tiny_model, smol_tokenizer, tmp_path):
+    adapter = tmp_path / "fold0"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    engine = StandInLLM(tiny_model, smol_tokenizer)
+    base = VLLMBackend("m", engine=engine, max_loras=2, max_lora_rank=16)
+    assert base.engine_args["enable_lora"] and base.engine_args["max_loras"] == 2 and base.engine_args["max_lora_rank"] == 16
+    tuned = base.with_adapter(adapter)
+    tuned.loglikelihood([LoglikelihoodRequest("a", " b")])
+    lora = engine.calls[-1][2]
+    assert lora.lora_path == str(adapter) and lora.lora_int_id == lora_int_id(tuned.adapter_hash) >= 1
+    assert tuned.engine is base.engine and base.adapter is None and tuned.adapter_hash != ""
+
+
+def test_generation_sends_stop_and_budget(stand_in_vllm, tiny_model, smol_tokenizer):
+    engine = StandInLLM(tiny_model, smol_tokenizer)
+    backend = VLLMBackend("m", engine=engine)
+    [text] = backend.generate([GenerateRequest("Once upon a time", ("\n",), 5)])
+    params = engine.calls[-1][1][0]
+    assert params.stop == ["\n"] and params.max_tokens == 5 and params.temperature == 0.0
+    assert "\n" not in text
+
+
+def test_parse_rejects_short_logprobs_and_reads_ranks():
+    out = types.SimpleNamespace(prompt_logprobs=[None, {5: StandInLogprob(-0.5, 1)}, {7: StandInLogprob(-2.0, 3), 1: StandInLogprob(-0.1, 1)}])
+    ll = parse_prompt_logprobs(out, 1, [5, 7])
+    assert ll.logprob == pytest.approx(-2.5) and ll.is_greedy is False and ll.n_tokens == 2
+    from taskmill.errors import TaskmillError
+
+    with pytest.raises(TaskmillError):
+        parse_prompt_logprobs(out, 2, [7, 9])
+
+
+def test_data_parallel_shards_round_trip():
+    shards = shard(7, 3)
+    assert shards == [[0, 3, 6], [1, 4], [2, 5]]
+    results = [[f"r{i}" for i in s] for s in shards]
+    assert unshard(shards, results, 7) == [f"r{i}" for i in range(7)]
+    assert token_prompts([([1, 2], [3])]) == [{"prompt_token_ids": [1, 2, 3]}]
+
+
+def test_missing_vllm_gives_install_hint(monkeypatch):
+    from taskmill.errors import TaskmillError
+    from taskmill.eval.backends import get_backend
+
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(TaskmillError, match=r"pip install taskmill\[vllm\]"):
+        get_backend("vllm", model="m")
