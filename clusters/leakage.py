@@ -229,27 +229,37 @@ class DuplicateReport:
 
 
 def find_duplicates(prints: RowPrints, train: Sequence[int], test: Sequence[int], threshold: float) -> DuplicateReport:
-    """Training rows (indices into ``prints``) that duplicate any held-out row."""
+    """Training rows (indices into ``prints``) that duplicate any held-out row.
+
+    Candidate rows are found with vectorised band-key membership over all training rows; only
+    candidates reach the exact Jaccard check in Python.
+    """
     import numpy as np
 
     report = DuplicateReport()
     if not len(train) or not len(test):
         return report
-    test_arr, train_arr = np.asarray(test), np.asarray(train)
-    exact_index: dict[int, int] = {}
-    for j in test:
-        exact_index.setdefault(prints.exact[j], j)
+    test_arr, train_arr = np.asarray(test, dtype=np.int64), np.asarray(train, dtype=np.int64)
+    exact = np.asarray(prints.exact, dtype=np.uint64)
+    exact_hit = np.isin(exact[train_arr], exact[test_arr])
+    # Rows with no instance shingles all share one signature; only the exact check applies to them.
+    nonempty = np.fromiter((len(s) > 0 for s in prints.sets), dtype=bool, count=len(prints.sets))
+    test_sh = test_arr[nonempty[test_arr]]
+    candidate = np.zeros(len(train_arr), dtype=bool)
+    for b in range(prints.bands.shape[1]):
+        candidate |= np.isin(prints.bands[train_arr, b], prints.bands[test_sh, b])
+    candidate &= nonempty[train_arr] & ~exact_hit
+    exact_of = {int(exact[j]): int(j) for j in test_arr[::-1]}  # first held-out row per text wins
+    for i in train_arr[exact_hit].tolist():
+        report.exact.append(prints.ids[i])
+        report.pairs.append((prints.ids[i], prints.ids[exact_of[int(exact[i])]], 1.0))
     band_index: list[dict[int, list[int]]] = [{} for _ in range(prints.bands.shape[1])]
-    for j, keys in zip(test_arr, prints.bands[test_arr].tolist()):
+    for j, keys in zip(test_sh.tolist(), prints.bands[test_sh].tolist()):
         for b, key in enumerate(keys):
-            band_index[b].setdefault(key, []).append(int(j))
-    for i, keys in zip(train_arr.tolist(), prints.bands[train_arr].tolist()):
-        if prints.exact[i] in exact_index:
-            report.exact.append(prints.ids[i])
-            report.pairs.append((prints.ids[i], prints.ids[exact_index[prints.exact[i]]], 1.0))
-            continue
-        candidates = {j for b, key in enumerate(keys) for j in band_index[b].get(key, ())}
-        best = max(((jaccard(prints.sets[i], prints.sets[j]), prints.ids[j]) for j in candidates), default=(0.0, ""))
+            band_index[b].setdefault(key, []).append(j)
+    for i in train_arr[candidate].tolist():
+        matches = {j for b, key in enumerate(prints.bands[i].tolist()) for j in band_index[b].get(key, ())}
+        best = max(((jaccard(prints.sets[i], prints.sets[j]), prints.ids[j]) for j in sorted(matches)), default=(0.0, ""))
         if best[0] >= threshold:
             report.near.append(prints.ids[i])
             report.pairs.append((prints.ids[i], best[1], round(best[0], 4)))

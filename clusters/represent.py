@@ -11,6 +11,7 @@ appended. Two representations:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -153,18 +154,27 @@ class SentenceEmbedder:
 
     def _load(self):  # noqa: ANN202 - the model type lives in an optional dependency
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise TaskmillError("sentence-transformers is not installed: pip install taskmill[cluster]") from None
-            self._model = SentenceTransformer(self.path, device="cpu")
+            self._model = _load_sentence_model(self.path)
         return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Encode texts; returns ``(len(texts), dim)`` float32."""
         model = self._load()
         return model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=len(texts) > 2000, convert_to_numpy=True)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_sentence_model(path: str):  # noqa: ANN202
+    # Cached per process: loading takes seconds, and a run may embed several times.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise TaskmillError("sentence-transformers is not installed: pip install taskmill[cluster]") from None
+    try:
+        return SentenceTransformer(path, device="cpu")
+    except OSError as err:
+        raise TaskmillError(f"cannot load sentence-transformers model {path!r} offline: {' '.join(str(err).split())[:200]}") from None
 
 
 def resolve_model(model: str) -> str:

@@ -49,6 +49,24 @@ class ClusterRun:
     similarity: np.ndarray
     labels: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    cpu_timings: dict[str, float] = field(default_factory=dict)
+
+
+class StageClock:
+    """Wall and CPU seconds per stage (CPU time sums all threads: it shows the work done even
+    when other processes share the cores)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._last = (time.perf_counter(), time.process_time())
+
+    def lap(self, stage: str) -> None:
+        """Charge the time since the previous lap to ``stage``."""
+        now = (time.perf_counter(), time.process_time())
+        self.wall[stage] = self.wall.get(stage, 0.0) + now[0] - self._last[0]
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + now[1] - self._last[1]
+        self._last = now
 
 
 def task_datasets(groups: dict[str, list[Row]]) -> dict[str, str]:
@@ -103,18 +121,17 @@ def previous_overrides(out_dir: Path, overrides_file: Path | None) -> Overrides:
 
 def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: ClusterConfig, overrides: Overrides) -> ClusterRun:
     """Represent, cluster and name the tasks of a corpus, then apply ``overrides`` (nothing written)."""
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
+    clock = StageClock()
     represent.validate()
     config.validate()
     groups = rows_by_task(corpus_dir)
     texts = task_texts(groups, represent)
-    timings["read"] = time.perf_counter() - start
+    clock.lap("read")
     X = embed_tasks(texts, make_embedder(represent))
-    timings["embed"] = time.perf_counter() - start - sum(timings.values())
+    clock.lap("embed")
     tasks = list(texts)
     result = cluster_tasks(X, config)
-    timings["cluster"] = time.perf_counter() - start - sum(timings.values())
+    clock.lap("cluster")
     algo_groups = _groups(tasks, result.labels)
     names = auto_names(distinctive_terms(texts, algo_groups))
     final, unresolved = apply_overrides(dict(zip(names, algo_groups)), overrides)
@@ -129,8 +146,10 @@ def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: Cluster
     labels = np.array([k for k, c in enumerate(entries) for _ in c.tasks], dtype=np.int64)
     final_sil = silhouette(Xo, labels)
     manifest.quality["silhouette_final"] = None if final_sil is None else round(final_sil, 4)
-    timings["name"] = time.perf_counter() - start - sum(timings.values())
-    return ClusterRun(manifest, order, Xo, cosine_similarity(Xo), labels, timings)
+    run = ClusterRun(manifest, order, Xo, cosine_similarity(Xo), labels)
+    clock.lap("name")
+    run.timings, run.cpu_timings = clock.wall, clock.cpu
+    return run
 
 
 def _manifest(corpus_dir: Path, represent: RepresentConfig, config: ClusterConfig, result: ClusterResult, overrides: Overrides, unresolved: list[str], entries: list[ClusterEntry]) -> ClusterManifest:
@@ -220,8 +239,9 @@ def run_clustering(
     out = Path(out_dir)
     overrides = previous_overrides(out, Path(overrides_file) if overrides_file else None)
     run = cluster_corpus(Path(corpus_dir), represent or RepresentConfig(), config or ClusterConfig(), overrides)
-    start = time.perf_counter()
+    clock = StageClock()
     with atomic_dir(out) as tmp:
         write_outputs(run, tmp, draw)
-    run.timings["write"] = time.perf_counter() - start
+    clock.lap("write")
+    run.timings["write"], run.cpu_timings["write"] = clock.wall["write"], clock.cpu["write"]
     return run

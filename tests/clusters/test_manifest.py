@@ -43,8 +43,8 @@ def test_tfidf_run_recovers_families_and_writes_every_output(family_corpus, tmp_
 
 def test_same_inputs_give_byte_identical_outputs(family_corpus, tmp_path):
     corpus, _ = family_corpus
-    run_clustering(corpus, tmp_path / "a", TFIDF, ClusterConfig(algorithm="kmeans", seed=3))
-    run_clustering(corpus, tmp_path / "b", TFIDF, ClusterConfig(algorithm="kmeans", seed=3))
+    run_clustering(corpus, tmp_path / "a", TFIDF, ClusterConfig(algorithm="kmeans", k=8, seed=3))
+    run_clustering(corpus, tmp_path / "b", TFIDF, ClusterConfig(algorithm="kmeans", k=8, seed=3))
     for name in ("clusters.yaml", "similarity.csv", "vectors.npy", "heatmap.png", "dendrogram.png", "pca.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 

