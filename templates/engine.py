@@ -16,6 +16,7 @@ caller, so the same seed gives the same output on every machine.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Mapping
@@ -93,10 +94,20 @@ def _uses_choice(ast: nodes.Template) -> bool:
 
 @dataclass(frozen=True)
 class _Source:
-    """One compiled Jinja source and whether it needs the seeded RNG."""
+    """One compiled Jinja source and whether it needs the seeded RNG.
+
+    ``globals`` is the template's globals flattened once: ``Template.render`` rebuilds the same
+    dict from a ChainMap on every call, which cost about half of each render.
+    """
 
     compiled: jinja2.Template
     needs_rng: bool
+    globals: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def render(self, ctx: Mapping[str, Any]) -> str:
+        """Exactly ``compiled.render(ctx)``: same context contents (globals, then ctx), same output."""
+        context = self.compiled.new_context({**self.globals, **ctx}, shared=True)
+        return "".join(self.compiled.root_render_func(context))
 
 
 def _compile(source: str, template: Template, field: str, *, strict: bool) -> _Source:
@@ -108,7 +119,7 @@ def _compile(source: str, template: Template, field: str, *, strict: bool) -> _S
         raise TemplateError(
             f"{field}: Jinja syntax error at line {err.lineno}: {err.message}", template=template.name
         ) from None
-    return _Source(compiled, _uses_choice(ast))
+    return _Source(compiled, _uses_choice(ast), dict(compiled.globals))
 
 
 def _guard(row: Mapping[str, Any], marker: str) -> dict[str, Any]:
@@ -169,7 +180,7 @@ class CompiledTemplate:
 
     def _run(self, source: _Source, ctx: dict[str, Any], field: str) -> str:
         try:
-            return source.compiled.render(ctx)
+            return source.render(ctx)
         except TemplateError:
             raise
         except jinja2.UndefinedError as err:
