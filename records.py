@@ -100,8 +100,8 @@ class Row:
     """One instance of a corpus (one line of ``corpus.jsonl``).
 
     Attributes:
-        id: Content-derived id, stable across runs: sha1 of (task, split, row_index, template_id,
-            format), 16 hex digits.
+        id: Stable id: 16 hex digits of sha256 over (collection seed, task, split, row_index,
+            template_id) and the format (see taskmill.builders.keys).
         task: Task name from the collection.
         dataset: HF id with config (``glue/sst2``).
         split: Source split.

@@ -137,10 +137,11 @@ def _results(plans: list[TaskPlan], chunks: list[Chunk], num_proc: int) -> Itera
 class Rendered:
     """All chunks merged in order."""
 
-    lines: list[str]
+    lines: list[bytes]
     metas: list[Meta]
     task_of: list[int]
     skips: dict[tuple[int, str, str, str, str], list[Any]]
+    batches: list[Any]
 
 
 def render_all(plans: list[TaskPlan], num_proc: int = 1, progress: bool = True) -> Rendered:
@@ -150,13 +151,14 @@ def render_all(plans: list[TaskPlan], num_proc: int = 1, progress: bool = True) 
         TaskmillError: The first failure in corpus order.
     """
     chunks = make_chunks(plans)
-    out = Rendered([], [], [], {})
+    out = Rendered([], [], [], {}, [])
     with _progress(progress, sum(c.hi - c.lo for c in chunks)) as advance:
         for chunk, result in zip(chunks, _results(plans, chunks, num_proc)):
             if result.error is not None:
                 raise TaskmillError(result.error)
             out.lines += result.lines
             out.metas += result.metas
+            out.batches.append(result.batch)
             out.task_of += [chunk.task] * len(result.lines)
             for key, (count, examples) in result.skips.items():
                 entry = out.skips.setdefault((chunk.task, *key), [0, []])
@@ -243,7 +245,7 @@ def _write(out: Path, collection: Collection, plans: Sequence[TaskPlan], rendere
            positions: list[int], stats: BuildStats, hf: bool) -> dict[str, str]:
     with writer.atomic_dir(out) as tmp:
         writer.write_jsonl(tmp / writer.CORPUS_JSONL, [rendered.lines[p] for p in positions])
-        writer.write_parquet(tmp / writer.CORPUS_JSONL, tmp / writer.CORPUS_PARQUET)
+        writer.write_parquet(rendered.batches, positions, len(rendered.lines), tmp / writer.CORPUS_PARQUET)
         card = render_card(collection.path.name, collection.seed, plans, [rendered.metas[p] for p in positions],
                            [rendered.task_of[p] for p in positions], stats)
         writer.write_text(tmp / writer.CARD, card)

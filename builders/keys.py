@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 
 
 def digest(*parts: object) -> bytes:
@@ -28,7 +29,7 @@ def render_seed(row: bytes) -> int:
 
 
 def shots_seed(row: bytes) -> int:
-    """Seed of the few-shot exemplar draw (next 8 bytes)."""
+    """Seed of the few-shot fallback scan (next 8 bytes; the draws themselves use :func:`draws`)."""
     return int.from_bytes(row[8:16], "big")
 
 
@@ -42,6 +43,41 @@ def sample_seed(seed: int, task: str, split: str) -> int:
     return int.from_bytes(digest(seed, task, split, "max_examples")[:8], "big")
 
 
+class SplitKeys:
+    """Fast :func:`row_digest` for one (seed, task, split): the JSON prefix is encoded once.
+
+    ``SplitKeys(seed, task, split).row(i, tid) == row_digest(seed, task, split, i, tid)``.
+    """
+
+    def __init__(self, seed: int, task: str, split: str) -> None:
+        self._prefix = json.dumps([seed, task, split], ensure_ascii=False, separators=(",", ":"))[:-1] + ","
+        self._suffix: dict[str, str] = {}
+
+    def row(self, row_index: int, template_id: str) -> bytes:
+        """The row digest of ``(row_index, template_id)`` in this split."""
+        suffix = self._suffix.get(template_id)
+        if suffix is None:
+            suffix = self._suffix[template_id] = "," + json.dumps(template_id, ensure_ascii=False) + "]"
+        return hashlib.sha256(f"{self._prefix}{row_index}{suffix}".encode("utf-8")).digest()
+
+
+def draws(row: bytes, pool: int) -> Iterator[int]:
+    """Endless pseudo-random indices below ``pool`` from a row digest (its last 16 bytes, then
+    sha256 blocks of it with a counter); modulo bias is below ``pool / 2**64``."""
+    block = row[16:32]
+    counter = 0
+    while True:
+        for start in range(0, len(block), 8):
+            yield int.from_bytes(block[start:start + 8], "big") % pool
+        counter += 1
+        block = hashlib.sha256(row + counter.to_bytes(4, "big")).digest()
+
+
 def text_key(split: str, prompt: str, completion: str) -> bytes:
-    """Exact-duplicate key: sha256 of (split, prompt, completion)."""
-    return digest(split, prompt, completion)
+    """Exact-duplicate key: sha256 over the length-prefixed UTF-8 of (split, prompt, completion)."""
+    h = hashlib.sha256()
+    for text in (split, prompt, completion):
+        data = text.encode("utf-8")
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.digest()

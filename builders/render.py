@@ -8,7 +8,6 @@ the same corpus.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +15,11 @@ from typing import Any
 from taskmill.builders import keys
 from taskmill.builders.checks import check_labels, index_fields
 from taskmill.builders.collection import TaskConfig
-from taskmill.builders.formats import Exemplars, Formatted, format_row
+from taskmill.builders.formats import Exemplars, format_row
+from taskmill.builders.lines import LineEncoder
 from taskmill.builders.sources import SourceData
 from taskmill.errors import TaskmillError, TemplateError
-from taskmill.records import Rendered, Row, Template
+from taskmill.records import Rendered, Template
 
 SKIP_EMPTY = "template renders empty for this row"
 SKIP_EMPTY_INPUT = "empty input"
@@ -27,6 +27,7 @@ SKIP_EMPTY_TARGET = "empty target"
 SKIP_FEW_EXEMPLARS = "fewer non-empty exemplars than shots"
 SKIP_EXAMPLES_KEPT = 3  # row indices kept per skip reason, as examples for the card
 MAX_RANDOM_DRAWS = 256  # exemplar draws before falling back to a scan of the pool
+RENDER_CACHE_MAX = 500_000  # cached zero-shot renders per process (cleared when full)
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,28 @@ class Chunk:
 Meta = tuple[str, str, str, str, bytes, int, int, int | None, bool]
 
 
+_COLUMNS = ("id", "split", "row_index", "template_id", "format", "prompt", "completion", "answer_choices",
+            "target_index", "shots")
+
+
 @dataclass
 class ChunkResult:
-    """What a chunk produced; ``error`` is the one-line report of a failure (then nothing else)."""
+    """What a chunk produced; ``error`` is the one-line report of a failure (then nothing else).
 
-    lines: list[str] = field(default_factory=list)
+    Attributes:
+        lines: UTF-8 corpus lines (without newline), encoded in the worker.
+        metas: One :data:`Meta` per line.
+        skips: (template_id, split, format, reason) -> [count, example row indices].
+        batch: The same rows as an Arrow record batch (built by :meth:`finish`).
+        error: The one-line report of a failure.
+    """
+
+    lines: list[bytes] = field(default_factory=list)
     metas: list[Meta] = field(default_factory=list)
     skips: dict[tuple[str, str, str, str], list[Any]] = field(default_factory=dict)
+    batch: Any = None
     error: str | None = None
+    columns: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in _COLUMNS})
 
     def skip(self, template_id: str, split: str, fmt: str, reason: str, row_index: int) -> None:
         """Count a skipped row (keeping a few row indices as examples)."""
@@ -86,16 +101,32 @@ class ChunkResult:
         if len(entry[1]) < SKIP_EXAMPLES_KEPT:
             entry[1].append(row_index)
 
-    def add(self, row: Row) -> None:
-        """Append one corpus row."""
-        self.lines.append(json.dumps(row.to_json(), ensure_ascii=False))
-        key = keys.text_key(row.split, row.prompt, row.completion)
-        self.metas.append((row.split, row.template_id, row.format, row.id, key, len(row.prompt),
-                           len(row.completion), row.target_index, row.answer_choices is not None))
+    def add(self, line: str, row_id: str, split: str, row_index: int, template_id: str, fmt: str, prompt: str,
+            completion: str, choices: tuple[str, ...] | None, target_index: int | None, shots: tuple[int, ...]) -> None:
+        """Append one corpus row: its line, its metadata and its column values."""
+        self.lines.append(line.encode("utf-8"))
+        key = keys.text_key(split, prompt, completion)
+        self.metas.append((split, template_id, fmt, row_id, key, len(prompt), len(completion), target_index,
+                           choices is not None))
+        for name, value in zip(_COLUMNS, (row_id, split, row_index, template_id, fmt, prompt, completion, choices,
+                                          target_index, shots)):
+            self.columns[name].append(value)
+
+    def finish(self, task: str, dataset: str, templates: dict[str, tuple[str, tuple[str, ...], bool | None]]) -> ChunkResult:
+        """Build the Arrow batch (``templates``: id -> (name, metrics, original_task)) and drop the columns."""
+        from taskmill.builders.writer import corpus_batch
+
+        self.batch = corpus_batch(self.columns, task, dataset, templates)
+        self.columns = {}
+        return self
 
 
 class TemplateRenderer:
-    """Renders the rows of a template-based task (exemplar renders cached per process)."""
+    """Renders the rows of a template-based task.
+
+    Zero-shot renders of the exemplar split are cached per process (bounded), so a row drawn as a
+    few-shot exemplar, or rendered as an instance after being drawn, is rendered once.
+    """
 
     def __init__(self, plan: TaskPlan) -> None:
         from taskmill.templates.engine import compile_template
@@ -104,21 +135,45 @@ class TemplateRenderer:
         self.task = plan.config
         self.compiled = [compile_template(t) for t in plan.templates]
         self.fields = {t.id: index_fields(t) for t in plan.templates}
-        self._exemplar_cache: dict[tuple[str, int], Rendered | None] = {}
+        self.lines = LineEncoder(self.task.name, self.task.dataset)
+        for t in plan.templates:
+            self.lines.add_template(t)
+        self.info = {t.id: (t.name, t.metadata.metrics, t.metadata.original_task) for t in plan.templates}
+        self.few_shot = any(f.startswith("few_shot") for f in self.task.formats)
+        self._keys: dict[str, keys.SplitKeys] = {}
+        self._cache: dict[tuple[str, int], Rendered | str] = {}
+
+    def split_keys(self, split: str) -> keys.SplitKeys:
+        """The digest maker of a split."""
+        if split not in self._keys:
+            self._keys[split] = keys.SplitKeys(self.plan.seed, self.task.name, split)
+        return self._keys[split]
 
     def render_chunk(self, chunk: Chunk) -> ChunkResult:
         """Render positions ``lo:hi`` of a split in every template and format."""
         out = ChunkResult()
         rows = self.plan.data.splits[chunk.split]
+        split_keys = self.split_keys(chunk.split)
         for idx in self.plan.selected[chunk.split][chunk.lo:chunk.hi]:
+            row = rows[idx]
             for ct in self.compiled:
-                self._row(ct, chunk.split, idx, rows[idx], out)
-        return out
+                self._row(ct, chunk.split, idx, row, split_keys.row(idx, ct.template.id), out)
+        return out.finish(self.task.name, self.task.dataset, self.info)
 
-    def _row(self, ct: Any, split: str, idx: int, row: dict[str, Any], out: ChunkResult) -> None:
+    def _zero_shot(self, ct: Any, split: str, idx: int, row: dict[str, Any], digest: bytes) -> Rendered | str:
+        if not self.few_shot or split != self.task.shots_split:
+            return self.render(ct, split, idx, row, keys.render_seed(digest))
+        key = (ct.template.id, idx)
+        got = self._cache.get(key)
+        if got is None:
+            if len(self._cache) >= RENDER_CACHE_MAX:
+                self._cache.clear()
+            got = self._cache[key] = self.render(ct, split, idx, row, keys.render_seed(digest))
+        return got
+
+    def _row(self, ct: Any, split: str, idx: int, row: dict[str, Any], digest: bytes, out: ChunkResult) -> None:
         t: Template = ct.template
-        digest = keys.row_digest(self.plan.seed, self.task.name, split, idx, t.id)
-        rendered = self.render(ct, split, idx, row, keys.render_seed(digest))
+        rendered = self._zero_shot(ct, split, idx, row, digest)
         if isinstance(rendered, str):
             for fmt in self.task.formats:
                 out.skip(t.id, split, fmt, rendered, idx)
@@ -127,29 +182,22 @@ class TemplateRenderer:
 
         def exemplars() -> Exemplars:
             if not drawn:
-                drawn.append(self._exemplars(ct, split, idx, keys.shots_seed(digest)))
+                drawn.append(self._exemplars(ct, split, idx, digest))
             return drawn[0]
 
         def cot() -> str | None:
             return ct.render_cot(row, keys.render_seed(digest))
 
+        choices, target_index = rendered.answer_choices, rendered.target_index
         for fmt in self.task.formats:
-            result = format_row(fmt, t, rendered, exemplars, cot)
-            if isinstance(result, str):
-                out.skip(t.id, split, fmt, result, idx)
-            else:
-                out.add(self._make_row(t, split, idx, digest, rendered, result))
-
-    def _make_row(self, t: Template, split: str, idx: int, digest: bytes, rendered: Rendered,
-                  f: Formatted) -> Row:
-        return Row(
-            id=keys.row_id(digest, f.format), task=self.task.name, dataset=self.task.dataset, split=split,
-            row_index=idx, template_id=t.id, template_name=t.name, format=f.format, prompt=f.prompt,
-            completion=f.completion,
-            messages=({"role": "user", "content": f.prompt}, {"role": "assistant", "content": f.completion}),
-            answer_choices=rendered.answer_choices, target_index=rendered.target_index, shots=f.shots,
-            metrics=t.metadata.metrics, original_task=t.metadata.original_task,
-        )
+            f = format_row(fmt, t, rendered, exemplars, cot)
+            if isinstance(f, str):
+                out.skip(t.id, split, fmt, f, idx)
+                continue
+            row_id = keys.row_id(digest, fmt)
+            line = self.lines.line(row_id, split, idx, t.id, fmt, f.prompt, f.completion, choices, target_index,
+                                   f.shots)
+            out.add(line, row_id, split, idx, t.id, fmt, f.prompt, f.completion, choices, target_index, f.shots)
 
     def render(self, ct: Any, split: str, idx: int, row: dict[str, Any], seed: int) -> Rendered | str:
         """The zero-shot render of a row, or why it is skipped.
@@ -193,21 +241,16 @@ class TemplateRenderer:
                             template=t.name, row=where)
 
     def _exemplar(self, ct: Any, j: int) -> Rendered | None:
-        key = (ct.template.id, j)
-        if key not in self._exemplar_cache:
-            shots_split = self.task.shots_split
-            row = self.plan.data.splits[shots_split][j]
-            digest = keys.row_digest(self.plan.seed, self.task.name, shots_split, j, ct.template.id)
-            got = self.render(ct, shots_split, j, row, keys.render_seed(digest))
-            self._exemplar_cache[key] = None if isinstance(got, str) else got
-        return self._exemplar_cache[key]
+        shots_split = self.task.shots_split
+        row = self.plan.data.splits[shots_split][j]
+        got = self._zero_shot(ct, shots_split, j, row, self.split_keys(shots_split).row(j, ct.template.id))
+        return None if isinstance(got, str) else got
 
-    def _exemplars(self, ct: Any, split: str, idx: int, seed: int) -> Exemplars:
+    def _exemplars(self, ct: Any, split: str, idx: int, digest: bytes) -> Exemplars:
         """Draw ``shots`` distinct non-empty exemplars from the shots split, never the row itself."""
         pool = len(self.plan.data.splits[self.task.shots_split])
         own = idx if split == self.task.shots_split else None
         candidates = pool - (own is not None)
-        rng = random.Random(seed)
         tried: set[int] = set()
         chosen: list[tuple[int, Rendered]] = []
 
@@ -218,14 +261,14 @@ class TemplateRenderer:
                 if ex is not None:
                     chosen.append((j, ex))
 
-        for _ in range(MAX_RANDOM_DRAWS):
-            if len(chosen) == self.task.shots or len(tried) == candidates:
+        for n, j in enumerate(keys.draws(digest, pool)):
+            if len(chosen) == self.task.shots or len(tried) == candidates or n == MAX_RANDOM_DRAWS:
                 break
-            take(rng.randrange(pool))
+            take(j)
         if len(chosen) < self.task.shots:
             # Few non-empty candidates (e.g. a template conditional on a rare label): scan a seeded
             # permutation of the whole pool instead of drawing forever.
-            for j in rng.sample(range(pool), pool):
+            for j in random.Random(keys.shots_seed(digest)).sample(range(pool), pool):
                 take(j)
         return chosen if len(chosen) == self.task.shots else SKIP_FEW_EXEMPLARS
 

@@ -33,10 +33,10 @@ from typing import Any
 
 from taskmill.builders import keys
 from taskmill.builders.collection import Collection, TaskConfig
+from taskmill.builders.lines import LineEncoder
 from taskmill.builders.render import Chunk, ChunkResult, TaskPlan
 from taskmill.builders.sources import SourceData
 from taskmill.errors import DataError
-from taskmill.records import Row
 
 SNI_METRICS = ("ROUGE", "Exact Match")
 SKIP_NOT_SNI = "format does not apply to an SNI task"
@@ -119,6 +119,8 @@ class SniRenderer:
         self.plan = plan
         self.task = plan.config
         self.sni = plan.data.extra or {}
+        self.lines = LineEncoder(self.task.name, self.task.dataset)
+        self._info: dict[str, tuple[str, tuple[str, ...], bool | None]] = {}
 
     def _shape(self, fmt: str) -> tuple[int, int] | None:
         """(positives, negatives) shown in a format, or None when the format does not apply."""
@@ -135,7 +137,7 @@ class SniRenderer:
         for idx in self.plan.selected[chunk.split][chunk.lo:chunk.hi]:
             for fmt in self.task.formats:
                 self._row(fmt, chunk.split, idx, rows[idx], out)
-        return out
+        return out.finish(self.task.name, self.task.dataset, self._info)
 
     def _row(self, fmt: str, split: str, idx: int, row: dict[str, Any], out: ChunkResult) -> None:
         shape = self._shape(fmt)
@@ -147,13 +149,11 @@ class SniRenderer:
         if not outputs:
             out.skip(template_id, split, fmt, SKIP_EMPTY_OUTPUT, idx)
             return
+        if template_id not in self._info:
+            name = f"SNI definition + {shape[0]} positive, {shape[1]} negative examples"
+            self.lines.template(template_id, name, SNI_METRICS, True)
+            self._info[template_id] = (name, SNI_METRICS, True)
         prompt = sni_prompt(self.sni, row["input"], *shape)
-        digest = keys.row_digest(self.plan.seed, self.task.name, split, idx, template_id)
-        out.add(Row(
-            id=keys.row_id(digest, fmt), task=self.task.name, dataset=self.task.dataset, split=split,
-            row_index=idx, template_id=template_id,
-            template_name=f"SNI definition + {shape[0]} positive, {shape[1]} negative examples",
-            format=fmt, prompt=prompt, completion=outputs[0],
-            messages=({"role": "user", "content": prompt}, {"role": "assistant", "content": outputs[0]}),
-            metrics=SNI_METRICS, original_task=True,
-        ))
+        row_id = keys.row_id(keys.row_digest(self.plan.seed, self.task.name, split, idx, template_id), fmt)
+        line = self.lines.line(row_id, split, idx, template_id, fmt, prompt, outputs[0], None, None, ())
+        out.add(line, row_id, split, idx, template_id, fmt, prompt, outputs[0], None, None, ())

@@ -75,24 +75,57 @@ def _replace(tmp: Path, out: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def write_jsonl(path: Path, lines: Sequence[str]) -> None:
-    """One JSON object per line, UTF-8, ``\\n`` after every line (written in large blocks)."""
-    with path.open("w", encoding="utf-8", newline="\n") as fh:
+def write_jsonl(path: Path, lines: Sequence[bytes]) -> None:
+    """One JSON object per line (UTF-8 bytes given), ``\\n`` after every line, written in large blocks."""
+    with path.open("wb") as fh:
         for start in range(0, len(lines), 8192):
-            fh.write("".join(line + "\n" for line in lines[start:start + 8192]))
+            block = lines[start:start + 8192]
+            fh.write(b"\n".join(block) + b"\n" if block else b"")
 
 
-def write_parquet(jsonl: Path, path: Path) -> None:
-    """corpus.parquet from corpus.jsonl, parsed by Arrow with the fixed corpus schema."""
-    import pyarrow.json as pj
+def corpus_batch(columns: dict[str, list[Any]], task: str, dataset: str,
+                 templates: dict[str, tuple[str, tuple[str, ...], bool | None]]) -> pa.RecordBatch:
+    """The rows of one chunk as an Arrow batch of :data:`PARQUET_SCHEMA`.
+
+    Args:
+        columns: Per-row values: id, split, row_index, template_id, format, prompt, completion,
+            answer_choices, target_index, shots.
+        task: Task name (same on every row).
+        dataset: Dataset provenance (same on every row).
+        templates: Template id -> (name, metrics, original_task).
+    """
+    n = len(columns["id"])
+    tids = columns["template_id"]
+    contents = [text for pair in zip(columns["prompt"], columns["completion"]) for text in pair]
+    message = pa.StructArray.from_arrays([pa.array(["user", "assistant"] * n, pa.string()),
+                                          pa.array(contents, pa.string())], fields=list(_MESSAGE))
+    messages = pa.ListArray.from_arrays(pa.array(range(0, 2 * n + 1, 2), pa.int32()), message,
+                                        type=pa.list_(_MESSAGE))
+    arrays = [
+        pa.array(columns["id"], pa.string()), pa.array([task] * n, pa.string()), pa.array([dataset] * n, pa.string()),
+        pa.array(columns["split"], pa.string()), pa.array(columns["row_index"], pa.int64()),
+        pa.array(tids, pa.string()), pa.array([templates[t][0] for t in tids], pa.string()),
+        pa.array(columns["format"], pa.string()), pa.array(columns["prompt"], pa.string()),
+        pa.array(columns["completion"], pa.string()), messages,
+        pa.array(columns["answer_choices"], pa.list_(pa.string())), pa.array(columns["target_index"], pa.int64()),
+        pa.array(columns["shots"], pa.list_(pa.int64())), pa.array([templates[t][1] for t in tids], pa.list_(pa.string())),
+        pa.array([templates[t][2] for t in tids], pa.bool_()),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=PARQUET_SCHEMA)
+
+
+def write_parquet(batches: Sequence[pa.RecordBatch], positions: Sequence[int], total: int, path: Path) -> None:
+    """corpus.parquet: the rows at ``positions`` (of ``total`` rendered) from the chunks' batches.
+
+    The table is made one contiguous chunk first, so the file does not depend on how rows were
+    cut into chunks.
+    """
     import pyarrow.parquet as pq
 
-    if jsonl.stat().st_size == 0:
-        table = PARQUET_SCHEMA.empty_table()
-    else:
-        options = pj.ParseOptions(explicit_schema=PARQUET_SCHEMA, unexpected_field_behavior="error")
-        table = pj.read_json(jsonl, read_options=pj.ReadOptions(block_size=16 << 20), parse_options=options)
-    pq.write_table(table, path, compression="zstd")
+    table = pa.Table.from_batches(list(batches), schema=PARQUET_SCHEMA)
+    if len(positions) != total:
+        table = table.take(pa.array(positions, pa.int64()))
+    pq.write_table(table.combine_chunks(), path, compression="zstd")
 
 
 def sha256_file(path: Path) -> str:
