@@ -53,17 +53,20 @@ def _value_td(cell: dict[str, Any] | None, delta: dict[str, Any] | None, classes
 
 
 def _head(groups: list[tuple[str | None, list[str]]], over: str) -> str:
-    cells = ['<th class="num" data-type="num" title="Rank by mean">#</th>', '<th class="text" data-type="text">Model</th>',
-             '<th class="text" data-type="text">Kind</th>',
-             f'<th data-type="num" aria-sort="descending" title="Mean over {over}">Mean</th>',
-             '<th data-type="num" title="Mean delta vs the base model">\u0394 vs base</th>']
+    cells = ['<th class="num" data-type="num" data-col="rank" title="Rank by mean">#</th>',
+             '<th class="text" data-type="text" data-col="model">Model</th>',
+             '<th class="text" data-type="text" data-col="kind">Kind</th>',
+             f'<th data-type="num" data-col="mean" aria-sort="descending" title="Mean over {over}">Mean</th>',
+             '<th data-type="num" data-col="delta" title="Mean delta vs the base model">\u0394 vs base</th>']
     for g, (name, tasks) in enumerate(groups):
         if over == "clusters":
             button = f'<button class="expand" type="button" data-group="g{g}" aria-expanded="false">\u25B8 tasks</button>'
-            cells.append(f'<th class="cluster" data-type="num" data-group="g{g}">{escape(name or "unclustered")}{button}</th>')
-            cells += [f'<th class="task-col g{g}" data-type="num" title="task of {escape(name or "no cluster")}">{escape(t)}</th>' for t in tasks]
+            col = f"cluster:{name}" if name else "unclustered"
+            cells.append(f'<th class="cluster" data-type="num" data-col="{escape(col)}">{escape(name or "unclustered")}{button}</th>')
+            cells += [f'<th class="task-col g{g}" data-type="num" data-col="task:{escape(t)}" title="task of {escape(name or "no cluster")}">'
+                      f'{escape(t)}</th>' for t in tasks]
         else:
-            cells += [f'<th data-type="num">{escape(t)}</th>' for t in tasks]
+            cells += [f'<th data-type="num" data-col="task:{escape(t)}">{escape(t)}</th>' for t in tasks]
     return "<thead><tr>" + "".join(cells) + "</tr></thead>"
 
 
