@@ -177,8 +177,11 @@ def test_explicit_labels_keep_recipes_apart(tmp_path):
 def test_board_without_clusters_uses_task_columns(tmp_path):
     corpus = lr.write_corpus(tmp_path / "c", n=10, formats=("zero_shot", "few_shot"))
     run = lr.eval_run(corpus, tmp_path / "r", lr.SkillBackend(corpus, "m", {"rte": 50, "imdb": 50}), clusters=False,
-                      formats=("zero_shot", "few_shot"))
+                      formats=("zero_shot", "few_shot"), bootstrap=0)
     board = write_report([str(run)], tmp_path / "board", bootstrap=0)
+    assert board["scores"]["zero_shot"]["m"]["tasks"]["rte"]["ci95"] is None  # eval without intervals renders too
+    line = next(l for l in (tmp_path / "board" / "leaderboard.md").read_text().splitlines() if l.startswith("| 1 | m |"))
+    assert "[" not in line and "rte" not in line and line.count("|") == 4 + 4 + 1  # #, Model, Kind, Mean + 4 tasks
     assert board["clusters"] == [] and board["unclustered_tasks"] == ["imdb", "rte", "squad", "yelp"]
     assert board["formats"] == ["zero_shot", "few_shot"] and board["options"]["mean_over"] == "tasks"
     assert board["scores"]["few_shot"]["m"]["mean"]["n"] == 4
