@@ -27,6 +27,7 @@ CARD = "card.md"
 MANIFEST = "manifest.json"
 HF_DIR = "hf_dataset"
 _CHUNK = 1 << 20
+MAX_SLICES = 4096  # above this many kept runs, one take() beats concatenating slices
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 # Column types of corpus.parquet, in Row schema order.
@@ -115,17 +116,34 @@ def corpus_batch(columns: dict[str, list[Any]], task: str, dataset: str,
 
 
 def write_parquet(batches: Sequence[pa.RecordBatch], positions: Sequence[int], total: int, path: Path) -> None:
-    """corpus.parquet: the rows at ``positions`` (of ``total`` rendered) from the chunks' batches.
+    """corpus.parquet: the rows at ``positions`` (ascending, of ``total`` rendered) from the chunks' batches.
 
-    The table is made one contiguous chunk first, so the file does not depend on how rows were
-    cut into chunks.
+    Parquet's bytes depend on the in-memory chunking (the writer decides dictionary-page fallback
+    at chunk boundaries), so the table is made one contiguous chunk first: the file is the same
+    however rows were cut into work chunks. Kept rows are sliced out (no copy) when they form few
+    runs, so that is the only copy.
     """
     import pyarrow.parquet as pq
 
     table = pa.Table.from_batches(list(batches), schema=PARQUET_SCHEMA)
     if len(positions) != total:
-        table = table.take(pa.array(positions, pa.int64()))
+        runs = _runs(positions)
+        if len(runs) <= MAX_SLICES:
+            table = pa.concat_tables([table.slice(start, stop - start) for start, stop in runs] or [table.slice(0, 0)])
+        else:
+            table = table.take(pa.array(positions, pa.int64()))
     pq.write_table(table.combine_chunks(), path, compression="zstd")
+
+
+def _runs(positions: Sequence[int]) -> list[tuple[int, int]]:
+    """Maximal ``[start, stop)`` runs of consecutive positions."""
+    runs: list[tuple[int, int]] = []
+    for pos in positions:
+        if runs and runs[-1][1] == pos:
+            runs[-1] = (runs[-1][0], pos + 1)
+        else:
+            runs.append((pos, pos + 1))
+    return runs
 
 
 def sha256_file(path: Path) -> str:

@@ -18,6 +18,12 @@ from taskmill.builders.sni import sni_prompt
 from taskmill.errors import ConfigError
 
 
+def _parquet_rows(folder: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(folder / "corpus.parquet").to_pylist()
+
+
 def _hashes(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
@@ -81,10 +87,15 @@ def test_exact_duplicates_are_removed_once(project: Path, cache_dir: Path, tmp_p
     keys = [(r["split"], r["prompt"], r["completion"]) for r in rows]
     assert len(keys) == len(set(keys))
     assert {r["task"] for r in rows} == {"big"}  # every row of "small" duplicates one of "big"
+    assert _parquet_rows(tmp_path / "out") == rows
     assert "exact duplicates removed" in (tmp_path / "out" / "card.md").read_text()
 
 
-def test_mixing_with_cap_keeps_quota_rows(project: Path, cache_dir: Path, tmp_path: Path, read_rows: Any) -> None:
+def test_mixing_with_cap_keeps_quota_rows(project: Path, cache_dir: Path, tmp_path: Path, read_rows: Any,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmill.builders import writer
+
+    monkeypatch.setattr(writer, "MAX_SLICES", 0)  # Parquet rows selected with take() rather than slices
     text = (project / "tiny" / "train.jsonl").read_text()
     (project / "tiny" / "train2.jsonl").write_text(text.replace(" .", " !"))  # distinct text, same labels
     path = _two_task_collection(project, cap=6, temperature=1.0)
@@ -96,6 +107,7 @@ def test_mixing_with_cap_keeps_quota_rows(project: Path, cache_dir: Path, tmp_pa
     # big: 10 rows x 3 templates minus 5 empty = 25 rows; small: 4 rows x 3 templates minus empties.
     counts = {t: sum(1 for r in rows if r["task"] == t) for t in ("big", "small")}
     assert counts["big"] == 6 and 0 < counts["small"] <= 6
+    assert _parquet_rows(tmp_path / "out") == rows
     assert "## Mixing" in (tmp_path / "out" / "card.md").read_text()
 
 

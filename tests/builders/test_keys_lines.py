@@ -56,3 +56,31 @@ def test_corpus_lines_parse_back_to_rows(project: Path, cache_dir: Path, tmp_pat
     for line in (tmp_path / "out" / "corpus.jsonl").read_text(encoding="utf-8").splitlines():
         obj: dict[str, Any] = json.loads(line)
         assert json.dumps(Row.from_json(obj).to_json(), ensure_ascii=False) == line
+
+
+def test_parquet_bytes_do_not_depend_on_chunking(tmp_path: Path) -> None:
+    import hashlib as hl
+
+    from taskmill.builders.writer import corpus_batch, write_parquet
+
+    n = 12_000  # ~2.6 MB of distinct prompts: past Parquet's 1 MiB dictionary page limit
+    prompts = [hl.sha256(str(i).encode()).hexdigest() * 3 for i in range(n)]
+    info = {"t": ("name", ("Accuracy",), True)}
+
+    def batches(size: int) -> list[Any]:
+        out = []
+        for lo in range(0, n, size):
+            ix = range(lo, min(lo + size, n))
+            out.append(corpus_batch({"id": [f"{i:016x}" for i in ix], "split": ["train"] * len(ix), "row_index": list(ix),
+                                     "template_id": ["t"] * len(ix), "format": ["zero_shot"] * len(ix),
+                                     "prompt": [prompts[i] for i in ix], "completion": ["c"] * len(ix),
+                                     "answer_choices": [None] * len(ix), "target_index": [None] * len(ix),
+                                     "shots": [()] * len(ix)}, "task", "ds", info))
+        return out
+
+    digests = set()
+    keep = [i for i in range(n) if i % 7]
+    for size in (n, 1000, 333):
+        write_parquet(batches(size), keep, n, tmp_path / f"{size}.parquet")
+        digests.add(hl.sha256((tmp_path / f"{size}.parquet").read_bytes()).hexdigest())
+    assert len(digests) == 1
