@@ -7,7 +7,7 @@ OUT ?= out/starter
 # CPU build of torch: a plain `torch` requirement would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test venv
+.PHONY: demo test venv browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,7 +19,15 @@ demo: $(BIN)/python
 	$(BIN)/python -m pip install -q .
 	$(BIN)/taskmill build --out $(OUT)
 
-test: $(BIN)/python
+# Headless Chromium for the leaderboard's browser test (Debian packages; needs root, else the
+# test skips and says why).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; } || \
+	  echo "chromium not installed (needs root): the browser test will skip"
+
+test: $(BIN)/python browser
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e ".[train,cluster,eval,test]"
 	# Packages whose declared dependencies are not needed (and would compile llama.cpp, or pin
