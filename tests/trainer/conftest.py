@@ -13,6 +13,16 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> None:
+    """Tiny models run fastest (and identically in subprocesses) on one intra-op thread."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
 SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 
@@ -94,4 +104,40 @@ def tm() -> Any:
     import types
 
     return types.SimpleNamespace(tiny_arch=tiny_arch, random_docs=random_docs, base_config=base_config,
-                                 smol_dir=smol_dir, write_corpus=write_corpus, SMOL_GGUF=SMOL_GGUF, SHARED=SHARED)
+                                 smol_dir=smol_dir, write_corpus=write_corpus, SMOL_GGUF=SMOL_GGUF, SHARED=SHARED,
+                                 file_config=lambda *a, **k: file_config(*a, **k))
+
+
+@pytest.fixture(scope="session")
+def smol_tok_dir(smol_tokenizer, tmp_path_factory) -> Path:
+    """The SmolLM2 tokenizer saved as a plain HF folder (loads in well under a second)."""
+    folder = tmp_path_factory.mktemp("smol_tok")
+    smol_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _toy_pairs(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    words = ["red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "rain", "fish"]
+    pairs = []
+    for _ in range(n):
+        seq = [rng.choice(words) for _ in range(rng.randint(2, 6))]
+        pairs.append((f"Repeat the words in reverse order: {' '.join(seq)}", " ".join(reversed(seq))))
+    return pairs
+
+
+@pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory) -> dict[str, Path]:
+    """Train and held-out corpora of a small learnable task (reverse a word list)."""
+    folder = tmp_path_factory.mktemp("toy_corpus")
+    return {"train": write_corpus(folder / "train" / "corpus.jsonl", _toy_pairs(160, 0)),
+            "eval": write_corpus(folder / "eval" / "corpus.jsonl", _toy_pairs(24, 1))}
+
+
+def file_config(out: Path, tok_dir: Path, corpus: dict[str, Path], vocab: int = 49152, **sections: Any) -> dict:
+    """A tiny config that reads a corpus with the SmolLM2 tokenizer (for CLI / subprocess tests)."""
+    cfg = base_config(out, **sections)
+    cfg["model"] = {"arch": tiny_arch(vocab), "tokenizer": str(tok_dir), **sections.get("model", {})}
+    cfg["data"] = {"corpus": str(corpus["train"]), "eval_corpus": str(corpus["eval"]), "tokens_per_step": 512,
+                   "micro_batch_tokens": 512, "max_length": 128, **sections.get("data", {})}
+    return cfg
