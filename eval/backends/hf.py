@@ -96,6 +96,7 @@ class HFBackend:
         self.empty_context = empty_context_ids(tokenizer)
         self.chat_format: Callable[[str], str] | None = hf_chat_formatter(tokenizer)
         self.calls = 0  # forward passes, for tests and progress
+        self.context_passes = 0  # forward passes over contexts (each context is encoded once)
 
     # --- log-likelihood ---------------------------------------------------------------------------
 
@@ -171,43 +172,65 @@ class HFBackend:
         out = self._decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         last = out.last_hidden_state[torch.arange(len(batch), device=self.device), lens - 1]  # (B, H)
         self.calls += 1
+        self.context_passes += 1
         cache = out["cache"] if "cache" in out else out["past_key_values"]
         return self._log_probs(last), cache, mask, lens
 
     def _continuation_pass(self, rows: list, cache: Any, ctx_mask: Any, ctx_lens: Any) -> dict:
         """Feed every continuation but its last token after its context's cache.
 
+        Rows are sorted by length and split where padding would grow past a third of a sub-batch,
+        so a one-token answer is never padded to a sentence.
+
         Returns ``row -> [(log-prob of token t, argmax id at t) for t >= 1]``.
         """
+        order = sorted((r for r in range(len(rows)) if len(rows[r][2]) > 1), key=lambda r: -len(rows[r][2]))
+        out: dict[int, list[tuple[float, int]]] = {}
+        sub: list[int] = []
+        for r in order:
+            width = len(rows[sub[0]][2]) - 1 if sub else 0
+            if sub and ((len(rows[r][2]) - 1) * 1.5 < width or (len(sub) + 1) * width > self.max_batch_tokens):
+                out.update(self._continuation_sub(sub, rows, cache, ctx_mask, ctx_lens))
+                sub = []
+            sub.append(r)
+        if sub:
+            out.update(self._continuation_sub(sub, rows, cache, ctx_mask, ctx_lens))
+        return out
+
+    def _continuation_sub(self, sub: list[int], rows: list, cache: Any, ctx_mask: Any, ctx_lens: Any) -> dict:
+        import copy
+
         import torch
 
-        longest = max(len(cont) for _, _, cont in rows)
-        if longest == 1:
-            return {}
-        owner = torch.tensor([b for b, _, _ in rows], device=self.device)
-        cache.reorder_cache(owner)  # (R, heads, Lc, d): each row gets its context's keys/values
-        width = longest - 1
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long, device=self.device)
-        cmask = torch.zeros((len(rows), width), dtype=torch.long, device=self.device)
-        for r, (_, _, cont) in enumerate(rows):
-            ids[r, : len(cont) - 1] = torch.tensor(cont[:-1], device=self.device)
-            cmask[r, : len(cont) - 1] = 1
-        mask = torch.cat([ctx_mask[owner], cmask], dim=1)  # (R, Lc + Lk)
-        pos = ctx_lens[owner, None] + torch.arange(width, device=self.device)  # (R, Lk)
+        owner = torch.tensor([rows[r][0] for r in sub], device=self.device)
+        # A shallow copy whose layers get re-indexed tensors: the shared context cache stays intact
+        # for the next sub-batch. (S, heads, Lc, d) per layer after the selection.
+        sub_cache = copy.copy(cache)
+        sub_cache.layers = [copy.copy(layer) for layer in cache.layers]
+        sub_cache.reorder_cache(owner)
+        conts = [rows[r][2] for r in sub]
+        width = max(len(c) for c in conts) - 1
+        ids = torch.full((len(sub), width), self.pad_id, dtype=torch.long, device=self.device)
+        cmask = torch.zeros((len(sub), width), dtype=torch.long, device=self.device)
+        for k, cont in enumerate(conts):
+            ids[k, : len(cont) - 1] = torch.tensor(cont[:-1], device=self.device)
+            cmask[k, : len(cont) - 1] = 1
+        mask = torch.cat([ctx_mask[owner], cmask], dim=1)  # (S, Lc + Lk)
+        pos = ctx_lens[owner, None] + torch.arange(width, device=self.device)  # (S, Lk)
         decoder = self._decoder()
         hidden = decoder(
-            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **{_cache_arg(decoder): cache}
-        ).last_hidden_state  # (R, Lk, H)
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **{_cache_arg(decoder): sub_cache}
+        ).last_hidden_state  # (S, Lk, H)
         self.calls += 1
-        where = [(r, t) for r, (_, _, cont) in enumerate(rows) for t in range(len(cont) - 1)]
-        sel = hidden[[r for r, _ in where], [t for _, t in where]]  # (N, H): only scored positions
+        where = [(k, t) for k, cont in enumerate(conts) for t in range(len(cont) - 1)]
+        sel = hidden[[k for k, _ in where], [t for _, t in where]]  # (N, H): only scored positions
         logp = self._log_probs(sel)
-        targets = torch.tensor([rows[r][2][t + 1] for r, t in where], device=self.device)
+        targets = torch.tensor([conts[k][t + 1] for k, t in where], device=self.device)
         picked = logp.gather(1, targets[:, None])[:, 0].tolist()
         tops = logp.argmax(-1).tolist()
         out: dict[int, list[tuple[float, int]]] = {}
-        for k, (r, _) in enumerate(where):
-            out.setdefault(r, []).append((picked[k], tops[k]))
+        for j, (k, _) in enumerate(where):
+            out.setdefault(sub[k], []).append((picked[j], tops[j]))
         return out
 
     def _decoder(self) -> Any:

