@@ -153,7 +153,7 @@ def cluster_run_cmd(
     algorithm: Annotated[str, typer.Option(help="agglomerative, kmeans or hdbscan.")] = "agglomerative",
     k: Annotated[Optional[int], typer.Option(help="Number of clusters (default: best silhouette).")] = None,
     distance_threshold: Annotated[Optional[float], typer.Option(help="Agglomerative: cut at this cosine distance.")] = None,
-    linkage: Annotated[str, typer.Option(help="Agglomerative linkage: average, complete, single, ward.")] = "average",
+    linkage: Annotated[str, typer.Option(help="Agglomerative linkage: ward, average, complete, single.")] = "ward",
     k_max: Annotated[Optional[int], typer.Option(help="Largest k the silhouette search tries.")] = None,
     min_cluster_size: Annotated[int, typer.Option(help="HDBSCAN smallest cluster.")] = 2,
     rows_per_task: Annotated[int, typer.Option(help="Rows sampled per task to represent it.")] = 16,

@@ -98,9 +98,9 @@ def render_dataset(folder: Path, n_rows: int) -> tuple[list[Row], str, int]:
     return rows, f"{source} ({len(templates)} templates)", failures
 
 
-def build_corpus(out: Path, n_rows: int) -> Path:
-    """Write ``out/corpus/corpus.jsonl`` over every shared dataset; print one line per dataset."""
-    corpus = out / "corpus"
+def build_corpus(out: Path, n_rows: int, name: str = "corpus") -> Path:
+    """Write ``out/<name>/corpus.jsonl`` over every shared dataset; print one line per dataset."""
+    corpus = out / name
     corpus.mkdir(parents=True, exist_ok=True)
     all_rows: list[Row] = []
     for folder in sorted(p for p in (SHARED / "data").iterdir() if p.is_dir()):
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / ".bench" / "shared")
     parser.add_argument("--rows", type=int, default=40, help="rows rendered per dataset and template")
     parser.add_argument("--embedders", default="tfidf,minilm")
+    parser.add_argument("--fold-rows", type=int, default=400, help="rows per dataset and template in the corpus the folds are made over (0: no folds)")
     args = parser.parse_args(argv)
     if not (SHARED / "data").is_dir():
         print(f"no shared data at {SHARED / 'data'}", file=sys.stderr)
@@ -126,17 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     corpus = build_corpus(args.out, args.rows)
     reference = load_reference(REFERENCE)
     n_labels = len(set(reference.values()))
-    runs = [(a, k) for a in ("agglomerative", "kmeans") for k in (None, n_labels)] + [("hdbscan", None)]
+    runs = [("agglomerative", "ward", None), ("agglomerative", "ward", n_labels), ("agglomerative", "average", None),
+            ("kmeans", "", None), ("kmeans", "", n_labels), ("hdbscan", "", None)]
     print(f"\n| embedder | algorithm | k | silhouette | ARI | NMI | seconds |\n|---|---|---|---|---|---|---|")
     results = {}
     for embedder in args.embedders.split(","):
-        for algorithm, k in runs:
+        for algorithm, linkage, k in runs:
             start = time.perf_counter()
-            name = f"{embedder}-{algorithm}-{'auto' if k is None else k}"
-            run = run_clustering(corpus, args.out / name, RepresentConfig(embedder=embedder), ClusterConfig(algorithm=algorithm, k=k), draw=True)
+            label = f"{algorithm}-{linkage}" if linkage else algorithm
+            name = f"{embedder}-{label}-{'auto' if k is None else k}"
+            config = ClusterConfig(algorithm=algorithm, k=k, linkage=linkage or "ward")
+            run = run_clustering(corpus, args.out / name, RepresentConfig(embedder=embedder), config, draw=True)
             score = compare(run.manifest, reference)
             results[name] = (score, run)
-            print(f"| {embedder} | {algorithm} | {run.manifest.quality['k']}{'' if k else (' (hdbscan)' if algorithm == 'hdbscan' else ' (silhouette)')} | {run.manifest.quality['silhouette']} "
+            print(f"| {embedder} | {label} | {run.manifest.quality['k']}{'' if k else (' (hdbscan)' if algorithm == 'hdbscan' else ' (silhouette)')} | {run.manifest.quality['silhouette']} "
                   f"| {score.ari:.3f} | {score.nmi:.3f} | {time.perf_counter() - start:.1f} |")
     best = max(results, key=lambda n: results[n][0].ari)
     score, run = results[best]
@@ -144,7 +148,24 @@ def main(argv: list[str] | None = None) -> int:
     for c in run.manifest.clusters:
         print(f"| {c.name} | {', '.join(c.task_names)} |")
     print("\n" + score.to_markdown())
+    if args.fold_rows:
+        make_folds_over(args.out, args.out / best / "clusters.yaml", args.fold_rows)
     return 0
+
+
+def make_folds_over(out: Path, manifest: Path, n_rows: int) -> None:
+    """Folds of the best clustering over a bigger corpus of the same tasks, with guard counts."""
+    from taskmill.clusters.folds import FoldConfig, summary_markdown, write_folds
+
+    print(f"\nfolds over a {n_rows}-rows-per-template corpus:")
+    corpus = build_corpus(out, n_rows, "fold-corpus")
+    start = time.perf_counter()
+    plans = write_folds(manifest, corpus, out / "folds", FoldConfig())
+    print(f"\n{len(plans)} folds in {time.perf_counter() - start:.1f} s -> {out / 'folds'}\n")
+    print(summary_markdown(plans))
+    for plan in plans:
+        for train_id, test_id, score in plan.examples[:1]:
+            print(f"  {plan.fold.name}: e.g. train row {train_id} ~ held-out row {test_id} (Jaccard {score})")
 
 
 if __name__ == "__main__":

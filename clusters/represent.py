@@ -150,17 +150,19 @@ class SentenceEmbedder:
         self.name = model
         self.path = resolve_model(model)
         self.batch_size = batch_size
-        self._model = None
-
-    def _load(self):  # noqa: ANN202 - the model type lives in an optional dependency
-        if self._model is None:
-            self._model = _load_sentence_model(self.path)
-        return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Encode texts; returns ``(len(texts), dim)`` float32."""
-        model = self._load()
-        return model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=len(texts) > 2000, convert_to_numpy=True)
+        return _encode(self.path, tuple(texts), self.batch_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _encode(path: str, texts: tuple[str, ...], batch_size: int) -> np.ndarray:
+    # Memoised per process: comparing algorithms on one corpus embeds the same texts once.
+    model = _load_sentence_model(path)
+    out = model.encode(list(texts), batch_size=batch_size, show_progress_bar=len(texts) > 2000, convert_to_numpy=True)
+    out.setflags(write=False)
+    return out
 
 
 @functools.lru_cache(maxsize=2)

@@ -9,6 +9,7 @@ import pytest
 
 from taskmill.clusters.cluster import ClusterConfig
 from taskmill.clusters.compare import compare
+from taskmill.clusters import represent
 from taskmill.clusters.represent import RepresentConfig
 from taskmill.clusters.run import cluster_corpus
 from taskmill.clusters.manifest import Overrides
@@ -27,5 +28,6 @@ def test_minilm_clusters_generated_families(family_corpus, monkeypatch):
     assert run.vectors.shape == (24, 384) and np.allclose(np.linalg.norm(run.vectors, axis=1), 1.0)
     assert compare(run.manifest, family_of).ari == 1.0
     assert run.manifest.quality["silhouette"] > 0.5  # sentence embeddings separate task families clearly
+    represent._encode.cache_clear()  # embed again for real, not from the in-process memo
     again = cluster_corpus(corpus, config, ClusterConfig(), Overrides())
     assert np.array_equal(again.vectors, run.vectors)  # CPU inference is deterministic
