@@ -314,6 +314,17 @@ def eval_command(
     ))
 
 
+@app.command("loco")
+@user_errors
+def loco_command(
+    config: Annotated[Path, typer.Argument(help="LOCO YAML: folds, model, out, train, eval.")],
+) -> None:
+    """Leave-one-cluster-out: per fold, train an adapter and evaluate base and adapter on the held-out cluster."""
+    from taskmill.eval.loco import cli_loco
+
+    typer.echo(cli_loco(str(config)))
+
+
 @app.command("report")
 @user_errors
 def report_command(

@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-N_ROWS = 12
+N_ROWS = 8
 
 
 @pytest.fixture(scope="module")
