@@ -7,7 +7,7 @@ of the clusters against the generating families. TF-IDF runs on the same corpus 
 
 Usage::
 
-    python bench/cluster_scale.py [--tasks-per-family 250] [--rows-per-task 2] [--threads 2]
+    python bench/cluster_scale.py [--tasks-per-family 250] [--rows-per-task 1] [--threads 2]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def run(corpus: Path, out: Path, embedder: str, rows_per_task: int, family_of: d
 def main() -> int:
     parser = argparse.ArgumentParser(description="Cluster 2,000 generated tasks with MiniLM on 2 CPU cores.")
     parser.add_argument("--tasks-per-family", type=int, default=250)
-    parser.add_argument("--rows-per-task", type=int, default=2, help="rows embedded per task (MiniLM cost is linear in it)")
+    parser.add_argument("--rows-per-task", type=int, default=1, help="rows embedded per task (MiniLM cost is linear in it)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch

@@ -209,10 +209,13 @@ def cluster_tasks(X: np.ndarray, config: ClusterConfig) -> ClusterResult:
     n = len(X)
     if config.k is not None and config.k > n:
         raise TaskmillError(f"k={config.k} is larger than the number of tasks ({n})")
-    if n == 1 or config.k == 1:
-        import numpy as np
+    import numpy as np
 
+    if n == 1 or config.k == 1:
         return ClusterResult(labels=np.zeros(n, dtype=np.int64), k=1, silhouette=None)
+    if n == 2 and config.k is None and config.distance_threshold is None and config.algorithm != "hdbscan":
+        # Silhouette needs 3+ tasks; two tasks with no k given stay apart (two folds).
+        return ClusterResult(labels=np.arange(2, dtype=np.int64), k=2, silhouette=None)
     noise: list[int] = []
     scores: dict[int, float] = {}
     if config.algorithm == "hdbscan":

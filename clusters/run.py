@@ -139,7 +139,8 @@ def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: Cluster
     entries = build_entries(final, auto_of, X, tasks, texts, task_datasets(groups))
     manifest = _manifest(corpus_dir, represent, config, result, overrides, unresolved, entries)
     order = [t for c in entries for t in c.task_names]
-    idx = [tasks.index(t) for t in order]
+    position = {t: i for i, t in enumerate(tasks)}
+    idx = [position[t] for t in order]
     Xo = X[idx]
     import numpy as np
 

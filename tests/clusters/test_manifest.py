@@ -113,3 +113,15 @@ def test_shared_reference_taxonomy_covers_the_29_datasets():
         pytest.skip("../shared/data not present")
     folders = {p.name.replace("__", "/") for p in shared.iterdir() if p.is_dir()}
     assert folders == set(reference)
+
+
+@pytest.mark.parametrize("n_tasks", [1, 2, 3])
+def test_tiny_corpora_cluster_and_plot(write_corpus, tmp_path, n_tasks):
+    from taskmill.clusters.synthetic import make_tasks
+
+    rows, _ = make_tasks(tasks_per_family=1, rows_per_task=3, seed=0)
+    tasks = sorted({r.task for r in rows})[:n_tasks]
+    corpus = write_corpus([r for r in rows if r.task in tasks], f"tiny{n_tasks}")
+    run = run_clustering(corpus, tmp_path / f"out{n_tasks}", TFIDF, ClusterConfig())
+    assert sorted(run.tasks) == tasks and len(run.manifest.clusters) == {1: 1, 2: 2, 3: 2}[n_tasks]
+    assert (tmp_path / f"out{n_tasks}" / "dendrogram.png").is_file()
