@@ -74,10 +74,6 @@ def draws(row: bytes, pool: int) -> Iterator[int]:
 
 
 def text_key(split: str, prompt: str, completion: str) -> bytes:
-    """Exact-duplicate key: sha256 over the length-prefixed UTF-8 of (split, prompt, completion)."""
-    h = hashlib.sha256()
-    for text in (split, prompt, completion):
-        data = text.encode("utf-8")
-        h.update(len(data).to_bytes(8, "big"))
-        h.update(data)
-    return h.digest()
+    """Exact-duplicate key: sha256 of (split, prompt, completion), each prefixed by its length."""
+    text = f"{len(split)}:{split}{len(prompt)}:{prompt}{completion}"
+    return hashlib.sha256(text.encode("utf-8")).digest()

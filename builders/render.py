@@ -92,7 +92,7 @@ class ChunkResult:
     skips: dict[tuple[str, str, str, str], list[Any]] = field(default_factory=dict)
     batch: Any = None
     error: str | None = None
-    columns: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in _COLUMNS})
+    values: list[tuple[Any, ...]] = field(default_factory=list)
 
     def skip(self, template_id: str, split: str, fmt: str, reason: str, row_index: int) -> None:
         """Count a skipped row (keeping a few row indices as examples)."""
@@ -108,16 +108,16 @@ class ChunkResult:
         key = keys.text_key(split, prompt, completion)
         self.metas.append((split, template_id, fmt, row_id, key, len(prompt), len(completion), target_index,
                            choices is not None))
-        for name, value in zip(_COLUMNS, (row_id, split, row_index, template_id, fmt, prompt, completion, choices,
-                                          target_index, shots)):
-            self.columns[name].append(value)
+        self.values.append((row_id, split, row_index, template_id, fmt, prompt, completion, choices, target_index,
+                            shots))
 
     def finish(self, task: str, dataset: str, templates: dict[str, tuple[str, tuple[str, ...], bool | None]]) -> ChunkResult:
-        """Build the Arrow batch (``templates``: id -> (name, metrics, original_task)) and drop the columns."""
+        """Build the Arrow batch (``templates``: id -> (name, metrics, original_task)) and drop the values."""
         from taskmill.builders.writer import corpus_batch
 
-        self.batch = corpus_batch(self.columns, task, dataset, templates)
-        self.columns = {}
+        columns = dict(zip(_COLUMNS, map(list, zip(*self.values)))) if self.values else {c: [] for c in _COLUMNS}
+        self.batch = corpus_batch(columns, task, dataset, templates)
+        self.values = []
         return self
 
 
@@ -241,9 +241,11 @@ class TemplateRenderer:
                             template=t.name, row=where)
 
     def _exemplar(self, ct: Any, j: int) -> Rendered | None:
-        shots_split = self.task.shots_split
-        row = self.plan.data.splits[shots_split][j]
-        got = self._zero_shot(ct, shots_split, j, row, self.split_keys(shots_split).row(j, ct.template.id))
+        got = self._cache.get((ct.template.id, j))  # checked first: most draws hit the cache
+        if got is None:
+            shots_split = self.task.shots_split
+            row = self.plan.data.splits[shots_split][j]
+            got = self._zero_shot(ct, shots_split, j, row, self.split_keys(shots_split).row(j, ct.template.id))
         return None if isinstance(got, str) else got
 
     def _exemplars(self, ct: Any, split: str, idx: int, digest: bytes) -> Exemplars:

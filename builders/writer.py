@@ -97,17 +97,19 @@ def corpus_batch(columns: dict[str, list[Any]], task: str, dataset: str,
     """
     n = len(columns["id"])
     tids = columns["template_id"]
-    contents = [text for pair in zip(columns["prompt"], columns["completion"]) for text in pair]
-    message = pa.StructArray.from_arrays([pa.array(["user", "assistant"] * n, pa.string()),
-                                          pa.array(contents, pa.string())], fields=list(_MESSAGE))
+    prompts, completions = pa.array(columns["prompt"], pa.string()), pa.array(columns["completion"], pa.string())
+    # Message contents alternate prompt, completion: interleaved by index, without re-converting strings.
+    order = pa.array([i + half for i in range(n) for half in (0, n)], pa.int64())
+    contents = pa.concat_arrays([prompts, completions]).take(order)
+    message = pa.StructArray.from_arrays([pa.array(["user", "assistant"] * n, pa.string()), contents],
+                                         fields=list(_MESSAGE))
     messages = pa.ListArray.from_arrays(pa.array(range(0, 2 * n + 1, 2), pa.int32()), message,
                                         type=pa.list_(_MESSAGE))
     arrays = [
         pa.array(columns["id"], pa.string()), pa.array([task] * n, pa.string()), pa.array([dataset] * n, pa.string()),
         pa.array(columns["split"], pa.string()), pa.array(columns["row_index"], pa.int64()),
         pa.array(tids, pa.string()), pa.array([templates[t][0] for t in tids], pa.string()),
-        pa.array(columns["format"], pa.string()), pa.array(columns["prompt"], pa.string()),
-        pa.array(columns["completion"], pa.string()), messages,
+        pa.array(columns["format"], pa.string()), prompts, completions, messages,
         pa.array(columns["answer_choices"], pa.list_(pa.string())), pa.array(columns["target_index"], pa.int64()),
         pa.array(columns["shots"], pa.list_(pa.int64())), pa.array([templates[t][1] for t in tids], pa.list_(pa.string())),
         pa.array([templates[t][2] for t in tids], pa.bool_()),

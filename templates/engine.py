@@ -103,11 +103,16 @@ class _Source:
     compiled: jinja2.Template
     needs_rng: bool
     globals: dict[str, Any] = dataclasses.field(default_factory=dict)
+    constant: str | None = None  # the output when the source reads no variable (e.g. "no ||| yes")
 
     def render(self, ctx: Mapping[str, Any]) -> str:
         """Exactly ``compiled.render(ctx)``: same context contents (globals, then ctx), same output."""
-        context = self.compiled.new_context({**self.globals, **ctx}, shared=True)
-        return "".join(self.compiled.root_render_func(context))
+        if self.constant is not None:
+            return self.constant
+        t = self.compiled
+        # Globals given as a plain dict: Context.__init__ iterates them, and a ChainMap iterates slowly.
+        context = jinja2.runtime.new_context(t.environment, t.name, t.blocks, {**self.globals, **ctx}, True, self.globals)
+        return "".join(t.root_render_func(context))
 
 
 def _compile(source: str, template: Template, field: str, *, strict: bool) -> _Source:
@@ -119,7 +124,14 @@ def _compile(source: str, template: Template, field: str, *, strict: bool) -> _S
         raise TemplateError(
             f"{field}: Jinja syntax error at line {err.lineno}: {err.message}", template=template.name
         ) from None
-    return _Source(compiled, _uses_choice(ast), dict(compiled.globals))
+    needs_rng = _uses_choice(ast)
+    constant = None
+    if not needs_rng and not jinja2.meta.find_undeclared_variables(ast) - set(env.globals):
+        try:  # reads no row field and draws nothing: the same text for every row
+            constant = compiled.render()
+        except Exception:  # noqa: BLE001 - left to fail (or not) per row, as before
+            constant = None
+    return _Source(compiled, needs_rng, dict(compiled.globals), constant)
 
 
 def _guard(row: Mapping[str, Any], marker: str) -> dict[str, Any]:
