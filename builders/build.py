@@ -137,7 +137,7 @@ def _results(plans: list[TaskPlan], chunks: list[Chunk], num_proc: int) -> Itera
 class Rendered:
     """All chunks merged in order."""
 
-    lines: list[bytes]
+    jsonl: writer.JsonlChunks
     metas: list[Meta]
     task_of: list[int]
     skips: dict[tuple[int, str, str, str, str], list[Any]]
@@ -151,15 +151,15 @@ def render_all(plans: list[TaskPlan], num_proc: int = 1, progress: bool = True) 
         TaskmillError: The first failure in corpus order.
     """
     chunks = make_chunks(plans)
-    out = Rendered([], [], [], {}, [])
+    out = Rendered(writer.JsonlChunks(), [], [], {}, [])
     with _progress(progress, sum(c.hi - c.lo for c in chunks)) as advance:
         for chunk, result in zip(chunks, _results(plans, chunks, num_proc)):
             if result.error is not None:
                 raise TaskmillError(result.error)
-            out.lines += result.lines
+            out.jsonl.add(result.blob, result.offsets)
             out.metas += result.metas
             out.batches.append(result.batch)
-            out.task_of += [chunk.task] * len(result.lines)
+            out.task_of += [chunk.task] * result.count
             for key, (count, examples) in result.skips.items():
                 entry = out.skips.setdefault((chunk.task, *key), [0, []])
                 entry[0] += count
@@ -231,26 +231,26 @@ def _select(collection: Collection, plans: Sequence[TaskPlan], rendered: Rendere
     """Positions of the rows kept after dedup and mixing, and the counters for the card."""
     from collections import Counter
 
-    positions = list(range(len(rendered.lines)))
+    positions = list(range(len(rendered.metas)))
     duplicates: Counter = Counter()
     if collection.dedup:
         positions, duplicates = dedup(rendered.metas, rendered.task_of)
     report = None
     if collection.mixing is not None:
         positions, report = mix(positions, rendered.metas, rendered.task_of, len(plans), collection.mixing)
-    return positions, BuildStats(rendered.skips, duplicates, report, len(rendered.lines))
+    return positions, BuildStats(rendered.skips, duplicates, report, len(rendered.metas))
 
 
 def _write(out: Path, collection: Collection, plans: Sequence[TaskPlan], rendered: Rendered,
            positions: list[int], stats: BuildStats, hf: bool) -> dict[str, str]:
     with writer.atomic_dir(out) as tmp:
-        writer.write_jsonl(tmp / writer.CORPUS_JSONL, [rendered.lines[p] for p in positions])
-        writer.write_parquet(rendered.batches, positions, len(rendered.lines), tmp / writer.CORPUS_PARQUET)
+        jsonl_sha = rendered.jsonl.write(tmp / writer.CORPUS_JSONL, positions)
+        writer.write_parquet(rendered.batches, positions, len(rendered.metas), tmp / writer.CORPUS_PARQUET)
         card = render_card(collection.path.name, collection.seed, plans, [rendered.metas[p] for p in positions],
                            [rendered.task_of[p] for p in positions], stats)
         writer.write_text(tmp / writer.CARD, card)
         names = [writer.CORPUS_JSONL, writer.CORPUS_PARQUET, writer.CARD]
-        outputs = {name: writer.sha256_file(tmp / name) for name in names}
+        outputs = {name: jsonl_sha if name == writer.CORPUS_JSONL else writer.sha256_file(tmp / name) for name in names}
         if hf:
             writer.save_to_disk(tmp / writer.CORPUS_PARQUET, tmp / writer.HF_DIR, outputs[writer.CORPUS_JSONL])
             for path in sorted((tmp / writer.HF_DIR).rglob("*")):
@@ -297,4 +297,4 @@ def build_collection(
         init_worker([])  # drop the in-process plans (num_proc 1)
     positions, stats = _select(collection, plans, rendered)
     outputs = _write(Path(out), collection, plans, rendered, positions, stats, save_to_disk)
-    return BuildResult(Path(out), len(positions), len(rendered.lines), outputs)
+    return BuildResult(Path(out), len(positions), len(rendered.metas), outputs)

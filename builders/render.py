@@ -8,6 +8,7 @@ the same corpus.
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,17 +81,22 @@ class ChunkResult:
     """What a chunk produced; ``error`` is the one-line report of a failure (then nothing else).
 
     Attributes:
-        lines: UTF-8 corpus lines (without newline), encoded in the worker.
+        lines: Corpus lines (without newline) while rendering; :meth:`finish` moves them to ``blob``.
+        blob: The chunk's JSONL bytes (every line ended by ``\\n``), joined in the worker.
+        offsets: Byte offset of each line in ``blob``, plus the blob's length.
         metas: One :data:`Meta` per line.
         skips: (template_id, split, format, reason) -> [count, example row indices].
         batch: The same rows as an Arrow record batch (built by :meth:`finish`).
         error: The one-line report of a failure.
     """
 
-    lines: list[bytes] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    blob: bytes = b""
+    offsets: list[int] = field(default_factory=list)
     metas: list[Meta] = field(default_factory=list)
     skips: dict[tuple[str, str, str, str], list[Any]] = field(default_factory=dict)
     batch: Any = None
+    count: int = 0
     error: str | None = None
     values: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -104,7 +110,7 @@ class ChunkResult:
     def add(self, line: str, row_id: str, split: str, row_index: int, template_id: str, fmt: str, prompt: str,
             completion: str, choices: tuple[str, ...] | None, target_index: int | None, shots: tuple[int, ...]) -> None:
         """Append one corpus row: its line, its metadata and its column values."""
-        self.lines.append(line.encode("utf-8"))
+        self.lines.append(line)
         key = keys.text_key(split, prompt, completion)
         self.metas.append((split, template_id, fmt, row_id, key, len(prompt), len(completion), target_index,
                            choices is not None))
@@ -118,6 +124,11 @@ class ChunkResult:
         columns = dict(zip(_COLUMNS, map(list, zip(*self.values)))) if self.values else {c: [] for c in _COLUMNS}
         self.batch = corpus_batch(columns, task, dataset, templates)
         self.values = []
+        encoded = [line.encode("utf-8") for line in self.lines]
+        self.blob = b"".join(line + b"\n" for line in encoded)
+        self.offsets = [0, *itertools.accumulate(len(line) + 1 for line in encoded)]
+        self.count = len(self.lines)
+        self.lines = []
         return self
 
 

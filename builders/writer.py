@@ -76,12 +76,44 @@ def _replace(tmp: Path, out: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def write_jsonl(path: Path, lines: Sequence[bytes]) -> None:
-    """One JSON object per line (UTF-8 bytes given), ``\\n`` after every line, written in large blocks."""
-    with path.open("wb") as fh:
-        for start in range(0, len(lines), 8192):
-            block = lines[start:start + 8192]
-            fh.write(b"\n".join(block) + b"\n" if block else b"")
+class JsonlChunks:
+    """The corpus JSONL as the chunks' byte blobs; writes the kept lines without re-joining them."""
+
+    def __init__(self) -> None:
+        self.blobs: list[bytes] = []
+        self.offsets: list[list[int]] = []
+        self.starts: list[int] = [0]  # global position of each chunk's first line, then the total
+
+    def add(self, blob: bytes, offsets: list[int]) -> None:
+        """Append a chunk: its JSONL bytes and the byte offset of each line (plus the end)."""
+        self.blobs.append(blob)
+        self.offsets.append(offsets)
+        self.starts.append(self.starts[-1] + len(offsets) - 1)
+
+    def write(self, path: Path, positions: Sequence[int]) -> str:
+        """Write the lines at ``positions`` (ascending) to ``path``; returns the file's sha256."""
+        h = hashlib.sha256()
+        with path.open("wb") as fh:
+            for piece in self._pieces(positions):
+                fh.write(piece)
+                h.update(piece)
+        return h.hexdigest()
+
+    def _pieces(self, positions: Sequence[int]) -> Iterator[memoryview]:
+        if len(positions) == self.starts[-1]:
+            yield from (memoryview(b) for b in self.blobs)
+            return
+        chunk = 0
+        for start, stop in _runs(positions):
+            while self.starts[chunk + 1] <= start:
+                chunk += 1
+            while start < stop:  # a run may cross chunk boundaries
+                end = min(stop, self.starts[chunk + 1])
+                base, offsets = self.starts[chunk], self.offsets[chunk]
+                yield memoryview(self.blobs[chunk])[offsets[start - base]:offsets[end - base]]
+                start = end
+                if start < stop:
+                    chunk += 1
 
 
 def corpus_batch(columns: dict[str, list[Any]], task: str, dataset: str,

@@ -84,3 +84,27 @@ def test_parquet_bytes_do_not_depend_on_chunking(tmp_path: Path) -> None:
         write_parquet(batches(size), keep, n, tmp_path / f"{size}.parquet")
         digests.add(hl.sha256((tmp_path / f"{size}.parquet").read_bytes()).hexdigest())
     assert len(digests) == 1
+
+
+def test_jsonl_chunks_write_exactly_the_kept_lines(tmp_path: Path) -> None:
+    import hashlib as hl
+    import random
+
+    from taskmill.builders.writer import JsonlChunks
+
+    rng = random.Random(0)
+    lines = [f'{{"n": {i}, "t": "{"é" * rng.randrange(5)}"}}'.encode() for i in range(300)]
+    chunks = JsonlChunks()
+    i = 0
+    for size in (1, 0, 7, 50, 3, 100, 139):
+        part = lines[i:i + size]
+        offsets = [0]
+        for line in part:
+            offsets.append(offsets[-1] + len(line) + 1)
+        chunks.add(b"".join(line + b"\n" for line in part), offsets)
+        i += size
+    for keep in (list(range(300)), sorted(rng.sample(range(300), 120)), list(range(5, 200)), [], [299]):
+        digest = chunks.write(tmp_path / "x.jsonl", keep)
+        expected = b"".join(lines[p] + b"\n" for p in keep)
+        assert (tmp_path / "x.jsonl").read_bytes() == expected
+        assert digest == hl.sha256(expected).hexdigest()
