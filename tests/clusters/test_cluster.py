@@ -104,3 +104,14 @@ def test_represent_config_lists_every_problem():
     with pytest.raises(ConfigError) as err:
         RepresentConfig(embedder="", rows_per_task=0, max_chars=5, batch_size=0).validate()
     assert len(err.value.problems) == 4
+
+
+def test_silhouette_matches_scikit_learn():
+    from sklearn.metrics import silhouette_score
+
+    from taskmill.clusters.cluster import silhouette
+
+    X, _ = blobs(k=3, per=7, noise=0.7, seed=5)
+    labels = np.array([0] * 8 + [1] * 6 + [2] * 6 + [3])  # includes a singleton cluster
+    assert silhouette(X, labels) == pytest.approx(silhouette_score(X, labels, metric="cosine"), abs=1e-9)
+    assert silhouette(X, np.zeros(len(X), dtype=int)) is None
