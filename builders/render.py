@@ -222,11 +222,13 @@ class TemplateRenderer:
             rendered = ct.render(row, seed)
         except TemplateError as err:
             return self._failed(ct, split, idx, row, seed, err)
+        if not rendered.input and not rendered.target:
+            return SKIP_EMPTY  # e.g. a template conditional on a field; its label index was not used
         if self.fields[t.id]:
             check_labels(row, self.fields[t.id], rendered.answer_choices, file=self.plan.template_file,
                          task=self.task.name, template=t.name, where=f"{split}[{idx}]")
         if not rendered.input:
-            return SKIP_EMPTY if not rendered.target else SKIP_EMPTY_INPUT
+            return SKIP_EMPTY_INPUT
         return rendered if rendered.target else SKIP_EMPTY_TARGET
 
     def _failed(self, ct: Any, split: str, idx: int, row: dict[str, Any], seed: int,
@@ -234,13 +236,6 @@ class TemplateRenderer:
         """Classify a failed render: a bad label, a legitimately empty render, or an error."""
         t: Template = ct.template
         where = f"{split}[{idx}]"
-        if self.fields[t.id] and t.answer_choices is not None:
-            try:
-                choices = ct.choices(row, seed)
-            except TemplateError:
-                choices = None
-            check_labels(row, self.fields[t.id], choices, file=self.plan.template_file,
-                         task=self.task.name, template=t.name, where=where)
         if t.dialect == "promptsource":
             try:
                 parts = ct.render_parts(row, seed)
@@ -248,6 +243,13 @@ class TemplateRenderer:
                 parts = ["?"]
             if not any(parts):  # a template conditional on a field (e.g. only one label) renders ""
                 return SKIP_EMPTY
+        if self.fields[t.id] and t.answer_choices is not None:
+            try:
+                choices = ct.choices(row, seed)
+            except TemplateError:
+                choices = None
+            check_labels(row, self.fields[t.id], choices, file=self.plan.template_file,
+                         task=self.task.name, template=t.name, where=where)
         raise TemplateError(err.message, file=self.plan.template_file, task=self.task.name,
                             template=t.name, row=where)
 

@@ -180,3 +180,17 @@ def test_no_traceback_from_a_real_process(project: Path, tmp_path: Path, cache_d
                            str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "malformed YAML" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_label_index_in_a_branch_not_taken_is_not_an_error(project: Path, tmp_path: Path, cli: Any,
+                                                           cache_dir: Path, read_rows: Any) -> None:
+    # Like PromptSource's trec fine_grained_* templates: rows of other classes render empty and are
+    # skipped, though their index would be out of range of this template's choices.
+    (project / "templates.yaml").write_text(PS_TEMPLATES.replace(
+        "jinja: 'Review: {{sentence}} Good or bad? ||| {{ answer_choices[label] }}'",
+        "jinja: '{% if idx < 2 %}Review: {{sentence}} Good or bad? ||| {{ answer_choices[idx] }}{% endif %}'"))
+    result = cli(["build", project / "collection.yaml", "--out", tmp_path / "out", "--format", "zero_shot",
+                  "--no-progress", "--cache-dir", cache_dir])
+    assert result.exit_code == 0, result.output
+    assert sorted((r["split"], r["row_index"]) for r in read_rows(tmp_path / "out")) == [
+        ("train", 0), ("train", 1), ("validation", 0), ("validation", 1)]

@@ -183,3 +183,19 @@ def test_save_to_disk_loads_with_datasets(project: Path, cache_dir: Path, tmp_pa
     assert digests[0] == digests[1]
     loaded = datasets.load_from_disk(str(tmp_path / "a" / "hf_dataset"))
     assert loaded.to_list() == read_rows(tmp_path / "a")
+
+
+@pytest.mark.parametrize("ext", ["csv", "parquet"])
+def test_csv_and_parquet_sources_give_the_same_corpus(project: Path, cache_dir: Path, tmp_path: Path, ext: str) -> None:
+    import pandas as pd
+
+    for split in ("train", "validation"):
+        frame = pd.read_json(project / "tiny" / f"{split}.jsonl", lines=True)
+        getattr(frame, f"to_{ext}")(project / "tiny" / f"{split}.{ext}", index=False)
+    (project / f"{ext}.yaml").write_text((project / "collection.yaml").read_text().replace(".jsonl", f".{ext}"))
+    build_collection(project / "collection.yaml", tmp_path / "jsonl", progress=False, cache_dir=cache_dir)
+    build_collection(project / f"{ext}.yaml", tmp_path / ext, progress=False, cache_dir=cache_dir)
+    for name in ("corpus.jsonl", "corpus.parquet"):
+        assert (tmp_path / "jsonl" / name).read_bytes() == (tmp_path / ext / name).read_bytes()
+    cards = [(tmp_path / d / "card.md").read_text().splitlines()[1:] for d in ("jsonl", ext)]  # line 0: file name
+    assert cards[0] == cards[1]
