@@ -67,12 +67,25 @@ def apply_lora(model: Any, cfg: LoraConfig) -> Any:
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
+    targets = linear_names(model) if cfg.target_modules == "all-linear" else list(cfg.target_modules)
     peft_cfg = PeftLoraConfig(
         r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-        target_modules=cfg.target_modules, use_rslora=cfg.use_rslora,
+        target_modules=targets, use_rslora=cfg.use_rslora,
         bias="none", task_type="CAUSAL_LM",
     )
     return get_peft_model(model, peft_cfg)
+
+
+def linear_names(model: Any) -> list[str]:
+    """Short names of the linear layers inside the decoder blocks (``all-linear``: no output head).
+
+    Short names (``q_proj``...) keep ``adapter_config.json`` in the form vLLM and PEFT examples use.
+    """
+    import torch
+
+    names = {n.rsplit(".", 1)[-1] for n, m in causal_lm(model).model.layers.named_modules()
+             if isinstance(m, torch.nn.Linear)}
+    return sorted(names)
 
 
 def causal_lm(model: Any) -> Any:
