@@ -120,8 +120,8 @@ def _key_value(item: str) -> tuple[str, str]:
 @app.command("build")
 @user_errors
 def build_cmd(
-    collection: Annotated[Path, typer.Argument(help="Collection YAML (tasks, sources, templates, formats).")],
     out: Annotated[Path, typer.Option("--out", help="Corpus folder (replaced atomically).")],
+    collection: Annotated[Optional[Path], typer.Argument(help="Collection YAML (default: the embedded starter collection).")] = None,
     num_proc: Annotated[int, typer.Option("--num-proc", help="Rendering processes (output does not depend on it).")] = 1,
     save_to_disk: Annotated[bool, typer.Option("--save-to-disk", help="Also write DIR/hf_dataset (datasets.load_from_disk).")] = False,
     format: Annotated[Optional[list[str]], typer.Option("--format", help="Formats to build, replacing the collection's (repeat).")] = None,

@@ -19,7 +19,7 @@ from typing import Any
 from taskmill.builders import keys
 from taskmill.builders.card import BuildStats, render_card
 from taskmill.builders.checks import check_template
-from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection
+from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection, starter_collection
 from taskmill.builders.mixing import dedup, mix
 from taskmill.builders.render import Chunk, ChunkResult, Meta, TaskPlan, init_worker, run_chunk
 from taskmill.builders.sources import load_task, needed_splits
@@ -261,7 +261,7 @@ def _write(out: Path, collection: Collection, plans: Sequence[TaskPlan], rendere
 
 
 def build_collection(
-    collection_file: str | Path,
+    collection_file: str | Path | None,
     out: str | Path,
     *,
     num_proc: int = 1,
@@ -273,7 +273,7 @@ def build_collection(
     """Build a corpus folder from a collection file.
 
     Args:
-        collection_file: The collection YAML.
+        collection_file: The collection YAML (None: the embedded starter collection).
         out: The corpus folder to (re)place.
         num_proc: Worker processes for rendering (the output does not depend on it).
         save_to_disk: Also write the corpus as an HF ``datasets`` folder (``DIR/hf_dataset``).
@@ -284,7 +284,7 @@ def build_collection(
     Raises:
         TaskmillError: Bad collection, data or template (one line); nothing is written.
     """
-    collection = load_collection(collection_file)
+    collection = load_collection(collection_file if collection_file is not None else starter_collection())
     if formats:
         collection = _with_formats(collection, formats)
     if num_proc < 1:

@@ -234,6 +234,11 @@ def _data_files(raw: Any, root: Path, where: str, problems: list[str]) -> dict[s
     return out
 
 
+def starter_collection() -> Path:
+    """The starter collection shipped inside taskmill (built when ``taskmill build`` gets no file)."""
+    return Path(__file__).resolve().parent / "starter" / "collection.yaml"
+
+
 def library_file(dataset_id: str) -> Path:
     """The template library file of a dataset (``glue/sst2`` -> ``templates/library/glue__sst2.yaml``)."""
     import taskmill.templates

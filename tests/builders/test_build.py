@@ -199,3 +199,13 @@ def test_csv_and_parquet_sources_give_the_same_corpus(project: Path, cache_dir: 
         assert (tmp_path / "jsonl" / name).read_bytes() == (tmp_path / ext / name).read_bytes()
     cards = [(tmp_path / d / "card.md").read_text().splitlines()[1:] for d in ("jsonl", ext)]  # line 0: file name
     assert cards[0] == cards[1]
+
+
+def test_no_collection_builds_the_embedded_starter(tmp_path: Path, cache_dir: Path, cli: Any, read_rows: Any) -> None:
+    from taskmill.builders.collection import load_collection, starter_collection
+
+    result = cli(["build", "--out", tmp_path / "corpus", "--format", "zero_shot", "--no-progress", "--cache-dir", cache_dir])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    assert manifest["collection"]["sha256"] == hashlib.sha256(starter_collection().read_bytes()).hexdigest()
+    assert {r["task"] for r in read_rows(tmp_path / "corpus")} == {t.name for t in load_collection(starter_collection()).tasks}
