@@ -199,8 +199,8 @@ def folds_make_cmd(
     alias: Annotated[Optional[list[str]], typer.Option(help="DATASET=SOURCE: datasets sharing instances (repeat).")] = None,
     same_source: Annotated[bool, typer.Option("--same-source/--no-same-source", help="Drop train tasks sharing a held-out task's source dataset.")] = True,
     dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Remove near-duplicate training rows.")] = True,
-    threshold: Annotated[float, typer.Option(help="Jaccard at which a training row counts as a near duplicate.")] = 0.8,
-    ngram: Annotated[int, typer.Option(help="Words per shingle.")] = 5,
+    threshold: Annotated[float, typer.Option(help="Jaccard at which a training row counts as a near duplicate.")] = 0.7,
+    ngram: Annotated[int, typer.Option(help="Words per shingle.")] = 3,
 ) -> None:
     """Write folds.yaml (train/test tasks and leakage counts per fold), summary.md and removed/."""
     from taskmill.clusters.folds import FoldConfig, summary_markdown, write_folds

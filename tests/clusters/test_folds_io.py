@@ -117,3 +117,18 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
     assert not (tmp_path / "o").exists()
     result = runner.invoke(app, ["folds", "make", str(tmp_path / "none.yaml"), "--corpus", str(bad), "--out", str(tmp_path / "f"), "--alias", "nope"])
     assert result.exit_code == 2 and "DATASET=SOURCE" in result.output
+
+
+def test_cli_defaults_match_the_library_defaults():
+    import inspect
+
+    from taskmill.cli import cluster_run_cmd, folds_make_cmd
+    from taskmill.clusters.cluster import ClusterConfig
+    from taskmill.clusters.leakage import DedupConfig
+    from taskmill.clusters.represent import RepresentConfig
+
+    folds = inspect.signature(folds_make_cmd).parameters
+    assert folds["threshold"].default == DedupConfig().threshold and folds["ngram"].default == DedupConfig().ngram
+    run = inspect.signature(cluster_run_cmd).parameters
+    assert run["linkage"].default == ClusterConfig().linkage and run["algorithm"].default == ClusterConfig().algorithm
+    assert run["embedder"].default == RepresentConfig().embedder and run["rows_per_task"].default == RepresentConfig().rows_per_task
