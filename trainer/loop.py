@@ -146,8 +146,11 @@ class Trainer:
     def _micro_batches(self, step_docs: list[int]) -> list[list[Document]]:
         """This rank's micro-batches of a step (a dummy one when it got no documents)."""
         bins = pack_micro_batches(step_docs, self.lengths, self.cfg.data.micro_batch_tokens)
-        mine = deal_to_ranks(bins, self.lengths, self.info.world)[self.info.rank]
-        return [[self.docs[i] for i in b] for b in mine] or [[_DUMMY]]
+        ranks = deal_to_ranks(bins, self.lengths, self.info.world)
+        mine = [[self.docs[i] for i in b] for b in ranks[self.info.rank]] or [[_DUMMY]]
+        if self.info.mode == "fsdp2":  # FSDP2 gathers weights in every pass: equal pass counts on all ranks
+            mine += [[_DUMMY]] * (max(len(r) for r in ranks) - len(mine))
+        return mine
 
     def run_step(self, step_docs: list[int]) -> tuple[float, float | None]:
         """Forward/backward over this rank's micro-batches, clip, optimizer step.

@@ -88,13 +88,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_two_gloo_processes_match_one_process(tm, tmp_path, smol_tok_dir, toy_corpus):
+@pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
+def test_two_gloo_processes_match_one_process(mode, tm, tmp_path, smol_tok_dir, toy_corpus):
+    """torchrun with 2 CPU processes (DDP, or FSDP2 sharding) gives the single-process losses."""
     from taskmill.trainer import load_config, train
 
     sections = dict(run={"max_steps": 4}, data={"tokens_per_step": 512, "micro_batch_tokens": 128})
     cfg = _write_cfg(tmp_path / "c.yaml", tm.file_config(tmp_path / "ddp", smol_tok_dir, toy_corpus, **sections))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           "-m", "taskmill", "train", str(cfg), "run.distributed=ddp"]
+           "-m", "taskmill", "train", str(cfg), f"run.distributed={mode}"]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = [r for r in _log(tmp_path / "ddp") if "loss" in r]
