@@ -11,6 +11,20 @@ their ratios, and taskmill's MFU, for full fine-tuning and LoRA r=16 on all line
 MFU: ``mfu`` counts the FLOPs the step needs (decoder on every token, output head on completion
 tokens only, since only they carry loss; LoRA: no weight gradients for frozen weights); ``mfu_6n``
 is the usual 6 x params x tokens convention (head on every token) plus causal attention.
+
+Measured 2026-11-26 on one NVIDIA H200 (torch 2.11.0+cu130, transformers 5.17, peft 0.21, TRL 1.16.0,
+20 steps after 5 warm-up, 16,384 tokens per step; taskmill's default on CUDA is ``model.compile``):
+
+    run                       tok/s    peak GB  x TRL tok/s  x TRL mem   MFU    MFU(6N)
+    trl_full (bfd, SDPA)      18,357    48.0       1.00        1.00       -       -
+    taskmill_full (eager)     81,525    40.1       4.44        0.83     20.2%   24.8%
+    taskmill_full_compile    111,343    30.6       6.07        0.64     27.6%   33.9%
+    trl_lora                  23,580    42.0       1.00        1.00       -       -
+    taskmill_lora (eager)     69,306    33.5       2.94        0.80     11.9%   21.1%
+    taskmill_lora_compile     96,517    26.9       4.09        0.64     16.6%   29.4%
+
+Gate on that card: packed loss through varlen flash vs per-document SDPA (bf16, 2 layers, 16k
+tokens): loss relative difference 5.1e-6, gradient relative difference 9.3e-3.
 """
 
 from __future__ import annotations
