@@ -7,6 +7,7 @@ write everything into a temporary folder that replaces ``DIR`` at the end.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import random
@@ -22,8 +23,8 @@ from taskmill.builders.checks import check_template
 from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection, starter_collection
 from taskmill.builders.mixing import dedup, mix
 from taskmill.builders.render import Chunk, ChunkResult, Meta, TaskPlan, init_worker, run_chunk
-from taskmill.builders.sources import load_task, needed_splits
 from taskmill.builders import writer
+from taskmill.builders.sources import load_task, needed_splits
 from taskmill.errors import ConfigError, TaskmillError
 from taskmill.records import FORMATS, Template
 
@@ -119,16 +120,22 @@ def make_chunks(plans: Sequence[TaskPlan]) -> list[Chunk]:
     return chunks
 
 
-def _results(plans: list[TaskPlan], chunks: list[Chunk], num_proc: int) -> Iterator[ChunkResult]:
+@contextlib.contextmanager
+def _chunk_results(plans: list[TaskPlan], chunks: list[Chunk], num_proc: int) -> Iterator[Iterator[ChunkResult]]:
+    """Results in chunk order; with ``num_proc > 1`` the workers start here, before any progress
+    thread exists (they fork), and are stopped (pending chunks cancelled) on the way out."""
     if num_proc <= 1:
         init_worker(plans)
-        yield from map(run_chunk, chunks)
+        try:
+            yield map(run_chunk, chunks)
+        finally:
+            init_worker([])  # drop the in-process plans
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     pool = ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context(method),
                                initializer=init_worker, initargs=(plans,))
     try:
-        yield from pool.map(run_chunk, chunks)
+        yield pool.map(run_chunk, chunks)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -152,8 +159,9 @@ def render_all(plans: list[TaskPlan], num_proc: int = 1, progress: bool = True) 
     """
     chunks = make_chunks(plans)
     out = Rendered(writer.JsonlChunks(), [], [], {}, [])
-    with _progress(progress, sum(c.hi - c.lo for c in chunks)) as advance:
-        for chunk, result in zip(chunks, _results(plans, chunks, num_proc)):
+    total = sum(c.hi - c.lo for c in chunks)
+    with _chunk_results(plans, chunks, num_proc) as results, _progress(progress, total) as advance:
+        for chunk, result in zip(chunks, results):
             if result.error is not None:
                 raise TaskmillError(result.error)
             out.jsonl.add(result.blob, result.offsets)
@@ -291,10 +299,7 @@ def build_collection(
         raise ConfigError([f"--num-proc must be >= 1 (got {num_proc})"])
     cache = str(cache_dir) if cache_dir is not None else None
     plans = [plan_task(collection, i, task, cache) for i, task in enumerate(collection.tasks)]
-    try:
-        rendered = render_all(plans, num_proc, progress)
-    finally:
-        init_worker([])  # drop the in-process plans (num_proc 1)
+    rendered = render_all(plans, num_proc, progress)
     positions, stats = _select(collection, plans, rendered)
     outputs = _write(Path(out), collection, plans, rendered, positions, stats, save_to_disk)
     return BuildResult(Path(out), len(positions), len(rendered.metas), outputs)

@@ -12,6 +12,8 @@ from json.encoder import encode_basestring  # the ensure_ascii=False string enco
 
 from taskmill.records import Template
 
+CHOICES_CACHE_MAX = 10_000  # distinct answer_choices lists kept encoded per task
+
 
 def _strings(values: Sequence[str] | None) -> str:
     if values is None:
@@ -40,6 +42,7 @@ class LineEncoder:
     def __init__(self, task: str, dataset: str) -> None:
         self._task = f'"task": {encode_basestring(task)}, "dataset": {encode_basestring(dataset)}, "split": '
         self._splits: dict[str, str] = {}
+        self._choices: dict[tuple[str, ...] | None, str] = {None: "null"}
         self._templates: dict[str, tuple[str, str]] = {}
 
     def template(self, template_id: str, name: str, metrics: Sequence[str], original_task: bool | None) -> None:
@@ -62,9 +65,15 @@ class LineEncoder:
             head = self._splits[split] = self._task + encode_basestring(split)
         middle, tail = self._templates[template_id]
         p, c = encode_basestring(prompt), encode_basestring(completion)
+        key = answer_choices if answer_choices is None or isinstance(answer_choices, tuple) else tuple(answer_choices)
+        choices = self._choices.get(key)
+        if choices is None:
+            choices = _strings(key)
+            if len(self._choices) < CHOICES_CACHE_MAX:
+                self._choices[key] = choices
         return (
             f'{{"id": "{row_id}", {head}, "row_index": {row_index}{middle}{fmt}", "prompt": {p}, '
             f'"completion": {c}, "messages": [{{"role": "user", "content": {p}}}, '
-            f'{{"role": "assistant", "content": {c}}}], "answer_choices": {_strings(answer_choices)}, '
+            f'{{"role": "assistant", "content": {c}}}], "answer_choices": {choices}, '
             f'"target_index": {_scalar(target_index)}, "shots": [{", ".join(map(str, shots))}]{tail}'
         )

@@ -124,9 +124,10 @@ class ChunkResult:
         columns = dict(zip(_COLUMNS, map(list, zip(*self.values)))) if self.values else {c: [] for c in _COLUMNS}
         self.batch = corpus_batch(columns, task, dataset, templates)
         self.values = []
-        encoded = [line.encode("utf-8") for line in self.lines]
-        self.blob = b"".join(line + b"\n" for line in encoded)
-        self.offsets = [0, *itertools.accumulate(len(line) + 1 for line in encoded)]
+        self.blob = "".join(line + "\n" for line in self.lines).encode("utf-8")
+        # Byte length of each line: its character count when ASCII (most lines), else its UTF-8 size.
+        sizes = (len(line) + 1 if line.isascii() else len(line.encode("utf-8")) + 1 for line in self.lines)
+        self.offsets = [0, *itertools.accumulate(sizes)]
         self.count = len(self.lines)
         self.lines = []
         return self
