@@ -222,12 +222,6 @@ class MicroBatch:
     n_targets: int
     doc_lengths: list[int]
 
-    def to(self, device: Any) -> "MicroBatch":
-        """Copy the tensors to ``device`` (non-blocking from pinned memory)."""
-        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return MicroBatch(move(self.input_ids), move(self.position_ids), move(self.targets),
-                          move(self.cu_seqlens), self.max_seqlen, self.n_targets, self.doc_lengths)
-
 
 def make_micro_batch(docs: Sequence[Document]) -> MicroBatch:
     """Lay documents end to end with per-document positions and shifted, masked targets."""

@@ -51,8 +51,7 @@ def setup(requested_mode: str, requested_device: str) -> DistInfo:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _pick_device(requested_device, local_rank)
     if world == 1 or requested_mode == "none":
-        if requested_mode in ("ddp", "fsdp2") and world == 1:
-            return DistInfo("none", 0, 1, device)
+        # one process: ddp/fsdp2 in the config are no-ops, so one config serves both launches
         return DistInfo("none", 0, 1, device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
