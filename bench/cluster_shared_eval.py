@@ -1,155 +1,128 @@
 """Cluster the 29 datasets of ../shared/data and score the clusters against the team's taxonomy.
 
-Until ``taskmill build`` exists this script makes its own small corpus: for each dataset it
-renders the first ``--rows`` rows of its first split with every original-task template from the
-team library (``templates/library``) or, where the library has none, PromptSource's
-(``../shared/promptsource_templates``). gsm8k has neither, so it gets two plain templates written
-here. Then it clusters the corpus with each representation x algorithm and prints ARI / NMI
-against ``clusters/reference/shared_taxonomy.yaml``, plus the cluster table of the best run.
+It writes a collection over the 29 datasets (first split, ``--rows`` seeded source rows each,
+zero-shot, every template of the team library) and builds it with ``taskmill build``. Then it
+clusters the corpus with each representation x algorithm over several row samples and prints
+ARI / NMI against ``clusters/reference/shared_taxonomy.yaml``, writes the default run (what
+``taskmill cluster run`` gives) with its plots, and makes its folds over a bigger build.
 
 Usage::
 
-    python bench/cluster_shared_eval.py --out .bench/shared   # writes corpus/ and one folder per run
+    python bench/cluster_shared_eval.py --out .bench/shared   # writes corpus/, default/, fold-corpus/, folds/ (~10 min)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from taskmill.clusters.cluster import ClusterConfig
 from taskmill.clusters.compare import compare, load_reference
 from taskmill.clusters.represent import RepresentConfig
 from taskmill.clusters.run import run_clustering
-from taskmill.clusters.synthetic import row_id
-from taskmill.records import Row, Template, TemplateMetadata
-from taskmill.templates import compile_template, load_template_file
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO / ".." / "shared"
 REFERENCE = REPO / "clusters" / "reference" / "shared_taxonomy.yaml"
-PS_ALIASES = {"super_glue/wsc": "super_glue/wsc.fixed"}  # wsc.fixed has the same fields as wsc
-GSM8K = (
-    Template(id="gsm8k-solve", name="solve", input="Solve this math word problem step by step.\n\n{{ question }}", target="{{ answer }}",
-             metadata=TemplateMetadata(original_task=True, metrics=("Exact Match",))),
-    Template(id="gsm8k-answer", name="question answer", input="Question: {{ question }}\nAnswer:", target="{{ answer }}",
-             metadata=TemplateMetadata(original_task=True, metrics=("Exact Match",))),
-)
 
 
-def dataset_id(folder: str) -> str:
-    """``glue__sst2`` -> ``glue/sst2``."""
-    return folder.replace("__", "/")
+def write_collection(path: Path, max_examples: int) -> Path:
+    """A collection over every shared dataset: its first split, zero-shot, the team's template library."""
+    import yaml
+
+    tasks = []
+    for folder in sorted(p for p in (SHARED / "data").resolve().iterdir() if p.is_dir()):
+        split = next(s for s in ("train", "validation", "test") if (folder / f"{s}.jsonl").is_file())
+        tasks.append({"name": folder.name, "dataset": folder.name.replace("__", "/"),
+                      "data_files": {split: str(folder / f"{split}.jsonl")}, "splits": [split], "max_examples": max_examples})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"seed": 0, "formats": ["zero_shot"], "tasks": tasks}, sort_keys=False), encoding="utf-8")
+    return path
 
 
-def templates_for(folder: str) -> tuple[str, tuple[Template, ...]]:
-    """(where the templates came from, original-task templates) for a shared dataset folder."""
-    library = REPO / "templates" / "library" / f"{folder}.yaml"
-    ps = SHARED / "promptsource_templates" / PS_ALIASES.get(dataset_id(folder), dataset_id(folder)) / "templates.yaml"
-    if library.is_file():
-        source, loaded = "library", load_template_file(library).templates
-    elif ps.is_file():
-        source, loaded = "promptsource", load_template_file(ps).templates
-    elif folder == "gsm8k__main":
-        return "written here", GSM8K
-    else:
-        return "none", ()
-    original = tuple(t for t in loaded if t.metadata.original_task is not False)
-    return source, original or loaded
+def build_corpus(out: Path, max_examples: int, name: str = "corpus") -> Path:
+    """``taskmill build`` of :func:`write_collection` into ``out/<name>``."""
+    from taskmill.builders.build import build_collection
+
+    start = time.perf_counter()
+    collection = write_collection(out / f"{name}-collection.yaml", max_examples)
+    result = build_collection(collection, out / name, progress=False)
+    print(f"taskmill build: {result.rows} rows, 29 tasks, {max_examples} source rows per task x every library template "
+          f"-> {out / name} ({time.perf_counter() - start:.0f} s)")
+    return out / name
 
 
-def first_split(folder: Path) -> tuple[str, list[dict]]:
-    """(split name, rows) of the first split file present (train, validation, test order)."""
-    for split in ("train", "validation", "test"):
-        path = folder / f"{split}.jsonl"
-        if path.is_file():
-            with path.open(encoding="utf-8") as handle:
-                return split, [json.loads(line) for line in handle]
-    raise SystemExit(f"{folder}: no split file")
+def configs(n_labels: int) -> dict[str, ClusterConfig]:
+    """The clusterings compared: name -> config (k None = silhouette / HDBSCAN's own)."""
+    return {
+        "ward-auto": ClusterConfig(), f"ward-{n_labels}": ClusterConfig(k=n_labels),
+        "average-auto": ClusterConfig(linkage="average"),
+        "kmeans-auto": ClusterConfig(algorithm="kmeans"), f"kmeans-{n_labels}": ClusterConfig(algorithm="kmeans", k=n_labels),
+        "hdbscan": ClusterConfig(algorithm="hdbscan"),
+    }
 
 
-def render_dataset(folder: Path, n_rows: int) -> tuple[list[Row], str, int]:
-    """Rows of one dataset rendered with its templates; also the template source and failures."""
-    source, templates = templates_for(folder.name)
-    split, data = first_split(folder)
-    rows, failures = [], 0
-    for template in templates:
-        compiled = compile_template(template)
-        for index, raw in enumerate(data[:n_rows]):
-            try:
-                rendered = compiled.render(raw, seed=index)
-            except Exception:  # a PromptSource template that does not apply to this row: skip the row
-                failures += 1
-                continue
-            if not rendered.input or not rendered.target:
-                failures += 1
-                continue
-            rows.append(Row(
-                id=row_id(folder.name, split, index, template.id, "zero_shot"), task=folder.name, dataset=dataset_id(folder.name),
-                split=split, row_index=index, template_id=template.id, template_name=template.name, format="zero_shot",
-                prompt=rendered.input, completion=rendered.target,
-                messages=({"role": "user", "content": rendered.input}, {"role": "assistant", "content": rendered.target}),
-                answer_choices=rendered.answer_choices, target_index=rendered.target_index,
-                metrics=template.metadata.metrics, original_task=template.metadata.original_task,
-            ))
-    return rows, f"{source} ({len(templates)} templates)", failures
+def seed_table(corpus: Path, reference: dict[str, str], embedders: list[str], seeds: int) -> dict[tuple[str, str], list[tuple[float, float, int]]]:
+    """ARI, NMI and k of every embedder x config over ``seeds`` row samples (seed also seeds k-means)."""
+    from taskmill.clusters.manifest import Overrides
+    from taskmill.clusters.run import cluster_corpus
+
+    scores: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+    for seed in range(seeds):
+        for embedder in embedders:
+            for name, config in configs(len(set(reference.values()))).items():
+                run = cluster_corpus(corpus, RepresentConfig(embedder=embedder, seed=seed), replace(config, seed=seed), Overrides())
+                score = compare(run.manifest, reference)
+                scores.setdefault((embedder, name), []).append((score.ari, score.nmi, run.manifest.quality["k"]))
+    return scores
 
 
-def build_corpus(out: Path, n_rows: int, name: str = "corpus") -> Path:
-    """Write ``out/<name>/corpus.jsonl`` over every shared dataset; print one line per dataset."""
-    corpus = out / name
-    corpus.mkdir(parents=True, exist_ok=True)
-    all_rows: list[Row] = []
-    for folder in sorted(p for p in (SHARED / "data").iterdir() if p.is_dir()):
-        rows, source, failures = render_dataset(folder, n_rows)
-        print(f"  {folder.name:28s} {len(rows):4d} rows  templates: {source}  failed renders: {failures}")
-        all_rows.extend(rows)
-    with (corpus / "corpus.jsonl").open("w", encoding="utf-8") as handle:
-        for row in all_rows:
-            handle.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
-    print(f"corpus: {len(all_rows)} rows, {len({r.task for r in all_rows})} tasks -> {corpus}")
-    return corpus
+def print_seed_table(scores: dict[tuple[str, str], list[tuple[float, float, int]]], embedders: list[str], seeds: int) -> None:
+    """Markdown: one row per config, mean ARI (sd) and mean NMI per embedder."""
+    import numpy as np
+
+    names = list(dict.fromkeys(name for _, name in scores))
+    print(f"\nARI / NMI against the reference, mean (sd) over {seeds} row samples; k from seed 0\n")
+    print("| clustering | " + " | ".join(f"{e} ARI | {e} NMI | {e} k" for e in embedders) + " |")
+    print("|---" * (1 + 3 * len(embedders)) + "|")
+    for name in names:
+        cells = []
+        for e in embedders:
+            a = np.array(scores[(e, name)])
+            cells += [f"{a[:, 0].mean():.3f} ({a[:, 0].std():.3f})", f"{a[:, 1].mean():.3f}", f"{int(a[0, 2])}"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    means = {e: np.mean([np.mean([x[0] for x in scores[(e, n)]]) for n in names]) for e in embedders}
+    print("\nmean ARI over all clusterings and samples: " + ", ".join(f"{e} {m:.3f}" for e, m in means.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / ".bench" / "shared")
-    parser.add_argument("--rows", type=int, default=40, help="rows rendered per dataset and template")
+    parser.add_argument("--rows", type=int, default=100, help="source rows per dataset (max_examples), each rendered with every template")
     parser.add_argument("--embedders", default="tfidf,minilm")
-    parser.add_argument("--fold-rows", type=int, default=400, help="rows per dataset and template in the corpus the folds are made over (0: no folds)")
+    parser.add_argument("--seeds", type=int, default=5, help="row samples per configuration")
+    parser.add_argument("--fold-rows", type=int, default=1000, help="source rows per dataset in the corpus the folds are made over (0: no folds)")
     args = parser.parse_args(argv)
     if not (SHARED / "data").is_dir():
         print(f"no shared data at {SHARED / 'data'}", file=sys.stderr)
         return 1
     corpus = build_corpus(args.out, args.rows)
     reference = load_reference(REFERENCE)
-    n_labels = len(set(reference.values()))
-    runs = [("agglomerative", "ward", None), ("agglomerative", "ward", n_labels), ("agglomerative", "average", None),
-            ("kmeans", "", None), ("kmeans", "", n_labels), ("hdbscan", "", None)]
-    print(f"\n| embedder | algorithm | k | silhouette | ARI | NMI | seconds |\n|---|---|---|---|---|---|---|")
-    results = {}
-    for embedder in args.embedders.split(","):
-        for algorithm, linkage, k in runs:
-            start = time.perf_counter()
-            label = f"{algorithm}-{linkage}" if linkage else algorithm
-            name = f"{embedder}-{label}-{'auto' if k is None else k}"
-            config = ClusterConfig(algorithm=algorithm, k=k, linkage=linkage or "ward")
-            run = run_clustering(corpus, args.out / name, RepresentConfig(embedder=embedder), config, draw=True)
-            score = compare(run.manifest, reference)
-            results[name] = (score, run)
-            print(f"| {embedder} | {label} | {run.manifest.quality['k']}{'' if k else (' (hdbscan)' if algorithm == 'hdbscan' else ' (silhouette)')} | {run.manifest.quality['silhouette']} "
-                  f"| {score.ari:.3f} | {score.nmi:.3f} | {time.perf_counter() - start:.1f} |")
-    best = max(results, key=lambda n: results[n][0].ari)
-    score, run = results[best]
-    print(f"\nbest run by ARI: {best} (outputs in {args.out / best})\n\n| cluster | tasks |\n|---|---|")
+    embedders = args.embedders.split(",")
+    start = time.perf_counter()
+    print_seed_table(seed_table(corpus, reference, embedders, args.seeds), embedders, args.seeds)
+    print(f"({time.perf_counter() - start:.0f} s)")
+    run = run_clustering(corpus, args.out / "default", draw=True)  # what `taskmill cluster run` gives: MiniLM, ward, k by silhouette
+    score = compare(run.manifest, reference)
+    print(f"\ndefault run (MiniLM, ward, k by silhouette = {run.manifest.quality['k']}) -> {args.out / 'default'}\n\n| cluster | tasks |\n|---|---|")
     for c in run.manifest.clusters:
         print(f"| {c.name} | {', '.join(c.task_names)} |")
     print("\n" + score.to_markdown())
     if args.fold_rows:
-        make_folds_over(args.out, args.out / best / "clusters.yaml", args.fold_rows)
+        make_folds_over(args.out, args.out / "default" / "clusters.yaml", args.fold_rows)
     return 0
 
 
@@ -157,7 +130,7 @@ def make_folds_over(out: Path, manifest: Path, n_rows: int) -> None:
     """Folds of the best clustering over a bigger corpus of the same tasks, with guard counts."""
     from taskmill.clusters.folds import FoldConfig, summary_markdown, write_folds
 
-    print(f"\nfolds over a {n_rows}-rows-per-template corpus:")
+    print(f"\nfolds over a corpus of {n_rows} source rows per dataset:")
     corpus = build_corpus(out, n_rows, "fold-corpus")
     start = time.perf_counter()
     plans = write_folds(manifest, corpus, out / "folds", FoldConfig())
