@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -116,6 +117,18 @@ class JsonlChunks:
                     chunk += 1
 
 
+def string_array(texts: Sequence[str]) -> pa.StringArray:
+    """``pa.array(texts, pa.string())``, built from one joined UTF-8 buffer (about 3x faster for
+    long texts than converting string by string)."""
+    data = "".join(texts).encode("utf-8")
+    sizes = (len(t) if t.isascii() else len(t.encode("utf-8")) for t in texts)
+    small = len(data) < 2**31  # int32 offsets, as pa.string() has
+    offsets = pa.array([0, *itertools.accumulate(sizes)], pa.int32() if small else pa.int64())
+    kind = pa.StringArray if small else pa.LargeStringArray
+    array = kind.from_buffers(len(texts), offsets.buffers()[1], pa.py_buffer(data))
+    return array if small else array.cast(pa.string())
+
+
 def corpus_batch(columns: dict[str, list[Any]], task: str, dataset: str,
                  templates: dict[str, tuple[str, tuple[str, ...], bool | None]]) -> pa.RecordBatch:
     """The rows of one chunk as an Arrow batch of :data:`PARQUET_SCHEMA`.
@@ -129,10 +142,8 @@ def corpus_batch(columns: dict[str, list[Any]], task: str, dataset: str,
     """
     n = len(columns["id"])
     tids = columns["template_id"]
-    prompts, completions = pa.array(columns["prompt"], pa.string()), pa.array(columns["completion"], pa.string())
-    # Message contents alternate prompt, completion: interleaved by index, without re-converting strings.
-    order = pa.array([i + half for i in range(n) for half in (0, n)], pa.int64())
-    contents = pa.concat_arrays([prompts, completions]).take(order)
+    prompts, completions = string_array(columns["prompt"]), string_array(columns["completion"])
+    contents = string_array([text for pair in zip(columns["prompt"], columns["completion"]) for text in pair])
     message = pa.StructArray.from_arrays([pa.array(["user", "assistant"] * n, pa.string()), contents],
                                          fields=list(_MESSAGE))
     messages = pa.ListArray.from_arrays(pa.array(range(0, 2 * n + 1, 2), pa.int32()), message,
