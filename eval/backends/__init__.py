@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from typing import Any
 
 from taskmill.errors import TaskmillError
@@ -40,4 +41,9 @@ def get_backend(name: str, **kwargs: Any) -> Any:
         raise TaskmillError(f"unknown backend '{name}': expected one of {', '.join(BACKENDS)}")
     module, factory, needs, _ = _REGISTRY[name]
     require(needs, name)
-    return getattr(importlib.import_module(module), factory)(**kwargs)
+    cls = getattr(importlib.import_module(module), factory)
+    accepted = inspect.signature(cls).parameters
+    unknown = sorted(k for k in kwargs if k not in accepted)
+    if unknown:
+        raise TaskmillError(f"backend '{name}' does not take option(s) {', '.join(unknown)}")
+    return cls(**kwargs)

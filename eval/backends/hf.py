@@ -52,6 +52,8 @@ class HFBackend:
         add_bos: Put BOS before every context; None follows the tokenizer's own default.
         revision: Model revision for cache keys; a content hash of the weights when None.
         max_length: Longest sequence fed to the model; contexts are cut from the left to fit.
+        forward_cost_tokens: Fixed cost of one forward pass in padded-token equivalents (streaming
+            the weights, launching kernels); batches are cut where padding would cost more.
     """
 
     name = "hf"
@@ -70,6 +72,7 @@ class HFBackend:
         add_bos: bool | None = None,
         revision: str | None = None,
         max_length: int | None = None,
+        forward_cost_tokens: int = 64,
     ) -> None:
         from taskmill.eval.backends.hf_load import attach_adapter, load_model, split_gguf
 
@@ -90,13 +93,14 @@ class HFBackend:
         self.model_revision = revision or _param_hash(model)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
+        self.forward_cost_tokens = forward_cost_tokens
         self.max_length = max_length or getattr(model.config, "max_position_embeddings", 2048)
         self.prefix = prefix_ids(tokenizer, add_bos)
         self.pad_id = _pad_id(tokenizer)
         self.empty_context = empty_context_ids(tokenizer)
         self.chat_format: Callable[[str], str] | None = hf_chat_formatter(tokenizer)
         self.calls = 0  # forward passes, for tests and progress
-        self.context_passes = 0  # forward passes over contexts (each context is encoded once)
+        self.context_rows = 0  # contexts run through the model: each distinct context once
 
     # --- log-likelihood ---------------------------------------------------------------------------
 
@@ -125,18 +129,12 @@ class HFBackend:
         return sorted(by_ctx.values(), key=lambda g: (-len(g.ctx), -g.cost))
 
     def _batches(self, groups: list[_Group]) -> list[list[_Group]]:
-        batches: list[list[_Group]] = []
-        cur: list[_Group] = []
-        for g in groups:
-            rows = sum(len(x.conts) for x in cur) + len(g.conts)
-            longest = max([len(c) for x in cur + [g] for _, c in x.conts])
-            if cur and (len(cur) >= self.batch_size or rows * longest > self.max_batch_tokens):
-                batches.append(cur)
-                cur = []
-            cur.append(g)
-        if cur:
-            batches.append(cur)
-        return batches
+        """Split the (longest-first) groups into context batches; see :func:`split_sorted`."""
+        cuts = split_sorted(
+            [len(g.ctx) for g in groups], self.batch_size, self.forward_cost_tokens,
+            extra=[(len(g.conts), max(len(c) for _, c in g.conts)) for g in groups], max_tokens=self.max_batch_tokens,
+        )
+        return [[groups[i] for i in chunk] for chunk in cuts]
 
     def _score_batch(self, batch: list[_Group]) -> list[tuple[int, Loglikelihood]]:
         import torch
@@ -172,29 +170,24 @@ class HFBackend:
         out = self._decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         last = out.last_hidden_state[torch.arange(len(batch), device=self.device), lens - 1]  # (B, H)
         self.calls += 1
-        self.context_passes += 1
+        self.context_rows += len(batch)
         cache = out["cache"] if "cache" in out else out["past_key_values"]
         return self._log_probs(last), cache, mask, lens
 
     def _continuation_pass(self, rows: list, cache: Any, ctx_mask: Any, ctx_lens: Any) -> dict:
         """Feed every continuation but its last token after its context's cache.
 
-        Rows are sorted by length and split where padding would grow past a third of a sub-batch,
-        so a one-token answer is never padded to a sentence.
+        Rows are sorted by length and cut into sub-batches where the padding saved outweighs the
+        cost of one more forward pass (:func:`split_sorted`).
 
         Returns ``row -> [(log-prob of token t, argmax id at t) for t >= 1]``.
         """
         order = sorted((r for r in range(len(rows)) if len(rows[r][2]) > 1), key=lambda r: -len(rows[r][2]))
         out: dict[int, list[tuple[float, int]]] = {}
-        sub: list[int] = []
-        for r in order:
-            width = len(rows[sub[0]][2]) - 1 if sub else 0
-            if sub and ((len(rows[r][2]) - 1) * 1.5 < width or (len(sub) + 1) * width > self.max_batch_tokens):
-                out.update(self._continuation_sub(sub, rows, cache, ctx_mask, ctx_lens))
-                sub = []
-            sub.append(r)
-        if sub:
-            out.update(self._continuation_sub(sub, rows, cache, ctx_mask, ctx_lens))
+        widths = [len(rows[r][2]) - 1 for r in order]
+        max_rows = max(1, self.max_batch_tokens // max(widths, default=1))
+        for chunk in split_sorted(widths, max_rows, self.forward_cost_tokens):
+            out.update(self._continuation_sub([order[i] for i in chunk], rows, cache, ctx_mask, ctx_lens))
         return out
 
     def _continuation_sub(self, sub: list[int], rows: list, cache: Any, ctx_mask: Any, ctx_lens: Any) -> dict:
@@ -286,6 +279,40 @@ class HFBackend:
             new = new[: next((k for k, t in enumerate(new) if t in eos), len(new))]
             texts.append(truncate_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), r.stop))
         return texts
+
+
+def split_sorted(
+    lengths: list[int], max_rows: int, forward_cost: int, *, extra: list[tuple[int, int]] | None = None,
+    max_tokens: int | None = None,
+) -> list[list[int]]:
+    """Cut items sorted by length (longest first) into consecutive padded batches.
+
+    A batch is padded to its first (longest) item. A new batch starts at item ``i`` when the batch
+    is full (``max_rows``; or ``extra`` rows x width over ``max_tokens``), or when restarting there
+    saves more padding than one forward pass costs: the ``(width - lengths[i])`` pad tokens saved on
+    each of the items that would follow in the new batch exceed ``forward_cost``.
+
+    Returns:
+        Index lists, in order.
+    """
+    out: list[list[int]] = []
+    cur: list[int] = []
+    rows = longest = 0
+    for i, n in enumerate(lengths):
+        r, w = extra[i] if extra else (1, 0)
+        if cur:
+            width = lengths[cur[0]]
+            following = min(max_rows, len(lengths) - i)
+            full = len(cur) >= max_rows or (max_tokens is not None and extra is not None
+                                            and (rows + r) * max(longest, w) > max_tokens)
+            if full or (width - n) * following > forward_cost:
+                out.append(cur)
+                cur, rows, longest = [], 0, 0
+        cur.append(i)
+        rows, longest = rows + r, max(longest, w)
+    if cur:
+        out.append(cur)
+    return out
 
 
 class _StopOnText:

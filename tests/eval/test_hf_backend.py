@@ -30,8 +30,8 @@ def test_batched_cached_matches_unbatched_reference(tiny_model, smol_tokenizer, 
         ref = reference_loglikelihood(tiny_model, smol_tokenizer, req)
         assert res.logprob == pytest.approx(ref, abs=1e-4), req
         assert res.n_tokens == len(encode_pair(smol_tokenizer, req.context, req.continuation)[1])
-    # One context pass per batch of contexts: each shared prefix is encoded once, not per choice.
-    assert backend.context_passes == -(-len(CONTEXTS) // batch_size)
+    # Each shared prefix is run once, not once per continuation.
+    assert backend.context_rows == len(CONTEXTS)
 
 
 def test_small_token_budget_splits_batches_with_same_results(tiny_model, smol_tokenizer):
@@ -100,3 +100,15 @@ def test_folder_model_has_content_revision(tiny_model_dir):
     b = HFBackend(str(tiny_model_dir))
     assert a.model_revision == b.model_revision and len(a.model_revision) == 16
     assert a.chat_format is not None and "<|im_start|>assistant" in a.chat_format("hi")
+
+
+def test_split_sorted_cuts_where_padding_outweighs_a_forward():
+    from taskmill.eval.backends.hf import split_sorted
+
+    # 4 long items then 4 short: padding the short ones to 40 wastes 4 x 36 > 64 -> cut.
+    assert split_sorted([40, 40, 40, 40, 4, 4, 4, 4], 32, 64) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    # Small differences are cheaper than another forward pass: one batch.
+    assert split_sorted([10, 9, 9, 8], 32, 64) == [[0, 1, 2, 3]]
+    assert split_sorted([5] * 5, 2, 64) == [[0, 1], [2, 3], [4]]
+    # Token budget over the continuation rows each group brings.
+    assert split_sorted([9, 9, 9], 32, 64, extra=[(4, 10)] * 3, max_tokens=80) == [[0, 1], [2]]

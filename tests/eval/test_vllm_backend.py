@@ -169,3 +169,13 @@ def test_missing_vllm_gives_install_hint(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
     with pytest.raises(TaskmillError, match=r"pip install taskmill\[vllm\]"):
         get_backend("vllm", model="m")
+
+
+def test_unknown_backend_or_option_is_one_clear_error():
+    from taskmill.errors import TaskmillError
+    from taskmill.eval.backends import get_backend
+
+    with pytest.raises(TaskmillError, match="unknown backend 'tpu'"):
+        get_backend("tpu", model="m")
+    with pytest.raises(TaskmillError, match="does not take option"):
+        get_backend("openai", model="m", tensor_parallel_size=2)
