@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from taskmill.errors import ConfigError
+from taskmill.trainer.objective_config import CptConfig, DpoConfig, check_objective
 
 
 @dataclass
@@ -30,8 +31,15 @@ class ModelConfig:
         attention: ``auto`` (varlen flash on CUDA, per-document SDPA elsewhere), ``varlen`` or
             ``sdpa_per_doc``. Both keep packed documents from attending to each other.
         gradient_checkpointing: Recompute layer activations in the backward pass.
-        compile: ``torch.compile`` each decoder layer when training on CUDA (ignored on CPU;
-            attention stays eager). Measured on an H200: 1.37x the eager tokens/s, 0.76x its memory.
+        compile: ``torch.compile`` each decoder layer when training on CUDA (ignored on CPU).
+            Measured on an H200: 1.37x the eager tokens/s, 0.76x its memory.
+        compile_attention: With ``compile``, trace the varlen attention op into each layer's graph
+            (False: keep it eager behind a graph break, as before 2026-11-27).
+        compile_loss: With ``compile``, fuse the chunked cross-entropy's softmax part with
+            ``torch.compile``.
+        init_adapter: A LoRA adapter merged into the loaded weights before training (e.g. DPO after
+            SFT: the reference model is then the SFT model). A LoRA run saves the two adapters
+            concatenated, so its adapter applies to ``path`` itself.
     """
 
     path: str | None = None
@@ -41,6 +49,9 @@ class ModelConfig:
     attention: Literal["auto", "varlen", "sdpa_per_doc"] = "auto"
     gradient_checkpointing: bool = False
     compile: bool = True
+    compile_attention: bool = True
+    compile_loss: bool = True
+    init_adapter: str | None = None
 
 
 @dataclass
@@ -156,13 +167,20 @@ class RunConfig:
 
 @dataclass
 class TrainConfig:
-    """The whole training config (sections ``model``, ``lora``, ``data``, ``optim``, ``run``)."""
+    """The whole training config (sections ``model``, ``lora``, ``data``, ``optim``, ``run``).
 
+    ``objective`` (``sft``, ``cpt``, ``dpo``) and its sections ``cpt`` / ``dpo``: see
+    :mod:`taskmill.trainer.objective_config`.
+    """
+
+    objective: Literal["sft", "cpt", "dpo"] = "sft"
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    cpt: CptConfig = field(default_factory=CptConfig)
+    dpo: DpoConfig = field(default_factory=DpoConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML-ready)."""
@@ -271,6 +289,7 @@ def _check_values(cfg: TrainConfig, problems: list[str]) -> None:
         problems.append("model.arch: needs 'model_type' (e.g. llama, qwen2)")
     if m.arch is not None and m.tokenizer is None and d.corpus is not None:
         problems.append("model.tokenizer: needed to tokenise data.corpus when model.arch builds a random model")
+    check_objective(cfg, problems)
 
 
 def _parse_override(text: str, problems: list[str]) -> tuple[list[str], Any] | None:
@@ -348,7 +367,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
 
 def _resolve_relative(cfg: TrainConfig, base: Path) -> None:
     """Paths in a config file are relative to the file's folder (when they exist there)."""
-    for section, name in (("model", "path"), ("model", "tokenizer"), ("data", "corpus"), ("data", "eval_corpus")):
+    for section, name in (("model", "path"), ("model", "tokenizer"), ("model", "init_adapter"), ("data", "corpus"), ("data", "eval_corpus")):
         obj = getattr(cfg, section)
         value = getattr(obj, name)
         if value and not Path(value).is_absolute() and (base / value).exists():

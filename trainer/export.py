@@ -72,6 +72,10 @@ def _save_adapter(trainer: Any, tmp: Path, state: dict[str, Any] | None) -> None
 
         state = get_peft_model_state_dict(trainer.peft, state_dict={f"base_model.model.{k}": v for k, v in state.items()})
     trainer.peft.save_pretrained(str(tmp), state_dict=state)
+    if m.init_adapter:  # stacked on another adapter: save both as one, relative to the base itself
+        from taskmill.trainer.adapters import concat_adapters
+
+        concat_adapters(m.init_adapter, tmp, tmp)
     (tmp / BASE_FILE).write_text(json.dumps({"path": m.path, "gguf_file": m.gguf_file, "arch": m.arch}, indent=1))
 
 

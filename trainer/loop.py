@@ -106,11 +106,17 @@ class Trainer:
         if cfg.model.gradient_checkpointing:
             enable_gradient_checkpointing(self.peft or self.lm)
         self.lm.to(info.device)
-        if cfg.model.compile and info.device.type == "cuda":
-            compile_layers(self.lm)
+        self.compiled = cfg.model.compile and info.device.type == "cuda"
+        if self.compiled:
+            compile_layers(self.lm, cfg.model.compile_attention)
         self.flops = flop_model(self.lm, lora=cfg.lora.enabled)
-        self.module = PackedLoss(self.lm, cfg.run.loss_chunk_tokens, self.amp_dtype)
+        self.module = self._loss_module()
         self.model = dist.wrap(self.module, info, self.lm.model.layers)
+
+    def _loss_module(self) -> Any:
+        """The module DDP/FSDP2 wrap (objectives other than SFT/CPT bring their own)."""
+        return PackedLoss(self.lm, self.cfg.run.loss_chunk_tokens, self.amp_dtype,
+                          compile_loss=self.compiled and self.cfg.model.compile_loss)
 
     def _build_optimizer(self) -> None:
         import torch
@@ -285,7 +291,9 @@ def train(cfg: TrainConfig, documents: Sequence[Document] | None = None,
     Returns:
         The :class:`TrainResult`.
     """
-    trainer = Trainer(cfg, documents, eval_documents)
+    from taskmill.trainer.objectives import trainer_class
+
+    trainer = trainer_class(cfg)(cfg, documents, eval_documents)
     try:
         return trainer.run(stop_after)
     finally:

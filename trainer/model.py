@@ -46,6 +46,10 @@ def build_model(cfg: ModelConfig, attn_name: str, seed: int) -> Any:
         model = AutoModelForCausalLM.from_pretrained(cfg.path, dtype=torch.float32,
                                                      attn_implementation=attn_name, **kwargs)
         _drop_quantization_marks(model)
+    if cfg.init_adapter:  # e.g. DPO after SFT: start from (and refer to) base + the SFT adapter
+        from taskmill.trainer.adapters import merge_init_adapter
+
+        model = merge_init_adapter(model, cfg.init_adapter)
     model.config.use_cache = False
     return model
 
@@ -123,13 +127,16 @@ def enable_gradient_checkpointing(model: Any) -> None:
         model.enable_input_require_grads()
 
 
-def compile_layers(model: Any) -> None:
-    """``torch.compile`` each decoder layer in place (attention is a graph break: it stays eager)."""
-    import torch
+def compile_layers(model: Any, attention_in_graph: bool = True) -> None:
+    """``torch.compile`` each decoder layer in place.
 
+    Args:
+        model: The model (any wrapper :func:`causal_lm` sees through).
+        attention_in_graph: Trace the varlen attention op into each layer's graph; False keeps it
+            eager behind a graph break (two graphs per layer, its casts and copies unfused).
+    """
     from taskmill.trainer import attention
 
-    attention.packed_attention = torch.compiler.disable(attention.packed_attention)
-    attention.register(attention._MODE["mode"])
+    attention.register_for_compile(attention._MODE["mode"], attention_in_graph)
     for layer in decoder_layers(model):
         layer.compile(dynamic=True)

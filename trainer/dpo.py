@@ -1,0 +1,319 @@
+"""Direct Preference Optimisation (Rafailov et al., 2023) in the packed training loop.
+
+Data: JSONL in TRL's preference format, one pair per line: ``prompt``, ``chosen``, ``rejected``
+(strings; or the conversational form: ``prompt`` a list of messages, ``chosen``/``rejected`` lists
+of assistant messages). Prompt + chosen and prompt + rejected are tokenised exactly like SFT rows
+(chat template when the tokenizer has one, else ``prompt + "\\n" + answer + EOS``); the loss mask
+marks the answer tokens.
+
+Loss of a pair, with ``log pi(y|x)`` the summed log-probability of the answer tokens::
+
+    z = beta * ((log pi(y_c|x) - log pi_ref(y_c|x)) - (log pi(y_r|x) - log pi_ref(y_r|x)))
+    loss = -(1 - eps) * log sigmoid(z) - eps * log sigmoid(-z)      (eps = dpo.label_smoothing)
+
+averaged over the pairs of a step. Rewards are ``beta * (log pi - log pi_ref)``; the log reports
+their means, the margin (chosen - rejected) and the accuracy (share of pairs with margin > 0).
+
+The reference: for LoRA the same network with its adapters disabled (the base, or base +
+``model.init_adapter`` for DPO after SFT); for full fine-tuning a frozen copy of the starting
+weights (kept outside the module tree, so DDP/FSDP2 and checkpoints see only the policy). A pair's
+two sequences always share a micro-batch; pairs are planned into steps and packed like documents.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from taskmill.errors import ConfigError, DataError
+from taskmill.trainer import dist
+from taskmill.trainer.data import Document, corpus_file, deal_to_ranks, make_micro_batch, pack_micro_batches, tokenize_rows
+from taskmill.trainer.engine import _module_base, batch_inputs
+from taskmill.trainer.loop import Trainer
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A tokenised preference pair (both documents hold the same prompt)."""
+
+    chosen: Document
+    rejected: Document
+
+    def __len__(self) -> int:
+        return len(self.chosen) + len(self.rejected)
+
+    @property
+    def n_targets(self) -> int:
+        """Answer tokens of both sequences."""
+        return self.chosen.n_targets + self.rejected.n_targets
+
+
+_EMPTY = Document((0, 0), (0, 0))
+DUMMY_PAIR = Pair(_EMPTY, _EMPTY)  # no targets: keeps a rank without pairs in step with the others
+
+
+def dpo_loss(pi_chosen: Any, pi_rejected: Any, ref_chosen: Any, ref_rejected: Any, beta: float,
+             label_smoothing: float = 0.0) -> tuple[Any, Any, Any]:
+    """Per-pair DPO losses and rewards from summed answer log-probabilities (all ``[P]``).
+
+    Returns:
+        (losses, chosen rewards, rejected rewards), each ``[P]``.
+    """
+    import torch.nn.functional as F
+
+    chosen = beta * (pi_chosen - ref_chosen)
+    rejected = beta * (pi_rejected - ref_rejected)
+    z = chosen - rejected
+    losses = -(1 - label_smoothing) * F.logsigmoid(z) - label_smoothing * F.logsigmoid(-z)
+    return losses, chosen.detach(), rejected.detach()
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def _answer_ok(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and bool(value) and all(isinstance(m, dict) for m in value))
+
+
+def read_pairs(path: str | Path) -> list[dict[str, Any]]:
+    """Read TRL-format preference rows (a JSONL file, or a folder holding ``preferences.jsonl``).
+
+    Raises:
+        DataError: missing file, bad JSON, or a row without prompt/chosen/rejected.
+    """
+    p = Path(path)
+    file = p / "preferences.jsonl" if p.is_dir() and (p / "preferences.jsonl").is_file() else corpus_file(p)
+    if not file.is_file():
+        raise DataError("preference file not found (expected JSONL or a folder with preferences.jsonl)", file=str(file))
+    rows = []
+    with file.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"not valid JSON ({err.msg})", file=str(file), row=f"line {number}") from None
+            if not (isinstance(row, dict) and _answer_ok(row.get("prompt"))
+                    and _answer_ok(row.get("chosen")) and _answer_ok(row.get("rejected"))):
+                raise DataError("expected 'prompt', 'chosen' and 'rejected' (strings, or message lists)",
+                                file=str(file), row=f"line {number}")
+            rows.append(row)
+    if not rows:
+        raise DataError("no preference pairs", file=str(file))
+    return rows
+
+
+def _as_row(prompt: Any, answer: Any) -> dict[str, Any]:
+    if isinstance(prompt, str) and isinstance(answer, str):
+        return {"prompt": prompt, "completion": answer}
+    before = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    after = [{"role": "assistant", "content": answer}] if isinstance(answer, str) else list(answer)
+    return {"messages": before + after}
+
+
+def tokenize_pairs(tokenizer: Any, rows: Sequence[dict[str, Any]], max_length: int) -> list[Pair]:
+    """Preference rows -> :class:`Pair`s, each side tokenised like an SFT row."""
+    chosen = tokenize_rows(tokenizer, [_as_row(r["prompt"], r["chosen"]) for r in rows], max_length)
+    rejected = tokenize_rows(tokenizer, [_as_row(r["prompt"], r["rejected"]) for r in rows], max_length)
+    return [Pair(c, r) for c, r in zip(chosen, rejected)]
+
+
+# --- loss module ----------------------------------------------------------------------------------
+
+
+def _chunk_logps(h: Any, w: Any, y: Any) -> Any:
+    """log p(y) per row: h ``[C, H]``, w ``[V, H]``, y ``[C]`` -> ``[C]`` (float32 softmax)."""
+    import torch
+
+    logits = (h @ w.t()).float()  # [C, V]
+    return logits.gather(1, y[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+
+
+def token_logps(hidden: Any, weight: Any, targets: Any, chunk: int) -> Any:
+    """Log-probabilities of ``targets`` ``[N]`` under ``hidden @ weight.T`` without keeping all logits.
+
+    With gradients on, each chunk is recomputed in the backward pass (activation checkpointing), so
+    only one ``[chunk, V]`` block of logits is alive at a time.
+    """
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    parts = []
+    for s in range(0, hidden.shape[0], chunk):
+        h, y = hidden[s:s + chunk], targets[s:s + chunk]
+        if torch.is_grad_enabled():
+            parts.append(checkpoint(_chunk_logps, h, weight, y, use_reentrant=False))
+        else:
+            parts.append(_chunk_logps(h, weight, y))
+    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
+
+
+class DpoLoss(_module_base()):  # type: ignore[misc]
+    """``forward(packed pairs) -> (scaled DPO loss sum, stats)``; what DDP / FSDP2 wrap.
+
+    Documents in a micro-batch alternate chosen, rejected, chosen, ... (pair ``i`` is documents
+    ``2i`` and ``2i + 1``). ``stats`` is ``[loss sum, chosen reward sum, rejected reward sum,
+    correct pairs, pairs]`` (detached, for the log).
+
+    Args:
+        lm: The policy ``*ForCausalLM`` (LoRA layers injected when training an adapter).
+        reference: A frozen ``*ForCausalLM`` copy, or None to use ``lm`` under ``disable_adapters``.
+        disable_adapters: Context-manager factory turning the LoRA adapters off (LoRA runs).
+        chunk: Target rows per log-probability chunk.
+        amp_dtype: Autocast dtype or None.
+        beta: DPO beta.
+        label_smoothing: Conservative-DPO label noise.
+    """
+
+    def __init__(self, lm: Any, reference: Any | None, disable_adapters: Callable[[], Any] | None, chunk: int,
+                 amp_dtype: Any | None, beta: float, label_smoothing: float) -> None:
+        super().__init__()
+        self.lm = lm
+        self._reference = [reference]  # a list: not a submodule (no DDP sync, no optimizer, no checkpoint)
+        self.disable_adapters = disable_adapters
+        self.chunk, self.amp_dtype, self.beta, self.label_smoothing = chunk, amp_dtype, beta, label_smoothing
+
+    def doc_logps(self, lm: Any, input_ids: Any, position_ids: Any, cu_seqlens: Any, max_seqlen: int,
+                  target_pos: Any, target_ids: Any) -> Any:
+        """Summed answer log-probability of every packed document, ``[n_docs]``."""
+        import torch
+
+        with torch.autocast(input_ids.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            out = lm.model(input_ids=input_ids, position_ids=position_ids,
+                           cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens,
+                           max_length_q=max_seqlen, max_length_k=max_seqlen, use_cache=False)
+        hidden = out.last_hidden_state[0].index_select(0, target_pos)  # [N, H]
+        dtype = self.amp_dtype or hidden.dtype
+        logp = token_logps(hidden.to(dtype), lm.lm_head.weight.to(dtype), target_ids, self.chunk)  # [N]
+        doc = torch.searchsorted(cu_seqlens[1:].long(), target_pos, right=True)  # [N] document of each target
+        n_docs = cu_seqlens.shape[0] - 1
+        return torch.zeros(n_docs, dtype=torch.float32, device=logp.device).index_add(0, doc, logp)
+
+    def reference_logps(self, **batch: Any) -> Any:
+        """Document log-probabilities under the frozen reference (no gradient)."""
+        import contextlib
+
+        import torch
+
+        ref = self._reference[0]
+        ctx = self.disable_adapters() if ref is None and self.disable_adapters else contextlib.nullcontext()
+        with torch.no_grad(), ctx:
+            return self.doc_logps(ref if ref is not None else self.lm, **batch)
+
+    def forward(self, input_ids: Any, position_ids: Any, cu_seqlens: Any, max_seqlen: int,
+                target_pos: Any, target_ids: Any, scale: float) -> tuple[Any, Any]:
+        """Scaled sum of the pairs' DPO losses, and the step statistics."""
+        import torch
+
+        batch = dict(input_ids=input_ids, position_ids=position_ids, cu_seqlens=cu_seqlens,
+                     max_seqlen=max_seqlen, target_pos=target_pos, target_ids=target_ids)
+        ref = self.reference_logps(**batch)
+        pol = self.doc_logps(self.lm, **batch)
+        losses, rc, rr = dpo_loss(pol[0::2], pol[1::2], ref[0::2], ref[1::2], self.beta, self.label_smoothing)
+        stats = torch.stack([losses.detach().sum(), rc.sum(), rr.sum(), (rc > rr).float().sum(),
+                             torch.tensor(float(losses.shape[0]), device=losses.device)])
+        return losses.sum() * scale, stats
+
+
+# --- the trainer ----------------------------------------------------------------------------------
+
+
+class DpoTrainer(Trainer):
+    """The training loop with pairs as its documents and the DPO loss as its step loss."""
+
+    def _load_data(self, documents: Sequence[Pair] | None, eval_documents: Sequence[Pair] | None) -> None:
+        from taskmill.trainer.model import load_tokenizer
+
+        cfg = self.cfg
+        self.tokenizer = None
+        if documents is None or (eval_documents is None and cfg.data.eval_corpus):
+            self.tokenizer = load_tokenizer(cfg.model)
+        if documents is None:
+            if not cfg.data.corpus:
+                raise ConfigError(["data.corpus: no preference pairs given"])
+            documents = tokenize_pairs(self.tokenizer, read_pairs(cfg.data.corpus), cfg.data.max_length)
+        if eval_documents is None and cfg.data.eval_corpus:
+            eval_documents = tokenize_pairs(self.tokenizer, read_pairs(cfg.data.eval_corpus), cfg.data.max_length)
+        self.docs = list(documents)
+        self.eval_docs = list(eval_documents or [])
+        self.lengths = [len(p) for p in self.docs]
+        self.step_stats: dict[str, float] = {}
+
+    def _loss_module(self) -> Any:
+        reference = None
+        if self.peft is None:  # full fine-tuning: freeze a copy of the starting weights
+            reference = copy.deepcopy(self.lm).eval()
+            reference.requires_grad_(False)
+        d = self.cfg.dpo
+        return DpoLoss(self.lm, reference, self.peft.disable_adapter if self.peft is not None else None,
+                       self.cfg.run.loss_chunk_tokens, self.amp_dtype, d.beta, d.label_smoothing)
+
+    def _pair_batches(self, pairs: Sequence[Pair], ids: Sequence[int], pad: bool) -> list[list[Pair]]:
+        """This rank's micro-batches of pairs (pairs packed whole; dummies keep ranks in step)."""
+        lengths = [len(p) for p in pairs]
+        bins = pack_micro_batches(ids, lengths, self.cfg.data.micro_batch_tokens)
+        ranks = deal_to_ranks(bins, lengths, self.info.world)
+        mine = [[pairs[i] for i in b] for b in ranks[self.info.rank]] or [[DUMMY_PAIR]]
+        if pad:
+            mine += [[DUMMY_PAIR]] * (max(len(r) for r in ranks) - len(mine))
+        return mine
+
+    def _forward(self, runner: Any, pairs: list[Pair], scale: float) -> tuple[Any, Any]:
+        docs = [d for p in pairs for d in (p.chosen, p.rejected)]
+        dummy = pairs == [DUMMY_PAIR]
+        loss, stats = runner(**batch_inputs(make_micro_batch(docs), self.info.device), scale=0.0 if dummy else scale)
+        return loss, stats * (0.0 if dummy else 1.0)
+
+    def run_step(self, step_pairs: list[int]) -> tuple[float, float | None]:
+        """Forward/backward over this rank's pairs, clip, optimizer step; returns (mean loss, grad norm)."""
+        import torch
+
+        scale = self.info.world / max(len(step_pairs), 1)
+        micro = self._pair_batches(self.docs, step_pairs, self.info.mode == "fsdp2")
+        totals = torch.zeros(5, dtype=torch.float64, device=self.info.device)
+        self.model.train()
+        for i, pairs in enumerate(micro):
+            with dist.no_grad_sync(self.model, self.info, sync=i == len(micro) - 1):
+                loss, stats = self._forward(self.model, pairs, scale)
+                loss.backward()
+            totals += stats.double()
+        norm = None
+        if self.cfg.optim.max_grad_norm > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.max_grad_norm))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_stats = self._stats(dist.all_reduce_sum([float(t) for t in totals], self.info))
+        return self.step_stats["dpo_loss"], norm
+
+    @staticmethod
+    def _stats(sums: Sequence[float]) -> dict[str, float]:
+        loss, chosen, rejected, correct, n = sums
+        n = max(n, 1.0)
+        return {"dpo_loss": loss / n, "rewards_chosen": chosen / n, "rewards_rejected": rejected / n,
+                "reward_margin": (chosen - rejected) / n, "reward_accuracy": correct / n}
+
+    def evaluate(self) -> float | None:
+        """Mean DPO loss over the eval pairs (its margin and accuracy land in ``eval_stats``)."""
+        import torch
+
+        if not self.eval_docs:
+            return None
+        runner = self.model if self.info.mode == "fsdp2" else self.module
+        totals = torch.zeros(5, dtype=torch.float64, device=self.info.device)
+        self.model.eval()
+        with torch.no_grad():
+            for pairs in self._pair_batches(self.eval_docs, range(len(self.eval_docs)), True):
+                totals += self._forward(runner, pairs, 1.0)[1].double()
+        self.eval_stats = self._stats(dist.all_reduce_sum([float(t) for t in totals], self.info))
+        return self.eval_stats["dpo_loss"]
+
+    def _record(self, step: int, loss: float, norm: float | None, seconds: float) -> dict[str, Any]:
+        rec = super()._record(step, loss, norm, seconds)
+        rec.update({k: v for k, v in self.step_stats.items() if k != "dpo_loss"})
+        return rec

@@ -1,0 +1,61 @@
+"""Config sections of the training objectives other than SFT (no heavy imports: read by ``config.py``).
+
+``objective`` picks what the loop optimises:
+
+* ``sft`` — next-token loss on completion tokens of a prompt/completion corpus (the default).
+* ``cpt`` — continued pre-training: next-token loss on every token of raw text (a ``.txt`` file,
+  a JSONL file's ``cpt.text_column``, or a corpus whose rows are joined as prompt + "\\n" +
+  completion); all parameters train, so ``lora.enabled`` must be false.
+* ``dpo`` — Direct Preference Optimisation (Rafailov et al., 2023) on prompt/chosen/rejected pairs
+  (TRL's format) against a frozen reference: the base with adapters disabled for LoRA, a frozen
+  copy of the starting weights for full fine-tuning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+OBJECTIVES = ("sft", "cpt", "dpo")
+
+
+@dataclass
+class CptConfig:
+    """Continued pre-training data settings.
+
+    Attributes:
+        text_column: Field holding the raw text in a JSONL file.
+        add_eos: End every text with the tokenizer's EOS token (a document boundary the model learns).
+    """
+
+    text_column: str = "text"
+    add_eos: bool = True
+
+
+@dataclass
+class DpoConfig:
+    """DPO settings.
+
+    Attributes:
+        beta: Strength of the implicit KL penalty (TRL's default 0.1); rewards are
+            ``beta * (log pi(y|x) - log pi_ref(y|x))``.
+        label_smoothing: Conservative DPO: the probability that a pair's label is flipped (0: plain DPO).
+    """
+
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+
+
+def check_objective(cfg: Any, problems: list[str]) -> None:
+    """Consistency checks of ``cfg.objective`` with the other sections (appends to ``problems``)."""
+    objective: Literal["sft", "cpt", "dpo"] = cfg.objective
+    if objective == "cpt" and cfg.lora.enabled:
+        problems.append("objective 'cpt' trains all parameters: set lora.enabled: false")
+    if objective == "dpo":
+        if cfg.dpo.beta <= 0:
+            problems.append(f"dpo.beta: must be > 0, got {cfg.dpo.beta}")
+        if not 0 <= cfg.dpo.label_smoothing < 0.5:
+            problems.append(f"dpo.label_smoothing: must be in [0, 0.5), got {cfg.dpo.label_smoothing}")
+        if 2 * cfg.data.max_length > cfg.data.micro_batch_tokens:
+            problems.append(f"objective 'dpo' packs a pair's two sequences together: data.micro_batch_tokens "
+                            f"({cfg.data.micro_batch_tokens}) must be >= 2 * data.max_length ({cfg.data.max_length})")
