@@ -7,7 +7,13 @@ a packed row). Document boundaries reach it as the flash-attention keyword argum
 
 On CUDA it calls ``torch.nn.attention.varlen.varlen_attn`` (flash kernel inside torch); its keyword
 set differs between torch versions (``window_size=(-1, 0)`` vs ``is_causal``; ``enable_gqa`` or
-not), so it is inspected once at run time. Elsewhere each document runs through causal SDPA.
+not), so it is inspected once, in :func:`register`. Elsewhere each document runs through causal SDPA.
+
+``varlen_attn`` is a torch custom op with a fake (shape) implementation and a registered backward,
+so ``torch.compile`` can trace the varlen path into each decoder layer's graph: the RoPE output's
+cast to bf16, the ``[1, H, T, D] -> [T, H, D]`` copies and the KV-head repeat then fuse with the
+surrounding kernels instead of running eagerly around a graph break. Nothing on the traced path
+may call ``inspect`` or ``functools.lru_cache`` functions, hence the flags in ``_MODE``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import inspect
 from typing import Any
 
 ATTN_NAME = "taskmill_varlen"
-_MODE = {"mode": "auto"}
+# resolved by register(), outside any traced code
+_MODE: dict[str, Any] = {"mode": "auto", "has_varlen": False, "gqa_flag": False, "window_flag": False}
 
 
 @functools.lru_cache(maxsize=1)
@@ -48,14 +55,13 @@ def _varlen(q: Any, k: Any, v: Any, cu: Any, max_len: int, scale: float) -> Any:
     if torch.is_autocast_enabled("cuda"):
         dtype = torch.get_autocast_dtype("cuda")
         q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-    params = varlen_signature() or frozenset()
     kw: dict[str, Any] = {"scale": scale}
     groups = q.shape[1] // k.shape[1]
-    if groups > 1 and "enable_gqa" in params:
+    if groups > 1 and _MODE["gqa_flag"]:
         kw["enable_gqa"] = True
     else:
         k, v = _repeat_kv(k, groups), _repeat_kv(v, groups)
-    if "window_size" in params:
+    if _MODE["window_flag"]:
         kw["window_size"] = (-1, 0)
     else:
         kw["is_causal"] = True
@@ -83,7 +89,7 @@ def use_varlen(device_type: str, mode: str) -> bool:
     """Whether packed attention runs through the varlen flash kernel."""
     if mode == "sdpa_per_doc":
         return False
-    ok = device_type == "cuda" and varlen_signature() is not None
+    ok = device_type == "cuda" and _MODE["has_varlen"]
     if mode == "varlen" and not ok:
         from taskmill.errors import ConfigError
 
@@ -120,6 +126,23 @@ def register(mode: str = "auto") -> str:
     """Register :func:`packed_attention` with transformers; returns its ``attn_implementation`` name."""
     from transformers import AttentionInterface
 
-    _MODE["mode"] = mode
+    params = varlen_signature()
+    _MODE.update(mode=mode, has_varlen=params is not None, gqa_flag="enable_gqa" in (params or ()),
+                 window_flag="window_size" in (params or ()))
     AttentionInterface.register(ATTN_NAME, packed_attention)
     return ATTN_NAME
+
+
+def register_for_compile(mode: str, in_graph: bool) -> str:
+    """Register for ``torch.compile``d layers: traced into the graph, or eager behind a graph break.
+
+    Only the varlen path is traced (``in_graph``); per-document SDPA loops over ``cu.tolist()``,
+    which would make every batch's boundaries part of the graph, so it always stays eager.
+    """
+    import torch
+    from transformers import AttentionInterface
+
+    name = register(mode)
+    if not in_graph or mode == "sdpa_per_doc":
+        AttentionInterface.register(ATTN_NAME, torch.compiler.disable(packed_attention))
+    return name

@@ -21,13 +21,15 @@ class PackedLoss(_module_base()):  # type: ignore[misc]
         lm: The ``*ForCausalLM`` module (LoRA layers already injected when training an adapter).
         chunk: Target rows per fused cross-entropy chunk.
         amp_dtype: Autocast dtype (``torch.bfloat16``) or None for full precision.
+        compile_loss: Run the cross-entropy's softmax part through ``torch.compile`` (CUDA).
     """
 
-    def __init__(self, lm: Any, chunk: int, amp_dtype: Any | None) -> None:
+    def __init__(self, lm: Any, chunk: int, amp_dtype: Any | None, compile_loss: bool = False) -> None:
         super().__init__()
         self.lm = lm
         self.chunk = chunk
         self.amp_dtype = amp_dtype
+        self.compile_loss = compile_loss
 
     def forward(self, input_ids: Any, position_ids: Any, cu_seqlens: Any, max_seqlen: int,
                 target_pos: Any, target_ids: Any, scale: float) -> Any:
@@ -47,7 +49,8 @@ class PackedLoss(_module_base()):  # type: ignore[misc]
                                 max_length_q=max_seqlen, max_length_k=max_seqlen, use_cache=False)
         hidden = out.last_hidden_state[0].index_select(0, target_pos)  # [N, H]
         dtype = self.amp_dtype or hidden.dtype
-        return fused_linear_cross_entropy(hidden, self.lm.lm_head.weight, target_ids, scale, self.chunk, dtype)
+        return fused_linear_cross_entropy(hidden, self.lm.lm_head.weight, target_ids, scale, self.chunk, dtype,
+                                          compiled=self.compile_loss and torch.is_grad_enabled())
 
 
 def batch_inputs(mb: MicroBatch, device: Any) -> dict[str, Any]:
