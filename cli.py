@@ -136,6 +136,46 @@ def build_cmd(
     typer.echo(f"wrote {result.rows} rows ({result.rendered} rendered) to {result.out}")
 
 
+@app.command("preferences")
+@user_errors
+def preferences_cmd(
+    corpus: Annotated[Path, typer.Argument(help="Corpus folder or corpus.jsonl (rows with answer_choices are paired).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for preferences.jsonl and manifest.json.")],
+    seed: Annotated[int, typer.Option(help="Seed of the sampled wrong choices.")] = 0,
+    rejected: Annotated[str, typer.Option(help="sampled (seeded wrong choice) or model (the model's top wrong choice).")] = "sampled",
+    model: Annotated[Optional[str], typer.Option(help="Model for --rejected model (hf backend).")] = None,
+    format: Annotated[Optional[list[str]], typer.Option("--format", help="Only rows of these formats (repeat).")] = None,
+    split: Annotated[Optional[list[str]], typer.Option("--split", help="Only rows of these splits (repeat).")] = None,
+) -> None:
+    """Preference pairs (TRL prompt/chosen/rejected) from labelled rows: gold vs a wrong choice."""
+    from taskmill.builders.preference import cli_preferences
+
+    typer.echo(cli_preferences(corpus, out, seed, rejected, model, format or [], split or []))
+
+
+@app.command("self-instruct")
+@user_errors
+def self_instruct_cmd(
+    seeds: Annotated[Path, typer.Argument(help="Seed instructions (JSONL/YAML of instruction/input/output).")],
+    model: Annotated[str, typer.Option(help="Model folder or .gguf (hf backend) / served name (openai).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for instructions.jsonl, candidates.jsonl, manifest.json.")],
+    backend: Annotated[str, typer.Option(help="hf, vllm or openai.")] = "hf",
+    target: Annotated[int, typer.Option(help="New instructions wanted.")] = 50,
+    rounds: Annotated[int, typer.Option(help="At most this many generation rounds.")] = 10,
+    per_round: Annotated[int, typer.Option(help="Prompts per round.")] = 8,
+    rouge_threshold: Annotated[float, typer.Option(help="Reject when ROUGE-L F1 with a pool instruction is at least this.")] = 0.7,
+    prompt_style: Annotated[str, typer.Option(help="plain or chat.")] = "plain",
+    seed: Annotated[int, typer.Option(help="Seed of the demonstration draws.")] = 0,
+    base_url: Annotated[Optional[str], typer.Option(help="openai: server URL up to /v1.")] = None,
+) -> None:
+    """Model-written instructions (Self-Instruct): generate from seeds, filter by rules and ROUGE-L novelty."""
+    from taskmill.builders.selfinstruct import SelfInstructConfig, cli_self_instruct
+
+    cfg = SelfInstructConfig(target=target, rounds=rounds, per_round=per_round, rouge_threshold=rouge_threshold,
+                             prompt_style=prompt_style, seed=seed)
+    typer.echo(cli_self_instruct(seeds, model, out, backend, cfg, base_url))
+
+
 # --- clusters -------------------------------------------------------------------------------------
 
 cluster_app = typer.Typer(help="Cluster tasks by similarity and compare with a reference taxonomy.", no_args_is_help=True)
@@ -269,6 +309,28 @@ def merge_cmd(
     from taskmill.trainer import merge_adapter
 
     typer.echo(f"saved {merge_adapter(adapter, out, base, gguf_file)}")
+
+
+@app.command("head")
+@user_errors
+def head_cmd(
+    corpus: Annotated[Path, typer.Argument(help="Corpus folder or corpus.jsonl (classification rows are used).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for results.json and heads.pt.")],
+    encoder: Annotated[Optional[str], typer.Option(help="BERT-style encoder folder (default: packaged all-MiniLM-L6-v2).")] = None,
+    eval_corpus: Annotated[Optional[Path], typer.Option(help="Evaluation rows from this corpus instead of --eval-split.")] = None,
+    format: Annotated[Optional[list[str]], typer.Option("--format", help="Formats used (repeat; default zero_shot).")] = None,
+    train_split: Annotated[Optional[list[str]], typer.Option("--train-split", help="Training splits (default train).")] = None,
+    eval_split: Annotated[Optional[list[str]], typer.Option("--eval-split", help="Evaluation splits (default validation).")] = None,
+    epochs: Annotated[int, typer.Option(help="Full-batch epochs per head.")] = 200,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Head initialisation seed.")] = 0,
+) -> None:
+    """Head fine-tuning baseline: frozen encoder, one linear classifier per task (cannot do held-out tasks)."""
+    from taskmill.trainer.head import HeadConfig, format_heads, run_heads
+
+    cfg = HeadConfig(encoder=encoder, formats=tuple(format or ["zero_shot"]), train_splits=tuple(train_split or ["train"]),
+                     eval_splits=tuple(eval_split or ["validation"]), epochs=epochs, lr=lr, seed=seed)
+    typer.echo(format_heads(run_heads(corpus, out, cfg, eval_corpus)) + f"\nwrote {out}/results.json, heads.pt")
 
 
 # --- eval -----------------------------------------------------------------------------------------

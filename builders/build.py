@@ -60,6 +60,10 @@ def _with_formats(collection: Collection, formats: Sequence[str]) -> Collection:
 
 def template_path(collection: Collection, task: TaskConfig) -> Path:
     """The task's template file: as given, or the library file of its dataset."""
+    if task.instructions and not task.templates:
+        from taskmill.builders.handwritten import builtin_templates
+
+        return builtin_templates()
     return collection.resolve(task.templates) if task.templates else library_file(task.dataset)
 
 
@@ -106,6 +110,8 @@ def _label(collection: Collection, task: TaskConfig) -> str:
     """The template (or SNI) file as written, or its place in the package's library."""
     if task.sni:
         return task.sni
+    if task.instructions and not task.templates:
+        return "taskmill/builders/handwritten.yaml"
     return task.templates or f"taskmill/templates/library/{template_path(collection, task).name}"
 
 
@@ -214,7 +220,7 @@ def _inputs(collection: Collection, plans: Sequence[TaskPlan]) -> tuple[list[dic
     data, templates = [], []
     for plan in plans:
         task = plan.config
-        written = [task.sni] if task.sni else [f for s in needed_splits(task) for f in (task.data_files or {}).get(s, ())]
+        written = [task.sni or task.instructions] if task.sni or task.instructions else [f for s in needed_splits(task) for f in (task.data_files or {}).get(s, ())]
         for rel in written:
             data.append({"task": task.name, "path": rel, "sha256": writer.sha256_file(collection.resolve(rel))})
         if not task.sni:

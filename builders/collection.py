@@ -18,6 +18,8 @@ tasks:
   - name: sni_task
     sni: tasks/task001.json   # a Super-NaturalInstructions task file instead of `dataset`
     negative_examples: 0
+  - name: my_instructions
+    instructions: mine.yaml   # hand-written instruction/input/output (JSONL or YAML; builders.handwritten)
 ```
 
 Paths are relative to the collection file. Every problem is reported at once as a
@@ -37,7 +39,7 @@ DATA_EXTENSIONS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet":
 _TOP_KEYS = {"name", "description", "seed", "formats", "shots", "dedup", "mixing", "tasks"}
 _TASK_KEYS = {
     "name", "dataset", "subset", "data_files", "splits", "templates", "template_ids", "max_examples",
-    "shots", "formats", "shots_split", "sni", "negative_examples",
+    "shots", "formats", "shots_split", "sni", "negative_examples", "instructions",
 }
 _MIXING_KEYS = {"cap", "temperature", "total", "splits"}
 
@@ -78,6 +80,7 @@ class TaskConfig:
         shots_split: Split the few-shot exemplars are drawn from.
         sni: Super-NaturalInstructions task file (then there are no templates).
         negative_examples: SNI negative examples shown in the prompt.
+        instructions: Hand-written instruction file (JSONL/YAML), the task's one split.
     """
 
     name: str
@@ -94,6 +97,7 @@ class TaskConfig:
     shots_split: str
     sni: str | None = None
     negative_examples: int = 0
+    instructions: str | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,10 @@ def library_file(dataset_id: str) -> Path:
 
 def _source(raw: dict[str, Any], root: Path, where: str, problems: list[str]) -> dict[str, Any]:
     """The source keys: an HF dataset (hub or data_files) or an SNI task file."""
+    if raw.get("instructions") is not None:
+        from taskmill.builders.handwritten import instruction_source
+
+        return instruction_source(raw, root, where, problems)
     sni = raw.get("sni")
     if sni is not None:
         if not isinstance(sni, str) or not sni:
@@ -271,7 +279,7 @@ def _source(raw: dict[str, Any], root: Path, where: str, problems: list[str]) ->
 def _templates(raw: dict[str, Any], dataset: str, root: Path, where: str, problems: list[str]) -> str | None:
     templates = raw.get("templates")
     if templates is None:
-        if raw.get("sni") is None and dataset and not library_file(dataset).is_file():
+        if raw.get("sni") is None and raw.get("instructions") is None and dataset and not library_file(dataset).is_file():
             problems.append(f"{where}no 'templates:' given and the template library has no "
                             f"{library_file(dataset).name} for dataset '{dataset}'")
         return None
@@ -286,7 +294,7 @@ def _templates(raw: dict[str, Any], dataset: str, root: Path, where: str, proble
 def _splits(raw: dict[str, Any], source: dict[str, Any], where: str, problems: list[str]) -> tuple[str, ...]:
     splits = raw.get("splits")
     if splits is None:
-        if source["sni"] is not None:
+        if source["sni"] is not None or source.get("instructions"):
             return ("train",)
         if source["data_files"]:
             return tuple(source["data_files"])
@@ -341,6 +349,7 @@ def _task(raw: Any, index: int, defaults: dict[str, Any], root: Path, problems: 
         max_examples=_count(raw, "max_examples", None, where, problems, minimum=1), shots=shots or 0,
         formats=formats, shots_split=shots_split, sni=source["sni"],
         negative_examples=_count(raw, "negative_examples", 0, where, problems) or 0,
+        instructions=source.get("instructions"),
     )
 
 

@@ -115,6 +115,10 @@ def load_task(task: TaskConfig, collection: Collection, cache_dir: str | None = 
         from taskmill.builders.sni import load_sni
 
         return load_sni(task, collection)
+    if task.instructions is not None:
+        from taskmill.builders.handwritten import load_handwritten
+
+        return load_handwritten(task, collection)
     splits = needed_splits(task)
     data = _load_files(task, collection, splits, cache_dir) if task.data_files else _load_hub(task, splits, cache_dir)
     for split in splits:

@@ -15,6 +15,7 @@ Config (YAML)::
     train: {lora: {r: 8}, run: {max_steps: 100}}   # trainer config (mapping or YAML path);
                                  # model.path, data.corpus, run.output_dir are set per fold
     eval: {backend: hf, formats: [zero_shot], limit: 200}   # EvalConfig fields
+    recipes: [sft, sft+dpo]      # optional: also DPO after SFT (see taskmill.eval.loco_recipes)
 
 Output: ``OUT/folds/<fold>/{data,train,base,tuned}`` and ``OUT/loco.json`` (per fold and task:
 base score, tuned score, difference).
@@ -44,6 +45,9 @@ class LocoConfig:
     fold_names: tuple[str, ...] = ()
     train: dict[str, Any] = field(default_factory=dict)
     eval: dict[str, Any] = field(default_factory=dict)
+    recipes: tuple[str, ...] = ("sft",)
+    dpo: dict[str, Any] = field(default_factory=dict)
+    preference: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, raw: Any, file: str | None = None) -> LocoConfig:
@@ -54,7 +58,10 @@ class LocoConfig:
         for key in ("folds", "model", "out"):
             if not isinstance(raw.get(key), str):
                 problems.append(f"{key}: required, a path")
-        unknown = set(raw) - {"folds", "model", "out", "fold_names", "train", "eval"}
+        unknown = set(raw) - {"folds", "model", "out", "fold_names", "train", "eval", "recipes", "dpo", "preference"}
+        from taskmill.eval.loco_recipes import check_recipes
+
+        check_recipes(raw, problems)
         problems += [f"{k}: unknown key" for k in sorted(unknown)]
         train = raw.get("train") or {}
         if isinstance(train, str):
@@ -68,7 +75,8 @@ class LocoConfig:
         problems += [f"eval.{k}: not an eval setting (one of {', '.join(sorted(_EVAL_FIELDS))})" for k in bad]
         if problems:
             raise ConfigError(problems, file=file)
-        return cls(raw["folds"], raw["model"], raw["out"], tuple(raw.get("fold_names") or ()), train, dict(ev))
+        return cls(raw["folds"], raw["model"], raw["out"], tuple(raw.get("fold_names") or ()), train, dict(ev),
+                   tuple(raw.get("recipes") or ("sft",)), dict(raw.get("dpo") or {}), dict(raw.get("preference") or {}))
 
 
 def load_loco_config(path: str | Path) -> LocoConfig:
@@ -138,7 +146,15 @@ def run_loco(config: LocoConfig, backend_factory: Any = None) -> dict[str, Any]:
         base = _eval(config, data / "test", fold_dir / "base", None, str(fold_file), base_backend)
         tuned = _eval(config, data / "test", fold_dir / "tuned", adapter, str(fold_file), factory(adapter))
         report.append(_fold_report(entry.fold.name, list(entry.fold.held_out), base, tuned))
+        for recipe in config.recipes[1:]:  # DPO after SFT (taskmill.eval.loco_recipes)
+            from taskmill.eval.loco_recipes import add_recipe, recipe_slug, train_dpo_after_sft
+
+            extra = train_dpo_after_sft(config, data / "train", adapter, fold_dir / f"train_{recipe_slug(recipe)}")
+            res = _eval(config, data / "test", fold_dir / f"tuned_{recipe_slug(recipe)}", extra, str(fold_file), factory(extra))
+            add_recipe(report[-1], recipe, res)
     summary = {"schema": "taskmill.eval.loco/1", "model": config.model, "folds": report}
+    if len(config.recipes) > 1:
+        summary["recipes"] = list(config.recipes)
     write_json(out / "loco.json", summary)
     return summary
 
@@ -186,4 +202,9 @@ def format_loco(summary: dict[str, Any]) -> str:
 def cli_loco(config_path: str) -> str:
     """Run ``taskmill loco CONFIG`` and return the text to print."""
     config = load_loco_config(config_path)
-    return format_loco(run_loco(config)) + f"\nwrote {Path(config.out) / 'loco.json'}"
+    summary = run_loco(config)
+    if len(config.recipes) > 1:
+        from taskmill.eval.loco_recipes import format_recipes
+
+        return format_recipes(summary, list(config.recipes)) + f"\nwrote {Path(config.out) / 'loco.json'}"
+    return format_loco(summary) + f"\nwrote {Path(config.out) / 'loco.json'}"

@@ -1,0 +1,118 @@
+"""Training recipes compared by ``taskmill loco`` on the same folds (``recipes: [sft, sft+dpo]``).
+
+* ``sft`` — the LoRA adapter LOCO always trains on the fold's training corpus (``tuned`` in the
+  report).
+* ``sft+dpo`` — DPO after SFT: preference pairs are made from the fold's training corpus
+  (:mod:`taskmill.builders.preference`: gold choice vs a seeded wrong choice, rows with answer
+  choices only), then a second LoRA adapter is trained with ``objective: dpo`` on top of the SFT
+  adapter (``model.init_adapter``: the SFT model is both the starting point and the reference).
+  The saved adapter is the rank-concatenation of both, so it is evaluated on the base model exactly
+  like the SFT adapter.
+
+Config keys (beside the LOCO ones)::
+
+    recipes: [sft, sft+dpo]
+    dpo: {dpo: {beta: 0.1}, optim: {lr: 5.0e-5}, run: {max_steps: 50}}   # merged over `train`
+    preference: {seed: 0, formats: [zero_shot]}                          # PreferenceConfig fields
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from taskmill.errors import ConfigError
+
+RECIPES = ("sft", "sft+dpo")
+_PREF_FIELDS = ("seed", "formats", "splits")
+
+
+def check_recipes(raw: dict[str, Any], problems: list[str]) -> None:
+    """Validate ``recipes``, ``dpo`` and ``preference`` of a LOCO mapping (appends problems)."""
+    recipes = raw.get("recipes", ["sft"])
+    if not isinstance(recipes, list) or not recipes or any(r not in RECIPES for r in recipes):
+        problems.append(f"recipes: expected a non-empty list of {', '.join(RECIPES)}, got {recipes!r}")
+    elif recipes[0] != "sft":
+        problems.append("recipes: must start with sft (the adapter every other recipe builds on)")
+    if not isinstance(raw.get("dpo", {}) or {}, dict):
+        problems.append("dpo: expected a trainer config mapping (merged over train)")
+    pref = raw.get("preference", {}) or {}
+    if not isinstance(pref, dict):
+        problems.append("preference: expected a mapping")
+    else:
+        problems += [f"preference.{k}: unknown (expected one of {', '.join(_PREF_FIELDS)})" for k in sorted(set(pref) - set(_PREF_FIELDS))]
+
+
+def recipe_slug(recipe: str) -> str:
+    """Folder-safe recipe name (``sft+dpo`` -> ``sft_dpo``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", recipe)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def make_fold_preferences(train_corpus: Path, out: Path, options: dict[str, Any]) -> Path:
+    """Pairs of the fold's training corpus (kept when already written); returns the JSONL file."""
+    from taskmill.builders.preference import PreferenceConfig, build_preferences
+
+    file = out / "preferences.jsonl"
+    if not file.is_file():
+        cfg = PreferenceConfig(seed=int(options.get("seed", 0)), formats=tuple(options.get("formats") or ()),
+                               splits=tuple(options.get("splits") or ()))
+        build_preferences(train_corpus, out, cfg)
+    return file
+
+
+def train_dpo_after_sft(config: Any, train_corpus: Path, sft_adapter: Path, out: Path) -> Path:
+    """Train (or find) the ``sft+dpo`` adapter of a fold; returns its folder."""
+    adapter = out / "adapter"
+    if (adapter / "adapter_config.json").is_file():
+        return adapter
+    from taskmill.eval.backends.hf_load import split_gguf
+    from taskmill.trainer import config_from_dict, train
+
+    prefs = make_fold_preferences(train_corpus, out / "preferences", config.preference)
+    folder, gguf = split_gguf(config.model, None)
+    data = _deep_merge(config.train, config.dpo)
+    data["objective"] = "dpo"
+    data.setdefault("model", {}).update({"path": folder, "init_adapter": str(sft_adapter), **({"gguf_file": gguf} if gguf else {})})
+    data.setdefault("data", {}).update({"corpus": str(prefs), "eval_corpus": None})
+    data.setdefault("run", {})["output_dir"] = str(out)
+    data["lora"] = {**(data.get("lora") or {}), "enabled": True}
+    result = train(config_from_dict(data))
+    if result.saved is None:
+        raise ConfigError(["dpo: the run saved no adapter (run.save_final must stay true)"])
+    return Path(result.saved)
+
+
+def add_recipe(fold_report: dict[str, Any], recipe: str, results: dict[str, Any]) -> None:
+    """Put a recipe's per-task scores (and deltas vs base) into a fold's report, in place."""
+    by = {(t["task"], t["format"]): t["score"] for t in results["per_task"]}
+    fold_report.setdefault("recipe_adapter_hash", {})[recipe] = results["adapter_hash"]
+    for task in fold_report["tasks"]:
+        score = by.get((task["task"], task["format"]))
+        task.setdefault("recipes", {"sft": task["tuned"]})[recipe] = score
+
+
+def format_recipes(summary: dict[str, Any], recipes: list[str]) -> str:
+    """One line per fold and held-out task: base and each recipe's score, then the mean of each."""
+    head = f"{'fold':22s} {'task':22s} {'format':12s} {'base':>7s}" + "".join(f" {r:>8s}" for r in recipes)
+    lines, sums, n = [head], {r: 0.0 for r in ["base", *recipes]}, 0
+    for fold in summary["folds"]:
+        for t in fold["tasks"]:
+            scores = t.get("recipes", {"sft": t["tuned"]})
+            row = [t["base"], *[scores.get(r) for r in recipes]]
+            cells = "".join(f" {s:8.2f}" if s is not None else "        -" for s in row[1:])
+            lines.append(f"{fold['fold'][:22]:22s} {t['task'][:22]:22s} {t['format'][:12]:12s} {t['base']:7.2f}{cells}")
+            if None not in row:
+                n += 1
+                for key, s in zip(["base", *recipes], row):
+                    sums[key] += s
+    if n:
+        lines.append(f"{'mean':22s} {'':22s} {'':12s} {sums['base'] / n:7.2f}" + "".join(f" {sums[r] / n:8.2f}" for r in recipes))
+    return "\n".join(lines)
