@@ -239,8 +239,9 @@ def folds_make_cmd(
     alias: Annotated[Optional[list[str]], typer.Option(help="DATASET=SOURCE: datasets sharing instances (repeat).")] = None,
     same_source: Annotated[bool, typer.Option("--same-source/--no-same-source", help="Drop train tasks sharing a held-out task's source dataset.")] = True,
     dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Remove near-duplicate training rows.")] = True,
-    threshold: Annotated[float, typer.Option(help="Jaccard at which a training row counts as a near duplicate.")] = 0.7,
+    threshold: Annotated[float, typer.Option(help="Jaccard at which a training row counts as a near duplicate.")] = 0.75,
     ngram: Annotated[int, typer.Option(help="Words per shingle.")] = 3,
+    min_words: Annotated[int, typer.Option(help="Instance words (template text removed) below which only exact prompts match.")] = 4,
 ) -> None:
     """Write folds.yaml (train/test tasks and leakage counts per fold), summary.md and removed/."""
     from taskmill.clusters.folds import FoldConfig, summary_markdown, write_folds
@@ -254,7 +255,7 @@ def folds_make_cmd(
         groups=tuple(tuple(x.strip() for x in g.split(",") if x.strip()) for g in group or []),
         source_aliases=dict(a.split("=", 1) for a in alias or []),
         same_source=same_source,
-        dedup=DedupConfig(enabled=dedup, threshold=threshold, ngram=ngram),
+        dedup=DedupConfig(enabled=dedup, threshold=threshold, ngram=ngram, min_words=min_words),
     )
     typer.echo(summary_markdown(write_folds(manifest, corpus, out, config)))
     typer.echo(f"wrote {out}/folds.yaml, summary.md, removed/")

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 PRIME_32 = 4294967291  # largest prime below 2^32
 _PUNCT = re.compile(r"[^\w\s]+")
+# Penn-Treebank tokenisation (SST, e-SNLI) splits "isn't" into "is n't" and "it's" into "it 's";
+# joining them back makes tokenised and raw copies of one sentence agree.
+_PTB_CLITIC = re.compile(r"\s+(n't|'s|'re|'ve|'ll|'d|'m)\b")
+_APOSTROPHE = re.compile(r"[\u2019']")
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,13 @@ class DedupConfig:
         enabled: Run the near-duplicate guard at all.
         ngram: Words per shingle (texts shorter than this are one shingle). Instances are short
             (a review, a premise), so 3 words rather than the 5-13 used for whole documents.
-        threshold: Jaccard similarity at or above which a training row is removed.
+        threshold: Jaccard similarity at or above which a training row is removed. 0.75 keeps
+            one-word changes to short questions apart ("what is the origin of the word X":
+            0.71 between two X) while tokenisation and leftover-template differences of one
+            sentence stay above it.
+        min_words: Rows whose instance text (after template removal) has fewer words are
+            matched only by exact equality of the whole prompt: a one-word instance ("positive"
+            in "Write a positive review") says nothing about overlap.
         num_perm: MinHash permutations (``bands * rows_per_band``).
         bands: LSH bands; a pair becomes a candidate when one band matches fully. With 64
             permutations in 16 bands of 4, pairs at Jaccard 0.5 are found with p ~ 0.64, at 0.7
@@ -57,7 +67,8 @@ class DedupConfig:
 
     enabled: bool = True
     ngram: int = 3
-    threshold: float = 0.7
+    threshold: float = 0.75
+    min_words: int = 4
     num_perm: int = 64
     bands: int = 16
     boilerplate_share: float = 0.5
@@ -76,6 +87,8 @@ class DedupConfig:
             problems.append(f"dedup.bands: expected a divisor of num_perm ({self.num_perm}), got {self.bands}")
         if not 0 < self.boilerplate_share <= 1:
             problems.append(f"dedup.boilerplate_share: expected a share in (0, 1], got {self.boilerplate_share}")
+        if self.min_words < 1:
+            problems.append(f"dedup.min_words: expected >= 1, got {self.min_words}")
         if self.boilerplate_min_rows < 2:
             problems.append(f"dedup.boilerplate_min_rows: expected >= 2, got {self.boilerplate_min_rows}")
         if problems:
@@ -83,8 +96,10 @@ class DedupConfig:
 
 
 def normalise(text: str) -> str:
-    """NFKC, lower case, punctuation removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    """NFKC, lower case, PTB clitics rejoined, apostrophes dropped, other punctuation removed,
+    whitespace collapsed (``"It is n't"`` and ``"it isn't!"`` both give ``"it isnt"``)."""
+    text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
+    text = _APOSTROPHE.sub("", _PTB_CLITIC.sub(r"\1", text))
     return " ".join(_PUNCT.sub(" ", text).split())
 
 
@@ -200,7 +215,8 @@ def fingerprint(rows: Sequence[Row], config: DedupConfig) -> RowPrints:
 
     texts = [normalise(f"{r.prompt}\n{r.completion}" if config.with_completion else r.prompt) for r in rows]
     content = _content_tokens(rows, [t.split() for t in texts], config)
-    sets = [frozenset(shingles(words, config.ngram)) for words in content]
+    # Too-short instance text gets no shingles: only the exact whole-prompt check applies to it.
+    sets = [frozenset(shingles(words, config.ngram)) if len(words) >= config.min_words else frozenset() for words in content]
     exact = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big") for t in texts]
     bands = band_keys(minhash(sets, config.num_perm, config.seed), config.bands) if rows else np.zeros((0, config.bands), np.uint64)
     ids = [r.id for r in rows]

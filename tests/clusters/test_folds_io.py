@@ -129,6 +129,7 @@ def test_cli_defaults_match_the_library_defaults():
 
     folds = inspect.signature(folds_make_cmd).parameters
     assert folds["threshold"].default == DedupConfig().threshold and folds["ngram"].default == DedupConfig().ngram
+    assert folds["min_words"].default == DedupConfig().min_words
     run = inspect.signature(cluster_run_cmd).parameters
     assert run["linkage"].default == ClusterConfig().linkage and run["algorithm"].default == ClusterConfig().algorithm
     assert run["embedder"].default == RepresentConfig().embedder and run["rows_per_task"].default == RepresentConfig().rows_per_task

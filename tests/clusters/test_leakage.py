@@ -96,9 +96,11 @@ def test_near_duplicate_under_another_template_is_removed(row):
 
 def test_template_text_alone_does_not_make_a_duplicate(row):
     # Same long template, different short instances: only boilerplate removal keeps them apart.
-    template = "Read the following movie review carefully and tell me whether the reviewer liked the movie or not: {} Answer with positive or negative."
+    template = ("Read the following movie review carefully, paying attention to the words the critic chooses and to the tone "
+                "of the whole text, and then tell me whether the reviewer liked the movie or not: {} Think about it step by "
+                "step before you decide, and answer with exactly one word, positive or negative, with no explanation.")
     rng = random.Random(1)
-    mk = lambda task, ds, tid: [row(task, ds, i, template.format(sentence(rng, 3)), "positive", tid) for i in range(6)]
+    mk = lambda task, ds, tid: [row(task, ds, i, template.format(sentence(rng, 4)), "positive", tid) for i in range(6)]
     m = manifest({"a": {"sst_t": "sst"}, "b": {"imdb_t": "imdb"}})
     rows = {"sst_t": mk("sst_t", "sst", "s"), "imdb_t": mk("imdb_t", "imdb", "i")}
     guarded = fold(make_folds(m, rows, FoldConfig(kinds=("cluster",))), "cluster:a")
@@ -106,6 +108,20 @@ def test_template_text_alone_does_not_make_a_duplicate(row):
     no_boiler = FoldConfig(kinds=("cluster",), dedup=DedupConfig(boilerplate_min_rows=100))
     naive = fold(make_folds(m, rows, no_boiler), "cluster:a")
     assert naive.fold.leakage["near_duplicates_removed"] >= 3  # rows "match" on template text alone
+
+
+def test_one_word_instances_are_not_near_duplicates(row):
+    # "Write a <label> review" templates leave one instance word; equal labels are not a leak.
+    m = manifest({"a": {"sst_gen": "sst"}, "b": {"rt_gen": "rt"}})
+    labels = ["positive", "negative"] * 3
+    rows = {
+        "sst_gen": [row("sst_gen", "sst", i, f"Write a single sentence that could appear in a {w} review of a film.", "x", "g1") for i, w in enumerate(labels)],
+        "rt_gen": [row("rt_gen", "rt", i, f"Write a one-sentence {w} review of a movie, in the style of a newspaper critic.", "x", "g2") for i, w in enumerate(labels)],
+    }
+    plan = fold(make_folds(m, rows, FoldConfig(kinds=("cluster",))), "cluster:a")
+    assert plan.removed_rows == []
+    loose = fold(make_folds(m, rows, FoldConfig(kinds=("cluster",), dedup=DedupConfig(min_words=1))), "cluster:a")
+    assert len(loose.removed_rows) == 6
 
 
 def test_exact_duplicate_after_normalisation_is_removed(row):
@@ -149,6 +165,7 @@ def test_task_folds_count_training_tasks_from_the_same_cluster(row):
 
 def test_normalise_and_boilerplate_stripping():
     assert normalise("  Ｈｅｌｌｏ,   WORLD!! ") == "hello world"
+    assert normalise("it is n't the film 's fault") == normalise("It isn’t the film's fault!") == "it isnt the films fault"
     rows = [f"please classify this text {w} {w}2 now answer".split() for w in ("aa", "bb", "cc", "dd")]
     boiler = boilerplate_ngrams(rows, 3, 0.5)
     assert "please classify this" in boiler and "aa aa2 now" not in boiler
