@@ -77,22 +77,58 @@ def _peak_gb() -> float | None:
     return torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
 
 
-def run_taskmill(a: argparse.Namespace, rows: list, lora: bool, micro: int, compile_: bool) -> dict[str, Any]:
-    """Train with taskmill for warmup + steps optimizer steps; measure the steps after warm-up."""
-    from taskmill.trainer import config_from_dict, train
+# taskmill variants (--extra): config overrides on top of the base run (eager, 16,384-token steps)
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "micro8192": {"data": {"micro_batch_tokens": 8192}},
+    # compile as measured 2026-11-26: attention eager behind a graph break, cross-entropy eager
+    "compile_old": {"model": {"compile": True, "compile_attention": False, "compile_loss": False}},
+    "compile_attn": {"model": {"compile": True, "compile_attention": True, "compile_loss": False}},
+    "compile_loss": {"model": {"compile": True, "compile_attention": False, "compile_loss": True}},
+    "compile": {"model": {"compile": True}},  # taskmill's default on CUDA: attention and loss compiled too
+    "compile_chunk8k": {"model": {"compile": True}, "run": {"loss_chunk_tokens": 8192}},
+    # NOT the issue's 16,384-token step: twice the tokens per optimizer step (and per micro-batch)
+    "compile_step32k": {"model": {"compile": True}, "data": {"tokens_per_step": 32768, "micro_batch_tokens": 32768}},
+}
+
+
+def _merge(base: dict[str, Any], over: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out = {k: dict(v) for k, v in base.items()}
+    for section, values in over.items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+def run_taskmill(a: argparse.Namespace, rows: list, lora: bool, variant: str | None = None,
+                 profile: bool = False) -> dict[str, Any]:
+    """Train with taskmill for warmup + steps optimizer steps; measure the steps after warm-up.
+
+    ``variant`` names :data:`VARIANTS` overrides; ``profile`` then runs ``--profile-steps`` more
+    steps under ``torch.profiler`` and prints the top CUDA kernels.
+    """
+    import torch
+
+    from taskmill.trainer import config_from_dict, dist
     from taskmill.trainer.data import Document
+    from taskmill.trainer.loop import Trainer
 
     _reset_cuda()
+    torch._dynamo.reset()  # each variant compiles afresh (its own recompile budget); inductor's disk cache stays
     docs = [Document(tuple(i), tuple(m)) for i, m in rows]
-    cfg = config_from_dict({
-        "model": {"arch": a.arch, "compile": compile_},
+    base = {
+        "model": {"arch": a.arch, "compile": False},
         "lora": {"enabled": lora, "r": 16, "alpha": 32, "target_modules": "all-linear"},
-        "data": {"tokens_per_step": a.step_tokens, "micro_batch_tokens": micro, "max_length": a.seq_len},
+        "data": {"tokens_per_step": a.step_tokens, "micro_batch_tokens": a.step_tokens, "max_length": a.seq_len},
         "optim": {"lr": 2e-4 if lora else 2e-5, "warmup_steps": a.warmup},
         "run": {"output_dir": tempfile.mkdtemp(prefix="tm-bench-"), "max_steps": a.warmup + a.steps,
                 "progress": False, "save_final": False, "seed": a.seed},
-    })
-    res = train(cfg, docs)
+    }
+    cfg = config_from_dict(_merge(base, VARIANTS[variant]) if variant else base)
+    trainer = Trainer(cfg, docs, None)
+    try:
+        res = trainer.run()
+        prof = profile_steps(trainer, a.profile_steps, a.out) if profile else None
+    finally:
+        dist.teardown(trainer.info)
     timed = res.records[a.warmup:]
     seconds = sum(r["step_s"] for r in timed)
     out = {"tokens_per_s": sum(r["tokens"] for r in timed) / seconds, "peak_gb": _peak_gb(),
@@ -101,7 +137,61 @@ def run_taskmill(a: argparse.Namespace, rows: list, lora: bool, micro: int, comp
     if timed[0]["mfu"] is not None:
         out["mfu"] = sum(r["mfu"] * r["step_s"] for r in timed) / seconds
         out["mfu_6n"] = sum(r["mfu_6n"] * r["step_s"] for r in timed) / seconds
+    out["timed_steps"], out["warmup_steps"] = len(timed), a.warmup
+    out["step_ms"] = sorted(1000 * r["step_s"] for r in timed)[len(timed) // 2]  # median
+    if prof:
+        out["profile"] = prof
     return out
+
+
+def _kernel_group(name: str) -> str:
+    n = name.lower()
+    for key, words in (("gemm", ("gemm", "cutlass", "nvjet", "sm90_xmma", "cublas")), ("flash_attn", ("flash",)),
+                       ("optimizer", ("adam", "multi_tensor", "foreach")), ("triton (compiled)", ("triton",)),
+                       ("reduce/softmax", ("reduce", "softmax", "logsumexp")), ("copy/cast", ("copy", "cast"))):
+        if any(w in n for w in words):
+            return key
+    return "other elementwise"
+
+
+def profile_steps(trainer: Any, n: int, out_path: str | None) -> dict[str, Any]:
+    """Run ``n`` more optimizer steps under ``torch.profiler``; print the top-15 CUDA kernels."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"  # CPU: wiring check only
+    plan = trainer.plan[trainer.total:trainer.total + n] or trainer.plan[:n]
+    sync()
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for step_docs in plan:
+            trainer.run_step(step_docs)
+        sync()
+    wall = time.perf_counter() - t0
+    events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
+    events.sort(key=lambda e: -getattr(e, attr))
+    total_us = sum(getattr(e, attr) for e in events)
+    groups: dict[str, float] = {}
+    for e in events:
+        g = _kernel_group(e.key)
+        groups[g] = groups.get(g, 0.0) + getattr(e, attr)
+    print(f"\nprofile: {len(plan)} steps, wall {1000 * wall / len(plan):.1f} ms/step (profiler on), "
+          f"GPU kernel time {total_us / 1000 / len(plan):.1f} ms/step")
+    print(f"{'kernel (top 15 by GPU time)':90s} {'ms/step':>8s} {'share':>6s} {'calls/step':>10s}")
+    top = []
+    for e in events[:15]:
+        t = getattr(e, attr)
+        ms = t / 1000 / len(plan)
+        top.append({"kernel": e.key, "ms_per_step": ms, "share": t / total_us, "calls_per_step": e.count / len(plan)})
+        print(f"{e.key[:90]:90s} {ms:8.2f} {100 * t / total_us:5.1f}% {e.count / len(plan):10.1f}")
+    print("groups: " + ", ".join(f"{g} {100 * t / total_us:.1f}%" for g, t in sorted(groups.items(), key=lambda x: -x[1])))
+    if out_path:
+        Path(out_path).with_name("profile.txt").write_text(
+            prof.key_averages().table(sort_by=attr, row_limit=60))
+    return {"steps": len(plan), "wall_ms_per_step": 1000 * wall / len(plan), "gpu_ms_per_step": total_us / 1000 / len(plan),
+            "top": top, "groups_ms_per_step": {g: t / 1000 / len(plan) for g, t in groups.items()}}
 
 
 def _tiny_tokenizer() -> Any:
@@ -143,6 +233,11 @@ class _Clock:
                 clock.times.append(time.perf_counter() - clock.t0)
 
         return Cb()
+
+
+# TRL (packing=bfd) measured by this script on one H200, 2026-11-26 (used with --skip-trl, labelled so)
+RECORDED_TRL = {"full": {"tokens_per_s": 18356.5, "peak_gb": 48.03}, "lora": {"tokens_per_s": 23580.1, "peak_gb": 41.96}}
+RECORDED_TRL_SOURCE = "recorded: NVIDIA H200, 2026-11-26, TRL 1.16.0 (not run now)"
 
 
 def run_trl(a: argparse.Namespace, rows: list, lora: bool) -> dict[str, Any]:
@@ -233,11 +328,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--modes", default="full,lora")
-    p.add_argument("--extra", default="micro8192,compile", help="extra taskmill variants: micro8192, compile")
+    p.add_argument("--extra", default="micro8192,compile_old,compile",
+                   help="extra taskmill variants, in order: " + ", ".join(VARIANTS))
     p.add_argument("--deadline", type=float, default=1e9, help="skip extra variants after this many seconds")
-    p.add_argument("--skip-trl", action="store_true")
+    p.add_argument("--skip-trl", action="store_true",
+                   help="no TRL runs: ratios against TRL numbers recorded on an H200 (labelled so)")
+    p.add_argument("--skip-gate", action="store_true", help="skip the varlen-vs-SDPA correctness gate")
+    p.add_argument("--skip-eager", action="store_true", help="skip the eager taskmill run of each mode")
+    p.add_argument("--profile", default="", help="variant whose run ends with profiled steps (full mode)")
+    p.add_argument("--profile-steps", type=int, default=3)
     p.add_argument("--out", default=None, help="write results JSON here")
     a = p.parse_args(argv)
+    unknown = [e for e in filter(None, a.extra.split(",")) if e not in VARIANTS]
+    if unknown:
+        p.error(f"unknown --extra variants {unknown}; known: {', '.join(VARIANTS)}")
     if a.tiny:
         a.arch, a.seq_len, a.trl_batch, a.prompt, a.completion = TINY, 128, 4, (5, 40), (1, 20)
         a.steps, a.warmup = min(a.steps, 4), min(a.warmup, 1)
@@ -267,26 +371,34 @@ def _attempt(results: dict[str, Any], key: str, fn: Any, path: str | None) -> No
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
+    t0 = time.perf_counter()
     a = parse(argv)
     mean = (sum(a.prompt) + sum(a.completion)) / 2
-    rows = make_rows(int((a.warmup + a.steps) * a.step_tokens / mean * 1.5) + 64, a.arch["vocab_size"],
+    extras = list(filter(None, a.extra.split(",")))
+    most = max([a.step_tokens] + [VARIANTS[e].get("data", {}).get("tokens_per_step", 0) for e in extras])
+    # 1.5x the tokens the longest run needs, plus the profiled steps
+    rows = make_rows(int((a.warmup + a.steps + a.profile_steps) * most / mean * 1.5) + 64, a.arch["vocab_size"],
                      a.prompt, a.completion, a.seed)
-    t0 = time.perf_counter()
     results: dict[str, Any] = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-                               "torch": torch.__version__, "rows": len(rows), "step_tokens": a.step_tokens}
-    _attempt(results, "check_varlen_vs_sdpa", lambda: check_varlen(a, rows), a.out)
+                               "torch": torch.__version__, "rows": len(rows), "step_tokens": a.step_tokens,
+                               "warmup": a.warmup, "steps": a.steps}
+    if not a.skip_gate:
+        _attempt(results, "check_varlen_vs_sdpa", lambda: check_varlen(a, rows), a.out)
     for mode in a.modes.split(","):
         lora = mode == "lora"
-        _attempt(results, f"taskmill_{mode}", lambda: run_taskmill(a, rows, lora, a.step_tokens, False), a.out)
+        if not a.skip_eager:
+            _attempt(results, f"taskmill_{mode}", lambda: run_taskmill(a, rows, lora), a.out)
         if not a.skip_trl:
             _attempt(results, f"trl_{mode}", lambda: run_trl(a, rows, lora), a.out)
+        elif not a.tiny:
+            results[f"trl_{mode}"] = {**RECORDED_TRL[mode], "recorded": RECORDED_TRL_SOURCE}
     for mode in a.modes.split(","):
-        for extra in filter(None, a.extra.split(",")):
+        for extra in extras:
             if time.perf_counter() - t0 > a.deadline:
                 print(f"skipping {extra} {mode}: past --deadline", flush=True)
                 continue
-            micro = a.step_tokens // 2 if extra == "micro8192" else a.step_tokens
-            fn = lambda: run_taskmill(a, rows, mode == "lora", micro, extra == "compile")  # noqa: E731
+            prof = extra == a.profile and mode == "full"
+            fn = lambda: run_taskmill(a, rows, mode == "lora", extra, prof)  # noqa: E731
             _attempt(results, f"taskmill_{mode}_{extra}", fn, a.out)
     report(results, a.modes.split(","))
     _save(results, a.out)
@@ -295,8 +407,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def report(results: dict[str, Any], modes: list[str]) -> None:
     """Print the comparison table (ratios are taskmill / TRL)."""
-    print(f"\ndevice: {results['device']}  torch {results['torch']}  tokens/step {results['step_tokens']}")
-    print(f"{'run':34s} {'tok/s':>10s} {'peak GB':>8s} {'x TRL tok/s':>11s} {'x TRL mem':>9s} {'MFU':>6s} {'MFU6N':>6s}")
+    print(f"\ndevice: {results['device']}  torch {results['torch']}  tokens/step {results['step_tokens']}  "
+          f"({results.get('steps')} timed steps after {results.get('warmup')} warm-up)")
+    for mode in modes:
+        if results.get(f"trl_{mode}", {}).get("recorded"):
+            print(f"trl_{mode}: {results[f'trl_{mode}']['recorded']}")
+    print(f"{'run':34s} {'tok/s':>10s} {'peak GB':>8s} {'x TRL tok/s':>11s} {'x TRL mem':>9s} {'MFU':>6s} {'MFU6N':>6s}"
+          f" {'ms/step':>8s}")
     for mode in modes:
         base = results.get(f"trl_{mode}", {})
         for key in [k for k in results if k.startswith(("taskmill_" + mode, "trl_" + mode))]:
@@ -309,7 +426,9 @@ def report(results: dict[str, Any], modes: list[str]) -> None:
             mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else "-"
             mfu6 = f"{100 * r['mfu_6n']:.1f}%" if r.get("mfu_6n") is not None else "-"
             peak = f"{r['peak_gb']:.1f}" if r.get("peak_gb") is not None else "-"
-            print(f"{key:34s} {r['tokens_per_s']:10,.0f} {peak:>8s} {speed:11.2f} {mem:9.2f} {mfu:>6s} {mfu6:>6s}")
+            step = f"{r['step_ms']:.1f}" if r.get("step_ms") is not None else "-"
+            print(f"{key:34s} {r['tokens_per_s']:10,.0f} {peak:>8s} {speed:11.2f} {mem:9.2f} {mfu:>6s} {mfu6:>6s}"
+                  f" {step:>8s}")
 
 
 if __name__ == "__main__":
