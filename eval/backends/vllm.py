@@ -111,6 +111,8 @@ class VLLMBackend:
         revision: Model revision for cache keys (default: hash of a local folder, else the id).
         engine: An already built ``vllm.LLM`` (or a stand-in with the same methods) to reuse.
         add_bos: Put BOS before every context; None follows the tokenizer's default.
+        enable_lora: Build the engine able to serve adapters (LOCO evaluates every fold's adapter
+            on the base engine); always on when ``adapter`` is given.
     """
 
     name = "vllm"
@@ -131,13 +133,15 @@ class VLLMBackend:
         revision: str | None = None,
         engine: Any = None,
         add_bos: bool | None = None,
+        enable_lora: bool = True,
     ) -> None:
         self.model = str(model)
         self.engine_args = {
             "model": self.model, "tensor_parallel_size": tensor_parallel_size, "dtype": dtype, "seed": seed,
-            "gpu_memory_utilization": gpu_memory_utilization, "enable_lora": True, "max_loras": max_loras,
-            "max_lora_rank": max_lora_rank,
+            "gpu_memory_utilization": gpu_memory_utilization, "enable_lora": enable_lora or adapter is not None,
         }
+        if self.engine_args["enable_lora"]:
+            self.engine_args.update(max_loras=max_loras, max_lora_rank=max_lora_rank)
         if max_model_len:
             self.engine_args["max_model_len"] = max_model_len
         self.data_parallel_size = data_parallel_size
@@ -174,7 +178,8 @@ class VLLMBackend:
     def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         """Greedy generation with per-request stop sequences and token budgets."""
         vllm = _import_vllm()
-        prompts = [{"prompt_token_ids": self.prefix + self.tokenizer.encode(r.context, add_special_tokens=False)} for r in requests]
+        ids = [self.prefix + self.tokenizer.encode(r.context, add_special_tokens=False) for r in requests]
+        prompts = [{"prompt_token_ids": x or empty_context_ids(self.tokenizer)} for x in ids]
         params = [vllm.SamplingParams(temperature=0.0, max_tokens=r.max_tokens, stop=list(r.stop) or None) for r in requests]
         outputs = self._run(prompts, params)
         return [truncate_at_stop(o.outputs[0].text, r.stop) for o, r in zip(outputs, requests)]

@@ -172,3 +172,12 @@ def test_cli_eval_on_a_model_folder(tmp_path, tiny_model_dir):
     assert "0 evaluated now, 0 backend calls" in res2.output
     bad = CliRunner().invoke(app, ["eval", str(tmp_path / "missing"), "--model", "m", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "no corpus.jsonl" in bad.output
+
+
+def test_calibration_and_chat_style(tmp_path, backend):
+    cfg = _config(tmp_path, calibrate=True, tasks=("sentiment",), prompt_style="auto")
+    summary = evaluate(cfg, backend=backend, progress=False)
+    assert summary["prompt_style"]["kind"] == "chat"  # the SmolLM2 tokenizer has a chat template
+    assert all("acc_calibrated" in t["metrics"] for t in summary["per_template"])
+    first = json.loads((Path(cfg.out) / "examples.jsonl").read_text().splitlines()[0])
+    assert len(first["raw"]["calib_logprobs"]) == 2 and first["raw"]["logprobs"] != first["raw"]["calib_logprobs"]
