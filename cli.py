@@ -402,6 +402,18 @@ def report_command(
     typer.echo(cli_report(results, str(out), bootstrap=bootstrap, seed=seed))
 
 
+@app.command("run")
+@user_errors
+def run_command(
+    pipeline: Annotated[Optional[Path], typer.Argument(help="Pipeline YAML (default: the embedded starter pipeline).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (replaces the pipeline's `out`).")] = None,
+) -> None:
+    """The whole job: build -> cluster -> folds -> train + eval per fold -> leaderboard (skips what is done)."""
+    from taskmill.eval.pipeline import cli_run
+
+    typer.echo(cli_run(str(pipeline) if pipeline else None, str(out) if out else None))
+
+
 def main() -> None:
     """Entry point for ``python -m taskmill``."""
     app()

