@@ -60,10 +60,10 @@ class PipelineConfig:
         problems = [f"{k}: unknown key (expected one of {', '.join(sorted(_KEYS))})" for k in sorted(set(raw) - _KEYS)]
         problems += [f"{k}: required" for k in ("out", "model") if not isinstance(raw.get(k), str)]
         for key in ("cluster", "folds", "train", "eval", "dpo"):
-            if not isinstance(raw.get(key) or {}, dict):
+            if raw.get(key) is not None and not isinstance(raw[key], dict):
                 problems.append(f"{key}: expected a mapping")
         for key in ("formats", "recipes"):
-            if not isinstance(raw.get(key) or [], list):
+            if raw.get(key) is not None and not isinstance(raw[key], list):
                 problems.append(f"{key}: expected a list")
         if problems:
             raise ConfigError(problems, file=file)
