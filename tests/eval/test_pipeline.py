@@ -60,3 +60,17 @@ def test_embedded_pipeline_is_valid_and_resolves_paths():
     config = load_pipeline(None, out="somewhere")
     assert config.model == "smollm2" and config.collection is None
     assert Path(config.out).is_absolute() and Path(config.out).name == "somewhere"
+
+
+@pytest.mark.parametrize("path", [starter_pipeline(), Path(__file__).resolve().parents[2] / "examples" / "gpu-vllm.yaml"],
+                         ids=["starter-cpu", "gpu-vllm"])
+def test_every_shipped_pipeline_validates_all_its_sections(path):
+    from taskmill.eval.runner import EvalConfig
+    from taskmill.trainer import config_from_dict
+
+    config = load_pipeline(path)
+    train = {k: dict(v) if isinstance(v, dict) else v for k, v in config.train.items()}
+    train.setdefault("model", {})["path"] = "model"
+    train.setdefault("data", {})["corpus"] = "corpus"
+    assert config_from_dict(train).lora.enabled  # raises ConfigError listing problems if invalid
+    EvalConfig(corpus="c", out="o", model="m", **config.eval)
