@@ -144,6 +144,7 @@ def _prepare_model(model: str, folder: Path) -> None:
     from taskmill.eval.backends.hf_load import export_gguf_to_hf
 
     tmp = folder.with_name(folder.name + ".tmp")
+    folder.parent.mkdir(parents=True, exist_ok=True)
     export_gguf_to_hf(model, tmp)
     tmp.replace(folder)
 
@@ -172,8 +173,10 @@ def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print) -> 
     stages.run("folds", config.folds, folds / "folds.yaml", lambda: write_folds(clusters, corpus, folds, fold_config))
     model = resolve_model(config.model)
     if model.endswith(".gguf"):
-        stages.run("model", {"model": model}, out / "model", lambda: _prepare_model(model, out / "model"))
-        model = str(out / "model")
+        # Named after the GGUF file, so that the leaderboard's rows say which model they are.
+        folder = out / "models" / Path(model).name.split(".")[0]
+        stages.run("model", {"model": model}, folder, lambda: _prepare_model(model, folder))
+        model = str(folder)
     eval_settings = {"clusters": str(clusters / "clusters.yaml"), **config.eval}
     loco_config = LocoConfig(folds=str(folds), model=model, out=str(loco), train=config.train, eval=eval_settings,
                              recipes=config.recipes, dpo=config.dpo)
