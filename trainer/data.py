@@ -19,7 +19,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from taskmill.errors import DataError
 
@@ -51,15 +51,18 @@ def corpus_file(path: str | Path) -> Path:
     return p / "corpus.jsonl" if p.is_dir() else p
 
 
-def read_corpus(path: str | Path) -> list[dict[str, Any]]:
-    """Read corpus rows (prompt/completion or messages) with plain ``json``.
+def read_jsonl(file: Path, valid: Callable[[Any], bool], expected: str, *, missing: str, empty: str) -> list[dict[str, Any]]:
+    """Read a JSONL file of rows, each checked by ``valid``; one-line errors name the line.
 
-    Raises:
-        DataError: missing file, bad JSON, or a row without prompt/completion or messages.
+    Args:
+        file: The JSONL file.
+        valid: Row check; a row it rejects is reported with ``expected``.
+        expected: What a row must hold (the error text).
+        missing: Error text for a missing file.
+        empty: Error text for a file without rows.
     """
-    file = corpus_file(path)
     if not file.is_file():
-        raise DataError("corpus file not found (expected corpus.jsonl or a folder holding it)", file=str(file))
+        raise DataError(missing, file=str(file))
     rows = []
     with file.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
@@ -69,13 +72,25 @@ def read_corpus(path: str | Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"not valid JSON ({err.msg})", file=str(file), row=f"line {number}") from None
-            if not _row_ok(row):
-                raise DataError("expected string 'prompt' and 'completion' or a 'messages' list ending "
-                                "with an assistant turn", file=str(file), row=f"line {number}")
+            if not valid(row):
+                raise DataError(expected, file=str(file), row=f"line {number}")
             rows.append(row)
     if not rows:
-        raise DataError("corpus has no rows", file=str(file))
+        raise DataError(empty, file=str(file))
     return rows
+
+
+def read_corpus(path: str | Path) -> list[dict[str, Any]]:
+    """Read corpus rows (prompt/completion or messages) with plain ``json``.
+
+    Raises:
+        DataError: missing file, bad JSON, or a row without prompt/completion or messages.
+    """
+    return read_jsonl(
+        corpus_file(path), _row_ok,
+        "expected string 'prompt' and 'completion' or a 'messages' list ending with an assistant turn",
+        missing="corpus file not found (expected corpus.jsonl or a folder holding it)", empty="corpus has no rows",
+    )
 
 
 def _row_ok(row: Any) -> bool:

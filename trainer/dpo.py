@@ -23,14 +23,13 @@ two sequences always share a micro-batch; pairs are planned into steps and packe
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from taskmill.errors import ConfigError, DataError
+from taskmill.errors import ConfigError
 from taskmill.trainer import dist
-from taskmill.trainer.data import Document, corpus_file, deal_to_ranks, make_micro_batch, pack_micro_batches, tokenize_rows
+from taskmill.trainer.data import Document, corpus_file, read_jsonl, deal_to_ranks, make_micro_batch, pack_micro_batches, tokenize_rows
 from taskmill.trainer.engine import _module_base, batch_inputs
 from taskmill.trainer.loop import Trainer
 
@@ -86,25 +85,15 @@ def read_pairs(path: str | Path) -> list[dict[str, Any]]:
     """
     p = Path(path)
     file = p / "preferences.jsonl" if p.is_dir() and (p / "preferences.jsonl").is_file() else corpus_file(p)
-    if not file.is_file():
-        raise DataError("preference file not found (expected JSONL or a folder with preferences.jsonl)", file=str(file))
-    rows = []
-    with file.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"not valid JSON ({err.msg})", file=str(file), row=f"line {number}") from None
-            if not (isinstance(row, dict) and _answer_ok(row.get("prompt"))
-                    and _answer_ok(row.get("chosen")) and _answer_ok(row.get("rejected"))):
-                raise DataError("expected 'prompt', 'chosen' and 'rejected' (strings, or message lists)",
-                                file=str(file), row=f"line {number}")
-            rows.append(row)
-    if not rows:
-        raise DataError("no preference pairs", file=str(file))
-    return rows
+    return read_jsonl(
+        file, _pair_ok, "expected 'prompt', 'chosen' and 'rejected' (strings, or message lists)",
+        missing="preference file not found (expected JSONL or a folder with preferences.jsonl)",
+        empty="no preference pairs",
+    )
+
+
+def _pair_ok(row: Any) -> bool:
+    return isinstance(row, dict) and all(_answer_ok(row.get(k)) for k in ("prompt", "chosen", "rejected"))
 
 
 def _as_row(prompt: Any, answer: Any) -> dict[str, Any]:
