@@ -35,7 +35,10 @@ def row_colors(labels: Sequence[str]) -> dict[str, str]:
 
 
 def _style_axes(ax: Any, groups: Sequence[str], ylabel: str) -> None:
-    ax.set_xticks(range(len(groups)), [g if len(g) <= 18 else g[:17] + "…" for g in groups], rotation=20 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
+    names = [g if len(g) <= 18 else g[:17] + "…" for g in groups]
+    # Slanted when the names would not fit side by side under their bars (about 12 characters each).
+    slant = len(groups) > 4 or max((len(n) for n in names), default=0) > 12
+    ax.set_xticks(range(len(groups)), names, rotation=20 if slant else 0, ha="right" if slant else "center")
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
     ax.grid(axis="y", color="#dde1e6", linewidth=0.8)
