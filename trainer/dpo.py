@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from taskmill.errors import ConfigError
 from taskmill.trainer import dist
 from taskmill.trainer.data import Document, corpus_file, read_jsonl, deal_to_ranks, make_micro_batch, pack_micro_batches, tokenize_rows
 from taskmill.trainer.engine import _module_base, batch_inputs
@@ -215,22 +214,13 @@ class DpoLoss(_module_base()):  # type: ignore[misc]
 class DpoTrainer(Trainer):
     """The training loop with pairs as its documents and the DPO loss as its step loss."""
 
-    def _load_data(self, documents: Sequence[Pair] | None, eval_documents: Sequence[Pair] | None) -> None:
-        from taskmill.trainer.model import load_tokenizer
+    documents_name = "preference pairs"
 
-        cfg = self.cfg
-        self.tokenizer = None
-        if documents is None or (eval_documents is None and cfg.data.eval_corpus):
-            self.tokenizer = load_tokenizer(cfg.model)
-        if documents is None:
-            if not cfg.data.corpus:
-                raise ConfigError(["data.corpus: no preference pairs given"])
-            documents = tokenize_pairs(self.tokenizer, read_pairs(cfg.data.corpus), cfg.data.max_length)
-        if eval_documents is None and cfg.data.eval_corpus:
-            eval_documents = tokenize_pairs(self.tokenizer, read_pairs(cfg.data.eval_corpus), cfg.data.max_length)
-        self.docs = list(documents)
-        self.eval_docs = list(eval_documents or [])
-        self.lengths = [len(p) for p in self.docs]
+    def _read_documents(self, path: str) -> list[Pair]:
+        return tokenize_pairs(self.tokenizer, read_pairs(path), self.cfg.data.max_length)
+
+    def _load_data(self, documents: Sequence[Pair] | None, eval_documents: Sequence[Pair] | None) -> None:
+        super()._load_data(documents, eval_documents)
         self.step_stats: dict[str, float] = {}
 
     def _loss_module(self) -> Any:

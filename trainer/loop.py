@@ -89,13 +89,20 @@ class Trainer:
             from taskmill.errors import ConfigError
 
             if not cfg.data.corpus:
-                raise ConfigError(["data.corpus: no corpus given"])
-            documents = load_documents(self.tokenizer, cfg.data.corpus, cfg.data.max_length)
+                raise ConfigError([f"data.corpus: no {self.documents_name} given"])
+            documents = self._read_documents(cfg.data.corpus)
         if eval_documents is None and cfg.data.eval_corpus:
-            eval_documents = load_documents(self.tokenizer, cfg.data.eval_corpus, cfg.data.max_length)
+            eval_documents = self._read_documents(cfg.data.eval_corpus)
         self.docs = list(documents)
         self.eval_docs = list(eval_documents or [])
         self.lengths = [len(d) for d in self.docs]
+
+    # What the run's documents are called in errors; subclasses with other documents override both.
+    documents_name = "corpus"
+
+    def _read_documents(self, path: str) -> list[Any]:
+        """Tokenised documents of a corpus file or folder."""
+        return load_documents(self.tokenizer, path, self.cfg.data.max_length)
 
     def _build_model(self) -> None:
         cfg, info = self.cfg, self.info
