@@ -95,18 +95,33 @@ def train_fold(config: LocoConfig, train_corpus: Path, out: Path) -> Path:
     adapter = out / "adapter"
     if (adapter / "adapter_config.json").is_file():
         return adapter
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in config.train.items()}
+    return train_adapter(config, data, {}, {"corpus": str(train_corpus)}, out, "train")
+
+
+def train_adapter(config: LocoConfig, data: dict[str, Any], model: dict[str, Any], corpus: dict[str, Any],
+                  out: Path, section: str) -> Path:
+    """Train one fold's LoRA adapter on the LOCO model; ``data`` is the trainer config to complete.
+
+    Args:
+        config: The LOCO run (its model is trained).
+        data: Trainer config mapping (changed in place: model path, data, output, LoRA on).
+        model: Extra ``model`` settings (e.g. ``init_adapter``).
+        corpus: ``data`` settings naming the training corpus.
+        out: The run's output folder.
+        section: Config section named in errors.
+    """
     from taskmill.eval.backends.hf_load import split_gguf
     from taskmill.trainer import config_from_dict, train
 
     folder, gguf = split_gguf(config.model, None)
-    data = {k: dict(v) if isinstance(v, dict) else v for k, v in config.train.items()}
-    data.setdefault("model", {}).update({"path": folder, **({"gguf_file": gguf} if gguf else {})})
-    data.setdefault("data", {})["corpus"] = str(train_corpus)
+    data.setdefault("model", {}).update({"path": folder, **model, **({"gguf_file": gguf} if gguf else {})})
+    data.setdefault("data", {}).update(corpus)
     data.setdefault("run", {})["output_dir"] = str(out)
     data["lora"] = {**(data.get("lora") or {}), "enabled": True}
     result = train(config_from_dict(data))
     if result.saved is None:
-        raise ConfigError(["train: the run saved no adapter (run.save_final must stay true)"])
+        raise ConfigError([f"{section}: the run saved no adapter (run.save_final must stay true)"])
     return Path(result.saved)
 
 

@@ -22,7 +22,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from taskmill.errors import ConfigError
 
 RECIPES = ("sft", "sft+dpo")
 _PREF_FIELDS = ("seed", "formats", "splits")
@@ -73,21 +72,13 @@ def train_dpo_after_sft(config: Any, train_corpus: Path, sft_adapter: Path, out:
     adapter = out / "adapter"
     if (adapter / "adapter_config.json").is_file():
         return adapter
-    from taskmill.eval.backends.hf_load import split_gguf
-    from taskmill.trainer import config_from_dict, train
+    from taskmill.eval.loco import train_adapter
 
     prefs = make_fold_preferences(train_corpus, out / "preferences", config.preference)
-    folder, gguf = split_gguf(config.model, None)
     data = _deep_merge(config.train, config.dpo)
     data["objective"] = "dpo"
-    data.setdefault("model", {}).update({"path": folder, "init_adapter": str(sft_adapter), **({"gguf_file": gguf} if gguf else {})})
-    data.setdefault("data", {}).update({"corpus": str(prefs), "eval_corpus": None})
-    data.setdefault("run", {})["output_dir"] = str(out)
-    data["lora"] = {**(data.get("lora") or {}), "enabled": True}
-    result = train(config_from_dict(data))
-    if result.saved is None:
-        raise ConfigError(["dpo: the run saved no adapter (run.save_final must stay true)"])
-    return Path(result.saved)
+    return train_adapter(config, data, {"init_adapter": str(sft_adapter)}, {"corpus": str(prefs), "eval_corpus": None},
+                         out, "dpo")
 
 
 def add_recipe(fold_report: dict[str, Any], recipe: str, results: dict[str, Any]) -> None:
