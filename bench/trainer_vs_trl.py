@@ -143,7 +143,12 @@ def run_taskmill(a: argparse.Namespace, rows: list, lora: bool, variant: str | N
     cfg = config_from_dict(_merge(base, VARIANTS[variant]) if variant else base)
     trainer = Trainer(cfg, docs, None)
     try:
+        t0 = time.perf_counter()
         res = trainer.run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        run_wall = time.perf_counter() - t0
+        syncs = sync_check(trainer)
         prof = profile_steps(trainer, a.profile_steps, a.out) if profile else None
     finally:
         dist.teardown(trainer.info)
@@ -156,6 +161,10 @@ def run_taskmill(a: argparse.Namespace, rows: list, lora: bool, variant: str | N
         out["mfu"] = sum(r["mfu"] * r["step_s"] for r in timed) / seconds
         out["mfu_6n"] = sum(r["mfu_6n"] * r["step_s"] for r in timed) / seconds
     out["timed_steps"], out["warmup_steps"] = len(timed), a.warmup
+    # step_s comes from events on the GPU timeline; the whole run's host wall clock (set-up of the
+    # first step and its compilation included) bounds their sum from above
+    out["sum_step_s"], out["run_wall_s"] = sum(r["step_s"] for r in res.records), run_wall
+    out["host_syncs_in_step"] = syncs
     out["step_ms"] = sorted(1000 * r["step_s"] for r in timed)[len(timed) // 2]  # median
     if prof:
         out["profile"] = prof
@@ -170,6 +179,29 @@ def _kernel_group(name: str) -> str:
         if any(w in n for w in words):
             return key
     return "other elementwise"
+
+
+def sync_check(trainer: Any, n: int = 2) -> str:
+    """Run ``n`` more steps with CUDA's sync debug mode on "error": "none", or the first sync's message.
+
+    A step must only queue work (the loop reads its numbers one step later); any host wait inside
+    it (``.item()``, a blocking copy, ``nonzero`` on the GPU) leaves the GPU idle.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return "not checked (CPU)"
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step_docs in trainer.plan[:n]:
+            trainer.run_step(step_docs)
+        return "none"
+    except RuntimeError as err:
+        return str(err).splitlines()[0][:300]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.synchronize()
 
 
 def profile_steps(trainer: Any, n: int, out_path: str | None) -> dict[str, Any]:

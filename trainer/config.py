@@ -113,7 +113,7 @@ class OptimConfig:
         betas: Adam betas.
         eps: Adam epsilon.
         max_grad_norm: Clip the global gradient norm to this (0 disables).
-        fused: Fused AdamW kernel (CUDA only).
+        fused: Fused AdamW kernel (CUDA and CPU): one kernel per step, step counters on the device.
     """
 
     lr: float = 2e-4

@@ -99,6 +99,15 @@ def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     return t.tolist()
 
 
+def all_reduce_(t: Any, info: DistInfo) -> Any:
+    """Sum a tensor over ranks in place and return it; queued on the device, no host wait."""
+    if info.world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t)
+    return t
+
+
 def barrier(info: DistInfo) -> None:
     """Wait for every rank."""
     if info.world > 1:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 from taskmill.trainer import dist
 from taskmill.trainer.data import Document, corpus_file, read_jsonl, deal_to_ranks, make_micro_batch, pack_micro_batches, tokenize_rows
 from taskmill.trainer.engine import _module_base, batch_inputs
-from taskmill.trainer.loop import Trainer
+from taskmill.trainer.loop import StepOutput, Trainer
 
 
 @dataclass(frozen=True)
@@ -219,10 +219,6 @@ class DpoTrainer(Trainer):
     def _read_documents(self, path: str) -> list[Pair]:
         return tokenize_pairs(self.tokenizer, read_pairs(path), self.cfg.data.max_length)
 
-    def _load_data(self, documents: Sequence[Pair] | None, eval_documents: Sequence[Pair] | None) -> None:
-        super()._load_data(documents, eval_documents)
-        self.step_stats: dict[str, float] = {}
-
     def _loss_module(self) -> Any:
         reference = None
         if self.peft is None:  # full fine-tuning: freeze a copy of the starting weights
@@ -248,8 +244,13 @@ class DpoTrainer(Trainer):
         loss, stats = runner(**batch_inputs(make_micro_batch(docs), self.info.device), scale=0.0 if dummy else scale)
         return loss, stats * (0.0 if dummy else 1.0)
 
-    def run_step(self, step_pairs: list[int]) -> tuple[float, float | None]:
-        """Forward/backward over this rank's pairs, clip, optimizer step; returns (mean loss, grad norm)."""
+    def run_step(self, step_pairs: list[int]) -> StepOutput:
+        """Queue forward/backward over this rank's pairs, clipping and the optimizer step.
+
+        Returns:
+            Device tensors: the loss slot holds ``world`` x the mean DPO loss, ``stats`` the sums
+            :meth:`_stats` turns into rewards, margin and accuracy.
+        """
         import torch
 
         scale = self.info.world / max(len(step_pairs), 1)
@@ -261,14 +262,11 @@ class DpoTrainer(Trainer):
                 loss, stats = self._forward(self.model, pairs, scale)
                 loss.backward()
             totals += stats.double()
-        norm = None
-        if self.cfg.optim.max_grad_norm > 0:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.max_grad_norm))
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step_stats = self._stats(dist.all_reduce_sum([float(t) for t in totals], self.info))
-        return self.step_stats["dpo_loss"], norm
+        norm, lr = self._optimizer_step()
+        totals = dist.all_reduce_(totals, self.info)
+        # loss slot = world * mean, as the SFT loop's read divides by world
+        mean = totals[0] / totals[4].clamp(min=1.0) * self.info.world
+        return StepOutput(mean, norm, lr, totals)
 
     @staticmethod
     def _stats(sums: Sequence[float]) -> dict[str, float]:
@@ -292,7 +290,5 @@ class DpoTrainer(Trainer):
         self.eval_stats = self._stats(dist.all_reduce_sum([float(t) for t in totals], self.info))
         return self.eval_stats["dpo_loss"]
 
-    def _record(self, step: int, loss: float, norm: float | None, seconds: float) -> dict[str, Any]:
-        rec = super()._record(step, loss, norm, seconds)
-        rec.update({k: v for k, v in self.step_stats.items() if k != "dpo_loss"})
-        return rec
+    def _stats_fields(self, stats: list[float]) -> dict[str, Any]:
+        return {k: v for k, v in self._stats(stats).items() if k != "dpo_loss"}

@@ -4,6 +4,11 @@ Read top to bottom: :func:`train` builds a :class:`Trainer`, which plans every s
 the data position is just the step number), resumes from the newest checkpoint if one exists,
 then runs steps. Loss per micro-batch is ``sum(CE) * world / (target tokens of the whole step)``,
 so accumulation and DDP averaging give exactly the step's mean token loss.
+
+A step only queues work: its loss and gradient norm stay on the device (:class:`StepOutput`) and
+are read one step later, once the next step is queued, so the host never leaves the GPU idle
+while it waits for numbers or tokenises the next batch. Evaluation, checkpoints and the end of
+the run read everything first.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from taskmill.trainer.config import TrainConfig, save_config
 from taskmill.trainer.data import (Document, deal_to_ranks, load_documents, make_micro_batch,
                                    pack_micro_batches, plan_epoch, step_target_count)
 from taskmill.trainer.engine import PackedLoss, batch_inputs, detect_peak_flops, flop_model
-from taskmill.trainer.metrics import RunLog, StepTimer, peak_memory_gb
+from taskmill.trainer.metrics import RunLog, StepClock, peak_memory_gb
 from taskmill.trainer.model import (apply_lora, build_model, causal_lm, compile_layers,
                                     enable_gradient_checkpointing, load_tokenizer)
 
@@ -46,6 +51,38 @@ class TrainResult:
     def losses(self) -> list[float]:
         """Training loss of each step run."""
         return [r["loss"] for r in self.records if "loss" in r]
+
+
+@dataclass
+class StepOutput:
+    """A queued step's numbers, still on the device.
+
+    Attributes:
+        loss: 0-dim float64 sum over ranks of the ranks' scaled losses (``world`` x the step's mean).
+        norm: 0-dim gradient norm before clipping, or None without clipping.
+        lr: Learning rate the step used.
+        stats: Objective-specific 1-dim float64 sums over ranks (DPO), or None.
+    """
+
+    loss: Any
+    norm: Any | None
+    lr: float
+    stats: Any | None = None
+
+    def read(self) -> tuple[float, float | None, list[float]]:
+        """(loss sum, norm, stats) as floats: one device-to-host copy."""
+        import torch
+
+        norm = self.norm
+        if norm is not None and hasattr(norm, "full_tensor"):  # FSDP2: a DTensor
+            norm = norm.full_tensor()
+        parts = [self.loss.reshape(1).double()]
+        if norm is not None:
+            parts.append(norm.reshape(1).double())
+        if self.stats is not None:
+            parts.append(self.stats.double())
+        values = torch.cat(parts).tolist()
+        return values[0], (values[1] if norm is not None else None), values[1 + (norm is not None):]
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
@@ -133,9 +170,9 @@ class Trainer:
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        fused = o.fused and self.info.device.type == "cuda"
         self.params = params
-        self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=fused or None)
+        # fused keeps Adam's step counters on the device; the unfused path reads them with .item()
+        self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=o.fused or None)
 
     def _plan(self) -> list[list[int]]:
         d = self.cfg.data
@@ -165,18 +202,18 @@ class Trainer:
             mine += [[_DUMMY]] * (max(len(r) for r in ranks) - len(mine))
         return mine
 
-    def run_step(self, step_docs: list[int]) -> tuple[float, float | None]:
-        """Forward/backward over this rank's micro-batches, clip, optimizer step.
+    def run_step(self, step_docs: list[int]) -> StepOutput:
+        """Queue forward/backward over this rank's micro-batches, clipping and the optimizer step.
 
         Returns:
-            (mean token loss of the step over all ranks, gradient norm before clipping).
+            The step's loss and gradient norm as device tensors (see :meth:`StepOutput.read`).
         """
         import torch
 
         count = step_target_count(step_docs, self.docs)
         scale = self.info.world / max(count, 1)
         micro = self._micro_batches(step_docs)
-        total = torch.zeros((), device=self.info.device)
+        total = torch.zeros((), dtype=torch.float64, device=self.info.device)
         self.model.train()
         for i, docs in enumerate(micro):
             inputs = batch_inputs(make_micro_batch(docs), self.info.device)
@@ -184,14 +221,21 @@ class Trainer:
                 loss = self.model(**inputs, scale=scale)
                 loss.backward()
             total += loss.detach()
+        norm, lr = self._optimizer_step()
+        return StepOutput(dist.all_reduce_(total, self.info), norm, lr)
+
+    def _optimizer_step(self) -> tuple[Any | None, float]:
+        """Clip, step, advance the schedule; returns (norm tensor or None, the lr used). No host wait."""
+        import torch
+
         norm = None
         if self.cfg.optim.max_grad_norm > 0:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.max_grad_norm))
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.max_grad_norm)
+        lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        (loss_sum,) = dist.all_reduce_sum([float(total)], self.info)
-        return loss_sum / self.info.world, norm
+        return norm, lr
 
     def evaluate(self) -> float | None:
         """Mean token loss over the eval documents (dropout off), or None without any."""
@@ -217,22 +261,28 @@ class Trainer:
 
     # --- the run ----------------------------------------------------------------------------------
 
-    def _record(self, step: int, loss: float, norm: float | None, seconds: float) -> dict[str, Any]:
+    def _record(self, step: int, out: StepOutput, seconds: float) -> dict[str, Any]:
+        loss_sum, norm, stats = out.read()
         docs = self.plan[step]
         lengths = [self.lengths[i] for i in docs]
         targets = step_target_count(docs, self.docs)
         tokens = sum(lengths)
         rec: dict[str, Any] = {
-            "step": step + 1, "epoch": self.step_epoch[step], "loss": loss, "lr": self.scheduler.get_last_lr()[0],
+            "step": step + 1, "epoch": self.step_epoch[step], "loss": loss_sum / self.info.world, "lr": out.lr,
             "grad_norm": norm, "tokens": tokens, "target_tokens": targets, "docs": len(docs),
             "step_s": seconds, "tokens_per_s": tokens / seconds if seconds else None,
             "peak_mem_gb": peak_memory_gb(self.info.device), "mfu": None, "mfu_6n": None,
         }
+        rec.update(self._stats_fields(stats))
         if self.peak_flops and seconds:
             budget = self.peak_flops * seconds * self.info.world
             rec["mfu"] = self.flops.step_flops(lengths, targets) / budget
             rec["mfu_6n"] = self.flops.step_flops_6n(lengths) / budget
         return rec
+
+    def _stats_fields(self, stats: list[float]) -> dict[str, Any]:
+        """Extra record fields from :attr:`StepOutput.stats` (objectives that return some override)."""
+        return {}
 
     def _resume(self) -> int:
         path = checkpoint.latest(self.out)
@@ -252,23 +302,44 @@ class Trainer:
             save_config(self.cfg, self.out / "config.yaml")
         self.scheduler = self._scheduler()
         start = self._resume()
+        end = self.total if stop_after is None else max(start, min(self.total, stop_after))
         result = TrainResult(self.out)
         log = RunLog(self.out / "log.jsonl" if self.info.main else None, self.total, start, r.progress)
-        timer = StepTimer(self.info.device)
+        clock = StepClock(self.info.device)
+        pending: tuple[int, StepOutput, Any, Any] | None = None
+
+        def finish() -> None:
+            # reads the previous step's numbers: by now the next step is queued behind it
+            nonlocal pending
+            if pending is None:
+                return
+            step, out, began, ended = pending
+            pending = None
+            rec = self._record(step, out, clock.seconds(began, ended))
+            result.records.append(rec)
+            if (step + 1) % r.log_every == 0 or step + 1 == self.total:
+                log.write(rec)
+
         try:
-            for step in range(start, self.total):
-                if stop_after is not None and step >= stop_after:
-                    return result
-                timer.start()
-                loss, norm = self.run_step(self.plan[step])
-                rec = self._record(step, loss, norm, timer.stop())
-                result.records.append(rec)
-                if (step + 1) % r.log_every == 0 or step + 1 == self.total:
-                    log.write(rec)
-                if r.eval_every and (step + 1) % r.eval_every == 0 and step + 1 < self.total:
-                    log.write({"step": step + 1, "eval_loss": self.evaluate()})
-                if r.save_every and (step + 1) % r.save_every == 0 and step + 1 < self.total:
-                    self._checkpoint(step + 1)
+            last = clock.mark()
+            for step in range(start, end):
+                out = self.run_step(self.plan[step])
+                mark = clock.mark()
+                finish()
+                pending, last = (step, out, last, mark), mark
+                n = step + 1
+                eval_now = bool(r.eval_every) and n % r.eval_every == 0 and n < self.total
+                save_now = bool(r.save_every) and n % r.save_every == 0 and n < self.total
+                if eval_now or save_now:
+                    finish()
+                    if eval_now:
+                        log.write({"step": n, "eval_loss": self.evaluate()})
+                    if save_now:
+                        self._checkpoint(n)
+                    last = clock.mark()  # the pause is not the next step's time
+            finish()
+            if end < self.total:
+                return result
             result.eval_loss = self.evaluate()
             if result.eval_loss is not None:
                 log.write({"step": self.total, "eval_loss": result.eval_loss})

@@ -19,28 +19,34 @@ def peak_memory_gb(device: Any) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
-class StepTimer:
-    """Wall time of a step, synchronising the device so queued kernels are counted."""
+class StepClock:
+    """Step durations read off the device's own timeline, so timing never stalls the queue.
+
+    A mark is a CUDA event recorded on the current stream (or ``perf_counter`` on the CPU, where
+    work is synchronous). The seconds between two marks are the device time between them, idle
+    gaps included, so a step that left the GPU waiting is charged for the wait; only reading a
+    duration waits, and only for the later mark.
+    """
 
     def __init__(self, device: Any) -> None:
-        self.device = device
-        self.t0 = 0.0
+        self.cuda = device.type == "cuda"
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
+    def mark(self) -> Any:
+        """A point on the device timeline after all work queued so far."""
+        if self.cuda:
             import torch
 
-            torch.cuda.synchronize(self.device)
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
 
-    def start(self) -> None:
-        """Mark the start of a step."""
-        self._sync()
-        self.t0 = time.perf_counter()
-
-    def stop(self) -> float:
-        """Seconds since :meth:`start`."""
-        self._sync()
-        return time.perf_counter() - self.t0
+    def seconds(self, start: Any, end: Any) -> float:
+        """Seconds from ``start`` to ``end`` (waits until the device reaches ``end``)."""
+        if self.cuda:
+            end.synchronize()
+            return start.elapsed_time(end) / 1000.0
+        return end - start
 
 
 class RunLog:

@@ -8,7 +8,7 @@ loss normalisation, checkpoints and resume unchanged. DPO replaces the step's lo
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from taskmill.trainer.config import TrainConfig
 from taskmill.trainer.data import Document
@@ -18,28 +18,13 @@ from taskmill.trainer.loop import Trainer
 class CptTrainer(Trainer):
     """Continued pre-training: next-token loss on every token of raw text."""
 
-    def _load_data(self, documents: Sequence[Document] | None, eval_documents: Sequence[Document] | None) -> None:
-        from taskmill.errors import ConfigError
-        from taskmill.trainer.model import load_tokenizer
+    documents_name = "text"
+
+    def _read_documents(self, path: str) -> list[Document]:
         from taskmill.trainer.pretrain_data import load_text_documents
 
-        cfg = self.cfg
-        self.tokenizer = None
-        if documents is None or (eval_documents is None and cfg.data.eval_corpus):
-            self.tokenizer = load_tokenizer(cfg.model)
-
-        def load(path: str) -> list[Document]:
-            return load_text_documents(self.tokenizer, path, cfg.data.max_length, cfg.cpt.text_column, cfg.cpt.add_eos)
-
-        if documents is None:
-            if not cfg.data.corpus:
-                raise ConfigError(["data.corpus: no text given"])
-            documents = load(cfg.data.corpus)
-        if eval_documents is None and cfg.data.eval_corpus:
-            eval_documents = load(cfg.data.eval_corpus)
-        self.docs = list(documents)
-        self.eval_docs = list(eval_documents or [])
-        self.lengths = [len(d) for d in self.docs]
+        c = self.cfg
+        return load_text_documents(self.tokenizer, path, c.data.max_length, c.cpt.text_column, c.cpt.add_eos)
 
 
 def trainer_class(cfg: TrainConfig) -> type[Any]:
