@@ -137,7 +137,10 @@ def token_logps(hidden: Any, weight: Any, targets: Any, chunk: int) -> Any:
             parts.append(checkpoint(_chunk_logps, h, weight, y, use_reentrant=False))
         else:
             parts.append(_chunk_logps(h, weight, y))
-    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
+    if not parts:  # no targets (a rank's filler batch): an empty result still wired to hidden and
+        # weight, so its backward visits every layer like the other ranks' (FSDP2 gathers in it)
+        return (hidden @ weight.t())[:, 0].float()
+    return torch.cat(parts)
 
 
 class DpoLoss(_module_base()):  # type: ignore[misc]

@@ -107,3 +107,51 @@ def test_two_gloo_processes_match_one_process(mode, tm, tmp_path, smol_tok_dir, 
         assert abs(a["loss"] - b["loss"]) <= 1e-5 * b["loss"], (a["loss"], b["loss"])
     ddp_eval = [r["eval_loss"] for r in _log(tmp_path / "ddp") if "eval_loss" in r][-1]
     assert abs(ddp_eval - single.eval_loss) <= 1e-5 * single.eval_loss
+
+
+def _prefs(path: Path, n: int, seed: int) -> Path:
+    """Preference pairs on the reverse-the-words task: chosen reversed, rejected as given."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["red", "blue", "green", "cat", "dog", "sun", "moon", "tree"]
+    with path.open("w", encoding="utf-8") as fh:
+        for _ in range(n):
+            seq = [rng.choice(words) for _ in range(rng.randint(2, 5))]
+            fh.write(json.dumps({"prompt": f"Reverse: {' '.join(seq)}", "chosen": " ".join(reversed(seq)),
+                                 "rejected": " ".join(seq)}) + "\n")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,recipe", [("fsdp2", "lora"), ("ddp", "dpo"), ("fsdp2", "dpo")])
+def test_two_gloo_processes_match_one_process_lora_and_dpo(mode, recipe, tm, tmp_path, smol_tok_dir, toy_corpus):
+    """LoRA under FSDP2 and DPO (LoRA, reference = adapter off) under DDP/FSDP2 match one process."""
+    from taskmill.trainer import load_config, train
+
+    sections = dict(run={"max_steps": 3}, data={"tokens_per_step": 512, "micro_batch_tokens": 128},
+                    lora={"enabled": True, "r": 4}, optim={"lr": 1e-2, "warmup_steps": 0})
+    raw = tm.file_config(tmp_path / "multi", smol_tok_dir, toy_corpus, **sections)
+    if recipe == "dpo":
+        raw["objective"], raw["dpo"] = "dpo", {"beta": 0.3}
+        raw["data"]["micro_batch_tokens"] = 2 * raw["data"]["max_length"]  # a pair's two sequences share a row
+        raw["data"]["corpus"] = str(_prefs(tmp_path / "prefs.jsonl", 48, 0))
+        raw["data"]["eval_corpus"] = str(_prefs(tmp_path / "prefs_eval.jsonl", 8, 1))
+    cfg = _write_cfg(tmp_path / "c.yaml", raw)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           "-m", "taskmill", "train", str(cfg), f"run.distributed={mode}"]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    multi = [r for r in _log(tmp_path / "multi") if "loss" in r]
+    single = train(load_config(cfg, [f"run.output_dir={tmp_path / 'one'}"]))
+    assert [r["step"] for r in multi] == [1, 2, 3]
+    assert len({round(r["loss"], 6) for r in multi}) > 1  # the adapter moves: losses differ per step
+    for a, b in zip(multi, single.records):
+        assert a["tokens"] == b["tokens"]
+        assert abs(a["loss"] - b["loss"]) <= 1e-5 * abs(b["loss"]), (a["loss"], b["loss"])
+        if recipe == "dpo":
+            assert a["reward_margin"] == pytest.approx(b["reward_margin"], rel=1e-4, abs=1e-6)
+    multi_eval = [r["eval_loss"] for r in _log(tmp_path / "multi") if "eval_loss" in r][-1]
+    assert abs(multi_eval - single.eval_loss) <= 1e-5 * single.eval_loss
+    adapter = json.loads((tmp_path / "multi" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and not adapter.get("modules_to_save")
