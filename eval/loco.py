@@ -73,6 +73,10 @@ class LocoConfig:
         ev = raw.get("eval") or {}
         bad = sorted(set(ev) - _EVAL_FIELDS) if isinstance(ev, dict) else ["(not a mapping)"]
         problems += [f"eval.{k}: not an eval setting (one of {', '.join(sorted(_EVAL_FIELDS))})" for k in bad]
+        if isinstance(train, dict) and isinstance(raw.get("dpo") or {}, dict):
+            from taskmill.eval.loco_recipes import check_serving_ranks
+
+            check_serving_ranks(train, raw.get("dpo") or {}, raw.get("recipes") or ["sft"], ev, problems)
         if problems:
             raise ConfigError(problems, file=file)
         return cls(raw["folds"], raw["model"], raw["out"], tuple(raw.get("fold_names") or ()), train, dict(ev),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 
 RECIPES = ("sft", "sft+dpo")
@@ -41,6 +41,42 @@ def check_recipes(raw: dict[str, Any], problems: list[str]) -> None:
         problems.append("preference: expected a mapping")
     else:
         problems += [f"preference.{k}: unknown (expected one of {', '.join(_PREF_FIELDS)})" for k in sorted(set(pref) - set(_PREF_FIELDS))]
+
+
+def adapter_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Sequence[str]) -> dict[str, int]:
+    """LoRA rank of each recipe's saved adapter (``sft+dpo`` concatenates both adapters' ranks)."""
+    from taskmill.trainer.config import LoraConfig
+
+    def rank(cfg: dict[str, Any]) -> int:
+        lora = cfg.get("lora") if isinstance(cfg.get("lora"), dict) else {}
+        return int(lora.get("r", LoraConfig.r))
+
+    ranks = {"sft": rank(train)}
+    if "sft+dpo" in recipes:
+        ranks["sft+dpo"] = ranks["sft"] + rank(_deep_merge(train, dpo))
+    return ranks
+
+
+def check_serving_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Sequence[str], ev: dict[str, Any],
+                        problems: list[str]) -> None:
+    """With the vLLM backend, every recipe's adapter must fit the engine's ``max_lora_rank`` (appends problems).
+
+    Checked before training: otherwise vLLM refuses the adapters only after every fold has trained.
+    """
+    if not isinstance(ev, dict) or ev.get("backend") != "vllm":
+        return
+    from taskmill.eval.backends.vllm import DEFAULT_MAX_LORA_RANK, MAX_LORA_RANKS, serving_rank
+
+    options = ev.get("backend_options") if isinstance(ev.get("backend_options"), dict) else {}
+    served = options.get("max_lora_rank", DEFAULT_MAX_LORA_RANK)
+    if served not in MAX_LORA_RANKS:
+        problems.append(f"eval.backend_options.max_lora_rank: vLLM accepts {', '.join(map(str, MAX_LORA_RANKS))}; got {served!r}")
+        return
+    for recipe, rank in adapter_ranks(train, dpo, recipes).items():
+        if rank > served:
+            how = " (sft and dpo adapters concatenated)" if recipe == "sft+dpo" else ""
+            problems.append(f"eval.backend_options.max_lora_rank: {served} is below the {recipe} adapters' rank "
+                            f"{rank}{how}; vLLM would refuse them (use {serving_rank(rank)})")
 
 
 def recipe_slug(recipe: str) -> str:

@@ -65,6 +65,11 @@ class PipelineConfig:
         for key in ("formats", "recipes"):
             if raw.get(key) is not None and not isinstance(raw[key], list):
                 problems.append(f"{key}: expected a list")
+        if not problems:
+            from taskmill.eval.loco_recipes import check_serving_ranks
+
+            check_serving_ranks(raw.get("train") or {}, raw.get("dpo") or {}, raw.get("recipes") or ["sft"],
+                                raw.get("eval") or {}, problems)
         if problems:
             raise ConfigError(problems, file=file)
         rel = lambda p: str((base / p).resolve()) if p is not None else None  # noqa: E731

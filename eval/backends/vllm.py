@@ -12,6 +12,11 @@ the engine's ``tensor_parallel_size``; data parallelism runs ``data_parallel_siz
 each on its own GPUs (``CUDA_VISIBLE_DEVICES``) with vLLM's ``VLLM_DP_*`` variables, each scoring a
 round-robin shard of the requests.
 
+Adapters are checked before any engine work against what vLLM's loader refuses (its
+``PEFTHelper.validate_legal``): ``modules_to_save``, DoRA, bias, a rank (``r`` or any
+``rank_pattern`` value) above the engine's ``max_lora_rank``, which itself must be one of vLLM's
+``MaxLoRARanks``. A refused adapter is one clear line here instead of an engine error after load.
+
 vLLM is imported lazily (``pip install taskmill[vllm]``); it needs CUDA.
 """
 
@@ -20,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from taskmill.errors import TaskmillError
+from taskmill.errors import ConfigError, DataError, TaskmillError
 from taskmill.eval.backends.base import WEIGHT_PATTERNS, hash_files, truncate_at_stop
 from taskmill.eval.requests import (
     GenerateRequest,
@@ -31,6 +36,53 @@ from taskmill.eval.requests import (
     hf_chat_formatter,
     prefix_ids,
 )
+
+
+# vLLM's LoRAConfig.max_lora_rank accepts exactly these (``MaxLoRARanks`` in vllm/config/lora.py)
+MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+DEFAULT_MAX_LORA_RANK = 64
+
+
+def serving_rank(rank: int) -> int | None:
+    """The smallest ``max_lora_rank`` vLLM accepts that serves an adapter of ``rank`` (None: none does)."""
+    return next((m for m in MAX_LORA_RANKS if m >= rank), None)
+
+
+def adapter_problems(adapter: str | Path, max_lora_rank: int) -> list[str]:
+    """What vLLM's LoRA loader would refuse in a PEFT adapter folder (empty when it loads).
+
+    Args:
+        adapter: Folder with ``adapter_config.json`` and the adapter weights.
+        max_lora_rank: The engine's ``max_lora_rank``.
+    """
+    import json
+
+    folder = Path(adapter)
+    try:
+        cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return [f"no readable adapter_config.json ({type(err).__name__})"]
+    problems = []
+    if not any((folder / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+        problems.append("no adapter_model.safetensors or adapter_model.bin")
+    if cfg.get("modules_to_save"):
+        problems.append(f"modules_to_save {cfg['modules_to_save']} (vLLM serves LoRA matrices only)")
+    if cfg.get("use_dora"):
+        problems.append("DoRA (vLLM does not serve it)")
+    if cfg.get("bias", "none") != "none":
+        problems.append(f"bias {cfg['bias']!r} (vLLM needs 'none')")
+    ranks = [int(cfg.get("r", 0)), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]]
+    if max(ranks) > max_lora_rank:
+        problems.append(f"rank {max(ranks)} > the engine's max_lora_rank {max_lora_rank}"
+                        f" (use max_lora_rank: {serving_rank(max(ranks))})")
+    return problems
+
+
+def check_adapter(adapter: str | Path, max_lora_rank: int) -> None:
+    """Raise one :class:`DataError` line listing what vLLM would refuse in ``adapter``."""
+    problems = adapter_problems(adapter, max_lora_rank)
+    if problems:
+        raise DataError("vLLM cannot serve this adapter: " + "; ".join(problems), file=str(adapter))
 
 
 def _import_vllm() -> Any:
@@ -103,7 +155,7 @@ class VLLMBackend:
         tensor_parallel_size: GPUs per engine.
         data_parallel_size: Engine processes (each with ``tensor_parallel_size`` GPUs).
         max_loras: Adapters resident at once.
-        max_lora_rank: Largest LoRA rank served.
+        max_lora_rank: Largest LoRA rank served (one of :data:`MAX_LORA_RANKS`).
         dtype: ``auto``, ``float16``, ``bfloat16``, ``float32``.
         gpu_memory_utilization: Fraction of GPU memory vLLM may take.
         max_model_len: Context length cap (None: the model's).
@@ -125,7 +177,7 @@ class VLLMBackend:
         tensor_parallel_size: int = 1,
         data_parallel_size: int = 1,
         max_loras: int = 4,
-        max_lora_rank: int = 64,
+        max_lora_rank: int = DEFAULT_MAX_LORA_RANK,
         dtype: str = "auto",
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
@@ -136,6 +188,11 @@ class VLLMBackend:
         enable_lora: bool = True,
     ) -> None:
         self.model = str(model)
+        if max_lora_rank not in MAX_LORA_RANKS:
+            raise ConfigError([f"max_lora_rank: vLLM accepts {', '.join(map(str, MAX_LORA_RANKS))}; got {max_lora_rank}"])
+        self.max_lora_rank = max_lora_rank
+        if adapter:
+            check_adapter(adapter, max_lora_rank)
         self.engine_args = {
             "model": self.model, "tensor_parallel_size": tensor_parallel_size, "dtype": dtype, "seed": seed,
             "gpu_memory_utilization": gpu_memory_utilization, "enable_lora": enable_lora or adapter is not None,
@@ -158,6 +215,8 @@ class VLLMBackend:
 
     def with_adapter(self, adapter: str | Path | None) -> VLLMBackend:
         """The same engine serving another adapter (or the base model with None)."""
+        if adapter:
+            check_adapter(adapter, self.max_lora_rank)
         clone = object.__new__(VLLMBackend)
         clone.__dict__.update(self.__dict__)
         clone.adapter = str(adapter) if adapter else None

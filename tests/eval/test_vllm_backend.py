@@ -118,9 +118,7 @@ def test_loglikelihood_requests_and_parsing_match_hf(stand_in_vllm, tiny_model, 
 
 
 def test_adapter_goes_through_lora_request_on_the_same_engine(stand_in_vllm, tiny_model, smol_tokenizer, tmp_path):
-    adapter = tmp_path / "fold0"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    adapter = _peft_adapter(tiny_model, tmp_path / "fold0", r=8)
     engine = StandInLLM(tiny_model, smol_tokenizer)
     base = VLLMBackend("m", engine=engine, max_loras=2, max_lora_rank=16)
     assert base.engine_args["enable_lora"] and base.engine_args["max_loras"] == 2 and base.engine_args["max_lora_rank"] == 16
@@ -179,3 +177,49 @@ def test_unknown_backend_or_option_is_one_clear_error():
         get_backend("tpu", model="m")
     with pytest.raises(TaskmillError, match="does not take option"):
         get_backend("openai", model="m", tensor_parallel_size=2)
+
+
+def _peft_adapter(model, folder, **lora):
+    """A real PEFT adapter folder saved from a copy of ``model``."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    peft = get_peft_model(copy.deepcopy(model), LoraConfig(target_modules=["q_proj", "v_proj"], **lora))
+    peft.save_pretrained(str(folder))
+    return folder
+
+
+def test_adapter_checks_follow_vllms_loader_rules(tiny_model, tmp_path):
+    from taskmill.eval.backends.vllm import adapter_problems, serving_rank
+
+    good = _peft_adapter(tiny_model, tmp_path / "good", r=8)
+    assert adapter_problems(good, 8) == [] and adapter_problems(good, 64) == []
+    wide = _peft_adapter(tiny_model, tmp_path / "wide", r=24)
+    assert adapter_problems(wide, 16) == ["rank 24 > the engine's max_lora_rank 16 (use max_lora_rank: 32)"]
+    patterned = _peft_adapter(tiny_model, tmp_path / "pattern", r=8, rank_pattern={"v_proj": 40})
+    assert adapter_problems(patterned, 32) == ["rank 40 > the engine's max_lora_rank 32 (use max_lora_rank: 64)"]
+    bad = _peft_adapter(tiny_model, tmp_path / "bad", r=8, bias="lora_only", use_dora=True, modules_to_save=["lm_head"])
+    problems = adapter_problems(bad, 16)
+    assert len(problems) == 3 and any("modules_to_save" in p for p in problems)
+    assert any("DoRA" in p for p in problems) and any("bias" in p for p in problems)
+    (bad / "adapter_model.safetensors").unlink()
+    assert "no adapter_model.safetensors or adapter_model.bin" in adapter_problems(bad, 16)
+    assert adapter_problems(tmp_path / "nothing", 16) == ["no readable adapter_config.json (FileNotFoundError)"]
+    assert [serving_rank(r) for r in (1, 2, 16, 17, 300, 512, 513)] == [1, 8, 16, 32, 320, 512, None]
+
+
+def test_backend_refuses_unservable_adapters_and_ranks(stand_in_vllm, tiny_model, smol_tokenizer, tmp_path):
+    from taskmill.errors import ConfigError, DataError
+
+    engine = StandInLLM(tiny_model, smol_tokenizer)
+    with pytest.raises(ConfigError, match="max_lora_rank: vLLM accepts 1, 8, 16"):
+        VLLMBackend("m", engine=engine, max_lora_rank=24)
+    base = VLLMBackend("m", engine=engine, max_lora_rank=16)
+    wide = _peft_adapter(tiny_model, tmp_path / "wide", r=32)
+    with pytest.raises(DataError) as err:
+        base.with_adapter(wide)
+    assert str(err.value).count("\n") == 0 and str(wide) in str(err.value) and "use max_lora_rank: 32" in str(err.value)
+    with pytest.raises(DataError, match="rank 32"):
+        VLLMBackend("m", adapter=wide, engine=engine, max_lora_rank=16)
+    assert engine.calls == []  # refused before any engine work
