@@ -43,6 +43,13 @@ AdamW 4.0 + grad clipping 1.6 ms, SiLU fwd/bwd 7.0 ms, fused CE softmax 2.5 ms, 
 
 Gate on that card: packed loss through varlen flash vs per-document SDPA (bf16, 2 layers, 16k
 tokens): loss relative difference 5.1e-6, gradient relative difference 9.3e-3.
+
+All numbers above predate the step pipeline (later on 2026-11-26): the loop used to synchronise
+before and after every step and read the loss and gradient norm inside it (~10 ms of GPU idle per
+108 ms step in the profile); a step now only queues work, its numbers are read one step later, and
+step times come from CUDA events. Not yet measured on a GPU: ``bash bench/gpu_check.sh`` is the
+prepared one-call run (each taskmill row also reports ``host_syncs_in_step`` from CUDA's sync
+debug mode, and ``sum_step_s`` against the host's ``run_wall_s``).
 """
 
 from __future__ import annotations
@@ -481,6 +488,10 @@ def report(results: dict[str, Any], modes: list[str]) -> None:
             step = f"{r['step_ms']:.1f}" if r.get("step_ms") is not None else "-"
             print(f"{key:34s} {r['tokens_per_s']:10,.0f} {peak:>8s} {speed:11.2f} {mem:9.2f} {mfu:>6s} {mfu6:>6s}"
                   f" {step:>8s}")
+    syncs = {k: r["host_syncs_in_step"] for k, r in results.items() if isinstance(r, dict) and "host_syncs_in_step" in r}
+    if syncs:
+        print("host syncs inside a step (CUDA sync debug mode): "
+              + "; ".join(f"{k}: {v}" for k, v in syncs.items()))
 
 
 if __name__ == "__main__":
