@@ -207,7 +207,8 @@ class DpoLoss(_module_base()):  # type: ignore[misc]
         pol = self.doc_logps(self.lm, **batch)
         losses, rc, rr = dpo_loss(pol[0::2], pol[1::2], ref[0::2], ref[1::2], self.beta, self.label_smoothing)
         stats = torch.stack([losses.detach().sum(), rc.sum(), rr.sum(), (rc > rr).float().sum(),
-                             torch.tensor(float(losses.shape[0]), device=losses.device)])
+                             # a fill kernel, not a blocking host-to-device copy
+                             torch.full((), float(losses.shape[0]), device=losses.device)])
         return losses.sum() * scale, stats
 
 

@@ -46,6 +46,41 @@ def _count_device_reads() -> Iterator[list[str]]:
             setattr(torch.Tensor, name, fn)
 
 
+# host-side by design: batches are built on CPU tensors before their non-blocking copy, and the
+# per-document SDPA fallback only runs where there is no varlen kernel (CPU)
+_HOST_SIDE = {"make_micro_batch", "batch_inputs", "_per_doc_sdpa"}
+
+
+def _syncing_ops():
+    """A dispatch mode recording aten ops that make CUDA wait for the GPU (data-dependent shapes, scalar reads)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    syncing = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default,
+               aten.repeat_interleave.Tensor, aten._unique2.default, aten.unique_consecutive.default,
+               aten.equal.default, aten.is_nonzero.default}
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            bool_index = func is aten.index.Tensor and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else []))
+            if func in syncing or bool_index:
+                frame, host_side, where = sys._getframe(1), False, []
+                while frame is not None:
+                    host_side |= frame.f_code.co_name in _HOST_SIDE
+                    where.append(frame.f_code.co_name)
+                    frame = frame.f_back
+                if not host_side:
+                    self.seen.append(f"{func} in {'<'.join(where[:4])}")
+            return func(*args, **(kwargs or {}))
+
+    return Recorder()
+
+
 def _trainer(tm, tmp_path, lora: bool):
     from taskmill.trainer import config_from_dict
     from taskmill.trainer.loop import Trainer
@@ -64,20 +99,23 @@ def _trainer(tm, tmp_path, lora: bool):
 def test_a_step_reads_nothing_back(tm, tmp_path, lora):
     """Forward, backward over 4 micro-batches, clipping, AdamW and the schedule: zero host reads."""
     trainer = _trainer(tm, tmp_path, lora)
-    with _count_device_reads() as reads:
+    with _count_device_reads() as reads, _syncing_ops() as ops:
         out = trainer.run_step(trainer.plan[0])
         trainer.run_step(trainer.plan[1])
-    assert reads == []
+    assert reads == [] and ops.seen == []
     loss_sum, norm, stats = out.read()  # the numbers are there once asked for
     assert loss_sum > 0 and norm is not None and norm > 0 and stats == []
 
 
-def test_counter_sees_a_read(tm, tmp_path):
-    """The counter itself works: the pre-change step (``float`` of the clipped norm) is caught."""
+def test_counters_see_reads_and_syncing_ops(tm, tmp_path):
+    """The counters work: ``float`` of the clipped norm (the old step) and a boolean-mask select are caught."""
     trainer = _trainer(tm, tmp_path, lora=False)
-    with _count_device_reads() as reads:
+    with _count_device_reads() as reads, _syncing_ops() as ops:
         float(torch.nn.utils.clip_grad_norm_(trainer.params, 1.0))
+        x = torch.arange(6.0)
+        x[x > 2].sum()
     assert len(reads) == 1 and reads[0].startswith("__float__")
+    assert [op.split(" ")[0] for op in ops.seen] == ["aten._local_scalar_dense.default", "aten.index.Tensor"]
 
 
 def test_dpo_step_reads_nothing_back(tm, tmp_path):
@@ -91,9 +129,9 @@ def test_dpo_step_reads_nothing_back(tm, tmp_path):
     cfg = config_from_dict({**raw, "objective": "dpo"})
     trainer = DpoTrainer(cfg, pairs, None)
     trainer.scheduler = trainer._scheduler()
-    with _count_device_reads() as reads:
+    with _count_device_reads() as reads, _syncing_ops() as ops:
         out = trainer.run_step(trainer.plan[0])
-    assert reads == []
+    assert reads == [] and ops.seen == []
     loss, _, stats = out.read()
     fields = trainer._stats_fields(stats)
     assert loss == pytest.approx(stats[0] / stats[4], rel=1e-12)  # one process: loss slot = mean DPO loss
