@@ -127,21 +127,23 @@ def make_chunks(plans: Sequence[TaskPlan]) -> list[Chunk]:
 
 
 @contextlib.contextmanager
-def _chunk_results(plans: list[TaskPlan], chunks: list[Chunk], num_proc: int) -> Iterator[Iterator[ChunkResult]]:
+def _chunk_results(plans: list[TaskPlan], chunks: list[Chunk], num_proc: int,
+                   spill: Path | None) -> Iterator[Iterator[ChunkResult]]:
     """Results in chunk order; with ``num_proc > 1`` the workers start here, before any progress
-    thread exists (they fork), and are stopped (pending chunks cancelled) on the way out."""
+    thread exists (they fork), spill their output to ``spill``, and are stopped (pending chunks
+    cancelled) on the way out."""
     if num_proc <= 1:
         init_worker(plans)
         try:
-            yield map(run_chunk, chunks)
+            yield map(run_chunk, chunks, range(len(chunks)))
         finally:
             init_worker([])  # drop the in-process plans
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     pool = ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context(method),
-                               initializer=init_worker, initargs=(plans,))
+                               initializer=init_worker, initargs=(plans, spill))
     try:
-        yield pool.map(run_chunk, chunks)
+        yield pool.map(run_chunk, chunks, range(len(chunks)))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -157,22 +159,32 @@ class Rendered:
     batches: list[Any]
 
 
-def render_all(plans: list[TaskPlan], num_proc: int = 1, progress: bool = True) -> Rendered:
+def render_all(plans: list[TaskPlan], num_proc: int = 1, progress: bool = True, spill: Path | None = None) -> Rendered:
     """Render every chunk (in ``num_proc`` processes) and merge the results in chunk order.
+
+    Args:
+        plans: The planned tasks.
+        num_proc: Worker processes (1: render in this process).
+        progress: Show a progress bar.
+        spill: Folder where worker processes leave their output (required when ``num_proc > 1``);
+            it must outlive the returned :class:`Rendered`, which maps those files.
 
     Raises:
         TaskmillError: The first failure in corpus order.
     """
+    if num_proc > 1 and spill is None:
+        raise ValueError("render_all: worker processes need a spill folder")
     chunks = make_chunks(plans)
     out = Rendered(writer.JsonlChunks(), [], [], {}, [])
     total = sum(c.hi - c.lo for c in chunks)
-    with _chunk_results(plans, chunks, num_proc) as results, _progress(progress, total) as advance:
-        for chunk, result in zip(chunks, results):
+    with _chunk_results(plans, chunks, num_proc, spill) as results, _progress(progress, total) as advance:
+        for number, (chunk, result) in enumerate(zip(chunks, results)):
             if result.error is not None:
                 raise TaskmillError(result.error)
-            out.jsonl.add(result.blob, result.offsets)
+            blob, batch = writer.load_spilled(spill, number) if result.spilled else (result.blob, result.batch)
+            out.jsonl.add(blob, result.offsets)
             out.metas += result.metas
-            out.batches.append(result.batch)
+            out.batches.append(batch)
             out.task_of += [chunk.task] * result.count
             for key, (count, examples) in result.skips.items():
                 entry = out.skips.setdefault((chunk.task, *key), [0, []])
@@ -305,7 +317,20 @@ def build_collection(
         raise ConfigError([f"--num-proc must be >= 1 (got {num_proc})"])
     cache = str(cache_dir) if cache_dir is not None else None
     plans = [plan_task(collection, i, task, cache) for i, task in enumerate(collection.tasks)]
-    rendered = render_all(plans, num_proc, progress)
-    positions, stats = _select(collection, plans, rendered)
-    outputs = _write(Path(out), collection, plans, rendered, positions, stats, save_to_disk)
-    return BuildResult(Path(out), len(positions), len(rendered.metas), outputs)
+    with _spill_folder(num_proc) as spill:
+        rendered = render_all(plans, num_proc, progress, spill)
+        positions, stats = _select(collection, plans, rendered)
+        outputs = _write(Path(out), collection, plans, rendered, positions, stats, save_to_disk)
+        return BuildResult(Path(out), len(positions), len(rendered.metas), outputs)
+
+
+@contextlib.contextmanager
+def _spill_folder(num_proc: int) -> Iterator[Path | None]:
+    """A temporary folder (``TMPDIR``) for the workers' output, removed on the way out; None for one process."""
+    if num_proc <= 1:
+        yield None
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="taskmill-build-") as folder:
+        yield Path(folder)

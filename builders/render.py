@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from taskmill.builders import keys
@@ -88,6 +89,7 @@ class ChunkResult:
         skips: (template_id, split, format, reason) -> [count, example row indices].
         batch: The same rows as an Arrow record batch (built by :meth:`finish`).
         error: The one-line report of a failure.
+        spilled: ``blob`` and ``batch`` were written to the spill folder instead (worker processes).
     """
 
     lines: list[str] = field(default_factory=list)
@@ -98,6 +100,7 @@ class ChunkResult:
     batch: Any = None
     count: int = 0
     error: str | None = None
+    spilled: bool = False
     values: list[tuple[Any, ...]] = field(default_factory=list)
 
     def skip(self, template_id: str, split: str, fmt: str, reason: str, row_index: int) -> None:
@@ -292,14 +295,30 @@ class TemplateRenderer:
 _STATE: dict[str, Any] = {}
 
 
-def init_worker(plans: list[TaskPlan]) -> None:
-    """Give a worker process the plans (inherited, not pickled, when processes fork)."""
+def init_worker(plans: list[TaskPlan], spill: Path | None = None) -> None:
+    """Give a worker process the plans (inherited, not pickled, when processes fork).
+
+    With ``spill``, each chunk's JSONL bytes and Arrow batch go to files there
+    (:func:`~taskmill.builders.writer.spill_chunk`) and the result carries only the small parts.
+    """
     _STATE["plans"] = plans
     _STATE["renderers"] = {}
+    _STATE["spill"] = spill
 
 
-def run_chunk(chunk: Chunk) -> ChunkResult:
-    """Render one chunk; a :class:`TaskmillError` comes back as its one-line report."""
+def run_chunk(chunk: Chunk, number: int = 0) -> ChunkResult:
+    """Render chunk ``number``; a :class:`TaskmillError` comes back as its one-line report."""
+    result = _render(chunk)
+    spill = _STATE.get("spill")
+    if spill is not None and result.error is None:
+        from taskmill.builders.writer import spill_chunk
+
+        spill_chunk(spill, number, result.blob, result.batch)
+        result.blob, result.batch, result.spilled = b"", None, True
+    return result
+
+
+def _render(chunk: Chunk) -> ChunkResult:
     renderers = _STATE["renderers"]
     if chunk.task not in renderers:
         plan = _STATE["plans"][chunk.task]

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -81,11 +82,11 @@ class JsonlChunks:
     """The corpus JSONL as the chunks' byte blobs; writes the kept lines without re-joining them."""
 
     def __init__(self) -> None:
-        self.blobs: list[bytes] = []
+        self.blobs: list[bytes | mmap.mmap] = []
         self.offsets: list[list[int]] = []
         self.starts: list[int] = [0]  # global position of each chunk's first line, then the total
 
-    def add(self, blob: bytes, offsets: list[int]) -> None:
+    def add(self, blob: bytes | mmap.mmap, offsets: list[int]) -> None:
         """Append a chunk: its JSONL bytes and the byte offset of each line (plus the end)."""
         self.blobs.append(blob)
         self.offsets.append(offsets)
@@ -115,6 +116,26 @@ class JsonlChunks:
                 start = end
                 if start < stop:
                     chunk += 1
+
+
+def spill_chunk(folder: Path, number: int, blob: bytes, batch: pa.RecordBatch) -> None:
+    """Write a rendered chunk (JSONL bytes, Arrow batch) to ``folder`` for the parent to map.
+
+    Workers spill instead of piping their output back: the parent would otherwise unpickle every
+    byte of the corpus (twice: JSONL and Arrow) on one core while the workers wait.
+    """
+    (folder / f"{number:07d}.jsonl").write_bytes(blob)
+    with pa.OSFile(str(folder / f"{number:07d}.arrow"), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as out:
+        out.write_batch(batch)
+
+
+def load_spilled(folder: Path, number: int) -> tuple[bytes | mmap.mmap, pa.RecordBatch]:
+    """A spilled chunk, memory-mapped (no copy until the corpus files are written)."""
+    path = folder / f"{number:07d}.jsonl"
+    with path.open("rb") as fh:
+        blob: bytes | mmap.mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if path.stat().st_size else b""
+    batch = pa.ipc.open_file(pa.memory_map(str(folder / f"{number:07d}.arrow"))).get_batch(0)
+    return blob, batch
 
 
 def string_array(texts: Sequence[str]) -> pa.StringArray:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 PS_TEMPLATES = """dataset: tiny
@@ -166,11 +167,18 @@ def test_failed_build_keeps_the_previous_corpus(project: Path, tmp_path: Path, c
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
 
 
-def test_error_in_a_worker_process_is_one_line(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+def test_error_in_a_worker_process_is_one_line(project: Path, tmp_path: Path, cli: Any, cache_dir: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    spill_root = tmp_path / "tmpdir"
+    spill_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill_root))  # where the workers' spill folder goes
     _edit_train(project, 9, label=7)
     result = cli(["build", project / "collection.yaml", "--out", tmp_path / "out", "--num-proc", "2",
                   "--no-progress", "--cache-dir", cache_dir])
     _fails(result, tmp_path / "out", "row train[9]", "label 7 is out of range")
+    assert list(spill_root.iterdir()) == []  # the spilled chunks went with the failed build
 
 
 def test_no_traceback_from_a_real_process(project: Path, tmp_path: Path, cache_dir: Path) -> None:
