@@ -191,8 +191,10 @@ def _kernel_group(name: str) -> str:
 def sync_check(trainer: Any, n: int = 2) -> str:
     """Run ``n`` more steps with CUDA's sync debug mode on "error": "none", or the first sync's message.
 
-    A step must only queue work (the loop reads its numbers one step later); any host wait inside
-    it (``.item()``, a blocking copy, ``nonzero`` on the GPU) leaves the GPU idle.
+    A step (and the staging of its numbers) must only queue work; the loop reads the numbers one
+    step later from page-locked memory. Any host wait inside (``.item()``, a blocking copy,
+    ``nonzero`` on the GPU) leaves the GPU idle. The loop's own wait on the previous step's end
+    event is by design and outside this check.
     """
     import torch
 
@@ -202,7 +204,7 @@ def sync_check(trainer: Any, n: int = 2) -> str:
     torch.cuda.set_sync_debug_mode("error")
     try:
         for step_docs in trainer.plan[:n]:
-            trainer.run_step(step_docs)
+            trainer.run_step(step_docs).stage()  # the loop's part before the step's end mark
         return "none"
     except RuntimeError as err:
         return str(err).splitlines()[0][:300]

@@ -43,17 +43,22 @@ def check_recipes(raw: dict[str, Any], problems: list[str]) -> None:
         problems += [f"preference.{k}: unknown (expected one of {', '.join(_PREF_FIELDS)})" for k in sorted(set(pref) - set(_PREF_FIELDS))]
 
 
-def adapter_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Sequence[str]) -> dict[str, int]:
-    """LoRA rank of each recipe's saved adapter (``sft+dpo`` concatenates both adapters' ranks)."""
+def adapter_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Sequence[str]) -> dict[str, Any]:
+    """LoRA rank of each recipe's saved adapter (``sft+dpo`` concatenates both adapters' ranks).
+
+    A rank that is not an integer is returned as given (the trainer's config check reports it).
+    """
     from taskmill.trainer.config import LoraConfig
 
-    def rank(cfg: dict[str, Any]) -> int:
+    def rank(cfg: dict[str, Any]) -> Any:
         lora = cfg.get("lora") if isinstance(cfg.get("lora"), dict) else {}
-        return int(lora.get("r", LoraConfig.r))
+        return lora.get("r", LoraConfig.r)
 
     ranks = {"sft": rank(train)}
     if "sft+dpo" in recipes:
-        ranks["sft+dpo"] = ranks["sft"] + rank(_deep_merge(train, dpo))
+        r_dpo = rank(_deep_merge(train, dpo))
+        both = (ranks["sft"], r_dpo)
+        ranks["sft+dpo"] = sum(both) if all(isinstance(r, int) and not isinstance(r, bool) for r in both) else r_dpo
     return ranks
 
 
@@ -65,7 +70,7 @@ def check_serving_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Seq
     """
     if not isinstance(ev, dict) or ev.get("backend") != "vllm":
         return
-    from taskmill.eval.backends.vllm import DEFAULT_MAX_LORA_RANK, MAX_LORA_RANKS, serving_rank
+    from taskmill.eval.backends.vllm import DEFAULT_MAX_LORA_RANK, MAX_LORA_RANKS, rank_advice
 
     options = ev.get("backend_options") if isinstance(ev.get("backend_options"), dict) else {}
     served = options.get("max_lora_rank", DEFAULT_MAX_LORA_RANK)
@@ -73,10 +78,12 @@ def check_serving_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Seq
         problems.append(f"eval.backend_options.max_lora_rank: vLLM accepts {', '.join(map(str, MAX_LORA_RANKS))}; got {served!r}")
         return
     for recipe, rank in adapter_ranks(train, dpo, recipes).items():
-        if rank > served:
+        if not isinstance(rank, int) or isinstance(rank, bool):
+            problems.append(f"lora.r of the {recipe} adapters: expected an integer, got {rank!r}")
+        elif rank > served:
             how = " (sft and dpo adapters concatenated)" if recipe == "sft+dpo" else ""
             problems.append(f"eval.backend_options.max_lora_rank: {served} is below the {recipe} adapters' rank "
-                            f"{rank}{how}; vLLM would refuse them (use {serving_rank(rank)})")
+                            f"{rank}{how}; vLLM would refuse them ({rank_advice(rank)})")
 
 
 def recipe_slug(recipe: str) -> str:

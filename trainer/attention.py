@@ -69,7 +69,11 @@ def _varlen(q: Any, k: Any, v: Any, cu: Any, max_len: int, scale: float) -> Any:
 
 
 def _per_doc_sdpa(q: Any, k: Any, v: Any, cu: Any, scale: float) -> Any:
-    """Causal SDPA document by document on ``[T, H, D]`` tensors (exact; for CPU and checks)."""
+    """Causal SDPA document by document on ``[T, H, D]`` tensors (exact; for CPU and checks).
+
+    On CUDA (only without the varlen kernel: torch < 2.9, or ``attention: sdpa_per_doc``) reading
+    the boundaries back is a host wait in every layer; the varlen path has none.
+    """
     import torch
     import torch.nn.functional as F
 

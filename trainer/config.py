@@ -187,7 +187,9 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-VLLM_MAX_LORA_RANK = 512
+from taskmill.eval.backends.vllm import MAX_LORA_RANKS  # noqa: E402  (light: vLLM itself is imported lazily)
+
+VLLM_MAX_LORA_RANK = max(MAX_LORA_RANKS)
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

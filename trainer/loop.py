@@ -5,14 +5,16 @@ the data position is just the step number), resumes from the newest checkpoint i
 then runs steps. Loss per micro-batch is ``sum(CE) * world / (target tokens of the whole step)``,
 so accumulation and DDP averaging give exactly the step's mean token loss.
 
-A step only queues work: its loss and gradient norm stay on the device (:class:`StepOutput`) and
-are read one step later, once the next step is queued, so the host never leaves the GPU idle
-while it waits for numbers or tokenises the next batch. Evaluation, checkpoints and the end of
-the run read everything first.
+A step only queues work: its loss and gradient norm stay on the device (:class:`StepOutput`),
+a non-blocking copy to page-locked memory is queued right behind the step, and the host reads
+them one step later, once the next step is queued, so it never leaves the GPU idle while it
+waits for numbers or tokenises the next batch. Evaluation, checkpoints and the end of the run
+read everything first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from dataclasses import dataclass, field
@@ -68,9 +70,16 @@ class StepOutput:
     norm: Any | None
     lr: float
     stats: Any | None = None
+    _host: Any = None  # staged values: page-locked host tensor (CUDA) or the values themselves
+    _has_norm: bool = False
 
-    def read(self) -> tuple[float, float | None, list[float]]:
-        """(loss sum, norm, stats) as floats: one device-to-host copy."""
+    def stage(self) -> None:
+        """Queue the copy of the step's numbers to page-locked host memory, right behind its work.
+
+        Call it before the step's end mark: the copy then completes with the step, and
+        :meth:`read` needs no device work. Reading device tensors later instead would queue the copy
+        behind the *next* step and wait for that one too.
+        """
         import torch
 
         norm = self.norm
@@ -81,8 +90,21 @@ class StepOutput:
             parts.append(norm.reshape(1).double())
         if self.stats is not None:
             parts.append(self.stats.double())
-        values = torch.cat(parts).tolist()
-        return values[0], (values[1] if norm is not None else None), values[1 + (norm is not None):]
+        values = torch.cat(parts)  # [1 + has norm + n stats]
+        if values.is_cuda:
+            host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+            host.copy_(values, non_blocking=True)
+            values = host
+        self._host = values
+        self._has_norm = norm is not None
+
+    def read(self) -> tuple[float, float | None, list[float]]:
+        """(loss sum, norm, stats) as floats; on CUDA only once the step's end mark was reached."""
+        if self._host is None:
+            self.stage()
+        values = self._host.tolist()
+        has_norm = self._has_norm
+        return values[0], (values[1] if has_norm else None), values[1 + has_norm:]
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
@@ -171,7 +193,9 @@ class Trainer:
         no_decay = [p for p in params if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         self.params = params
-        # fused keeps Adam's step counters on the device; the unfused path reads them with .item()
+        # fused: one kernel per step for all parameters. On CPU it also keeps Adam's step counters
+        # as tensors beside the parameters (unfused CPU AdamW reads them with .item()), which the
+        # host-read tests rely on. A checkpoint written with fused=None resumes unfused.
         self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=o.fused or None)
 
     def _plan(self) -> list[list[int]]:
@@ -323,7 +347,13 @@ class Trainer:
         try:
             last = clock.mark()
             for step in range(start, end):
-                out = self.run_step(self.plan[step])
+                try:
+                    out = self.run_step(self.plan[step])
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        finish()  # the step before ran to the end: keep its record
+                    raise
+                out.stage()
                 mark = clock.mark()
                 finish()
                 pending, last = (step, out, last, mark), mark

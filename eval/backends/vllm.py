@@ -38,14 +38,36 @@ from taskmill.eval.requests import (
 )
 
 
-# vLLM's LoRAConfig.max_lora_rank accepts exactly these (``MaxLoRARanks`` in vllm/config/lora.py)
+# vLLM's LoRAConfig.max_lora_rank accepts exactly these (``MaxLoRARanks`` in vllm/config/lora.py);
+# an installed vLLM's own list wins when the engine is built (:func:`served_ranks`)
 MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 DEFAULT_MAX_LORA_RANK = 64
+# PEFT init schemes that change the base weights (vLLM's loader refuses them)
+_REWEIGHTING_INITS = ("pissa", "olora", "corda", "loftq", "eva")
 
 
-def serving_rank(rank: int) -> int | None:
+def served_ranks() -> tuple[int, ...]:
+    """The ``max_lora_rank`` values of the installed vLLM (:data:`MAX_LORA_RANKS` when unknown)."""
+    try:
+        import typing
+
+        from vllm.config.lora import MaxLoRARanks
+    except Exception:  # no vLLM, or an older one without the Literal
+        return MAX_LORA_RANKS
+    return tuple(sorted(typing.get_args(MaxLoRARanks))) or MAX_LORA_RANKS
+
+
+def serving_rank(rank: int, ranks: Sequence[int] = MAX_LORA_RANKS) -> int | None:
     """The smallest ``max_lora_rank`` vLLM accepts that serves an adapter of ``rank`` (None: none does)."""
-    return next((m for m in MAX_LORA_RANKS if m >= rank), None)
+    return next((m for m in ranks if m >= rank), None)
+
+
+def rank_advice(rank: int, ranks: Sequence[int] = MAX_LORA_RANKS) -> str:
+    """What to set so rank ``rank`` is served: a ``max_lora_rank`` value, or lowering the rank."""
+    fit = serving_rank(rank, ranks)
+    if fit is None:
+        return f"no vLLM max_lora_rank serves rank {rank} (largest {max(ranks)}): lower lora.r"
+    return f"use max_lora_rank: {fit}"
 
 
 def adapter_problems(adapter: str | Path, max_lora_rank: int) -> list[str]:
@@ -62,19 +84,30 @@ def adapter_problems(adapter: str | Path, max_lora_rank: int) -> list[str]:
         cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         return [f"no readable adapter_config.json ({type(err).__name__})"]
-    problems = []
-    if not any((folder / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
-        problems.append("no adapter_model.safetensors or adapter_model.bin")
+    if not isinstance(cfg, dict):
+        return ["adapter_config.json is not a JSON object"]
+    problems = [f"adapter_config.json lacks {key}" for key in ("r", "lora_alpha", "target_modules") if key not in cfg]
+    if not any((folder / f"adapter_model.{ext}").is_file() for ext in ("safetensors", "bin", "pt")):
+        problems.append("no adapter_model.safetensors, .bin or .pt")
     if cfg.get("modules_to_save"):
         problems.append(f"modules_to_save {cfg['modules_to_save']} (vLLM serves LoRA matrices only)")
     if cfg.get("use_dora"):
         problems.append("DoRA (vLLM does not serve it)")
-    if cfg.get("bias", "none") != "none":
-        problems.append(f"bias {cfg['bias']!r} (vLLM needs 'none')")
-    ranks = [int(cfg.get("r", 0)), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]]
+    if cfg.get("bias", "none") != "none" or cfg.get("lora_bias"):
+        problems.append(f"bias {cfg.get('bias')!r}, lora_bias {cfg.get('lora_bias')!r} (vLLM needs none)")
+    init = cfg.get("init_lora_weights")
+    if isinstance(init, str) and init.lower().startswith(_REWEIGHTING_INITS):
+        problems.append(f"init_lora_weights {init!r} changes the base weights (vLLM cannot apply it)")
+    if cfg.get("layer_replication"):
+        problems.append("layer_replication (vLLM does not serve it)")
+    try:
+        ranks = [int(cfg.get("r", 1)), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]]
+    except (TypeError, ValueError):
+        return problems + [f"r / rank_pattern are not integers ({cfg.get('r')!r})"]
+    if min(ranks) <= 0:
+        problems.append(f"rank {min(ranks)} (must be >= 1)")
     if max(ranks) > max_lora_rank:
-        problems.append(f"rank {max(ranks)} > the engine's max_lora_rank {max_lora_rank}"
-                        f" (use max_lora_rank: {serving_rank(max(ranks))})")
+        problems.append(f"rank {max(ranks)} > the engine's max_lora_rank {max_lora_rank} ({rank_advice(max(ranks))})")
     return problems
 
 
@@ -188,8 +221,10 @@ class VLLMBackend:
         enable_lora: bool = True,
     ) -> None:
         self.model = str(model)
-        if max_lora_rank not in MAX_LORA_RANKS:
-            raise ConfigError([f"max_lora_rank: vLLM accepts {', '.join(map(str, MAX_LORA_RANKS))}; got {max_lora_rank}"])
+        ranks = served_ranks() if engine is None else MAX_LORA_RANKS
+        if enable_lora or adapter is not None:
+            if max_lora_rank not in ranks:
+                raise ConfigError([f"max_lora_rank: vLLM accepts {', '.join(map(str, ranks))}; got {max_lora_rank}"])
         self.max_lora_rank = max_lora_rank
         if adapter:
             check_adapter(adapter, max_lora_rank)

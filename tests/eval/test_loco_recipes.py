@@ -76,15 +76,22 @@ def test_vllm_serving_rank_is_checked_before_training():
     """sft+dpo concatenates two adapters: rank 16 + 16 needs max_lora_rank 32, found at config time."""
     raw = {"folds": "f", "model": "m", "out": "o", "recipes": ["sft", "sft+dpo"], "train": {"lora": {"r": 16}},
            "eval": {"backend": "vllm", "backend_options": {"max_lora_rank": 16}}}
-    with pytest.raises(ConfigError, match=r"below the sft\+dpo adapters' rank 32 .*use 32"):
+    with pytest.raises(ConfigError, match=r"below the sft\+dpo adapters' rank 32 .*use max_lora_rank: 32"):
         LocoConfig.from_mapping(raw)
     raw["eval"]["backend_options"]["max_lora_rank"] = 32
     assert LocoConfig.from_mapping(raw).recipes == ("sft", "sft+dpo")
     raw["dpo"] = {"lora": {"r": 32}}  # the DPO adapter's own rank counts too
-    with pytest.raises(ConfigError, match="rank 48 .*use 64"):
+    with pytest.raises(ConfigError, match="rank 48 .*use max_lora_rank: 64"):
         LocoConfig.from_mapping(raw)
     raw["eval"]["backend_options"]["max_lora_rank"] = 48
     with pytest.raises(ConfigError, match="vLLM accepts 1, 8, 16"):
+        LocoConfig.from_mapping(raw)
+    raw["train"]["lora"]["r"], raw["dpo"] = 384, {}  # each rank allowed alone, their sum served by no value
+    raw["eval"]["backend_options"]["max_lora_rank"] = 512
+    with pytest.raises(ConfigError, match="no vLLM max_lora_rank serves rank 768 .*lower lora.r"):
+        LocoConfig.from_mapping(raw)
+    raw["train"]["lora"]["r"] = "sixteen"
+    with pytest.raises(ConfigError, match="expected an integer, got 'sixteen'"):
         LocoConfig.from_mapping(raw)
     raw["eval"] = {"backend": "hf"}  # other backends load any rank
     assert LocoConfig.from_mapping(raw).eval == {"backend": "hf"}

@@ -204,9 +204,31 @@ def test_adapter_checks_follow_vllms_loader_rules(tiny_model, tmp_path):
     assert len(problems) == 3 and any("modules_to_save" in p for p in problems)
     assert any("DoRA" in p for p in problems) and any("bias" in p for p in problems)
     (bad / "adapter_model.safetensors").unlink()
-    assert "no adapter_model.safetensors or adapter_model.bin" in adapter_problems(bad, 16)
+    assert "no adapter_model.safetensors, .bin or .pt" in adapter_problems(bad, 16)
     assert adapter_problems(tmp_path / "nothing", 16) == ["no readable adapter_config.json (FileNotFoundError)"]
     assert [serving_rank(r) for r in (1, 2, 16, 17, 300, 512, 513)] == [1, 8, 16, 32, 320, 512, None]
+
+
+def test_adapter_checks_read_the_config_fields_vllm_requires(tmp_path):
+    import json
+
+    from taskmill.eval.backends.vllm import adapter_problems
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (folder / "adapter_model.pt").write_bytes(b"weights")  # vLLM also loads .pt
+    (folder / "adapter_config.json").write_text(json.dumps({"target_modules": ["q_proj"]}))
+    assert adapter_problems(folder, 16) == ["adapter_config.json lacks r", "adapter_config.json lacks lora_alpha"]
+    cfg = {"r": 0, "lora_alpha": 8, "target_modules": ["q_proj"], "init_lora_weights": "pissa_niter_4",
+           "lora_bias": True, "layer_replication": [[0, 2]]}
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    problems = adapter_problems(folder, 16)
+    assert len(problems) == 4 and "rank 0 (must be >= 1)" in problems
+    assert any("pissa" in p for p in problems) and any("lora_bias" in p for p in problems)
+    cfg = {"r": 600, "lora_alpha": 8, "target_modules": ["q_proj"]}
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    assert adapter_problems(folder, 512) == [
+        "rank 600 > the engine's max_lora_rank 512 (no vLLM max_lora_rank serves rank 600 (largest 512): lower lora.r)"]
 
 
 def test_backend_refuses_unservable_adapters_and_ranks(stand_in_vllm, tiny_model, smol_tokenizer, tmp_path):

@@ -101,7 +101,8 @@ def test_a_step_reads_nothing_back(tm, tmp_path, lora):
     trainer = _trainer(tm, tmp_path, lora)
     with _count_device_reads() as reads, _syncing_ops() as ops:
         out = trainer.run_step(trainer.plan[0])
-        trainer.run_step(trainer.plan[1])
+        out.stage()
+        trainer.run_step(trainer.plan[1]).stage()
     assert reads == [] and ops.seen == []
     loss_sum, norm, stats = out.read()  # the numbers are there once asked for
     assert loss_sum > 0 and norm is not None and norm > 0 and stats == []
@@ -147,3 +148,50 @@ def test_records_carry_the_lr_each_step_used(tm, tmp_path):
     expected = [1e-3 * lr_factor(k, 4, 2, "cosine", 0.1) for k in range(4)]
     assert [r["lr"] for r in result.records] == pytest.approx(expected)
     assert all(r["step_s"] > 0 and r["tokens_per_s"] > 0 for r in result.records)
+
+
+def test_reading_a_staged_step_queues_no_device_work(tm, tmp_path):
+    """``stage`` queues the copy behind the step; ``read`` then only looks at host memory.
+
+    Reading device tensors at ``read`` time instead would queue the copy behind the next step
+    (already queued by then) and wait for it: the GPU would idle while the host logs.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Every(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    trainer = _trainer(tm, tmp_path, lora=False)
+    out = trainer.run_step(trainer.plan[0])
+    with Every() as staging:
+        out.stage()
+    with Every() as reading:
+        loss_sum, norm, _ = out.read()
+    assert "aten.cat.default" in staging.ops  # the recorder sees device work where there is some
+    assert reading.ops == [] and loss_sum > 0 and norm > 0
+
+
+def test_a_failing_step_keeps_the_record_of_the_step_before(tm, tmp_path):
+    """Step 4 raises (say, out of memory): steps 1-3 ran to the end and are all logged."""
+    import json
+
+    trainer = _trainer(tm, tmp_path, lora=False)
+    real, calls = trainer.run_step, []
+
+    def failing(step_docs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(step_docs)
+
+    trainer.run_step = failing
+    with pytest.raises(RuntimeError, match="simulated"):
+        trainer.run()
+    logged = [json.loads(x)["step"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3]
