@@ -16,12 +16,13 @@ attend to each other), the price of per-document attention.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 from taskmill.errors import DataError
-from taskmill.trainer.data import Document, corpus_file
+from taskmill.trainer.data import Document, corpus_file, read_jsonl
+
+_NO_TEXT = "no text to train on"
 
 
 def _row_text(row: Any, column: str) -> str | None:
@@ -41,27 +42,17 @@ def read_texts(path: str | Path, column: str = "text") -> list[str]:
         DataError: missing file, bad JSON, a row without text, or no text at all.
     """
     file = corpus_file(path)
-    if not file.is_file():
-        raise DataError("text file not found (expected .txt, .jsonl, or a folder holding corpus.jsonl)", file=str(file))
-    if file.suffix.lower() == ".txt":
+    if file.suffix.lower() == ".txt" and file.is_file():
         texts = [file.read_text(encoding="utf-8")]
     else:
-        texts = []
-        with file.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    text = _row_text(json.loads(line), column)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"not valid JSON ({err.msg})", file=str(file), row=f"line {number}") from None
-                if text is None:
-                    raise DataError(f"expected a string '{column}' field (or prompt and completion)",
-                                    file=str(file), row=f"line {number}")
-                texts.append(text)
+        rows = read_jsonl(file, lambda row: _row_text(row, column) is not None,
+                          f"expected a string '{column}' field (or prompt and completion)",
+                          missing="text file not found (expected .txt, .jsonl, or a folder holding corpus.jsonl)",
+                          empty=_NO_TEXT)
+        texts = [_row_text(row, column) for row in rows]
     texts = [t for t in texts if t.strip()]
     if not texts:
-        raise DataError("no text to train on", file=str(file))
+        raise DataError(_NO_TEXT, file=str(file))
     return texts
 
 
