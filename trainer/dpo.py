@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from taskmill.trainer import dist
-from taskmill.trainer.data import Document, corpus_file, read_jsonl, deal_to_ranks, make_micro_batch, pack_micro_batches, tokenize_rows
+from taskmill.trainer.data import Document, corpus_file, make_micro_batch, read_jsonl, tokenize_rows
 from taskmill.trainer.engine import _module_base, batch_inputs
-from taskmill.trainer.loop import StepOutput, Trainer
+from taskmill.trainer.loop import _DUMMY, StepOutput, Trainer
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,7 @@ class Pair:
         return self.chosen.n_targets + self.rejected.n_targets
 
 
-_EMPTY = Document((0, 0), (0, 0))
-DUMMY_PAIR = Pair(_EMPTY, _EMPTY)  # no targets: keeps a rank without pairs in step with the others
+DUMMY_PAIR = Pair(_DUMMY, _DUMMY)  # no targets: keeps a rank without pairs in step with the others
 
 
 def dpo_loss(pi_chosen: Any, pi_rejected: Any, ref_chosen: Any, ref_rejected: Any, beta: float,
@@ -232,16 +231,6 @@ class DpoTrainer(Trainer):
         return DpoLoss(self.lm, reference, self.peft.disable_adapter if self.peft is not None else None,
                        self.cfg.run.loss_chunk_tokens, self.amp_dtype, d.beta, d.label_smoothing)
 
-    def _pair_batches(self, pairs: Sequence[Pair], ids: Sequence[int], pad: bool) -> list[list[Pair]]:
-        """This rank's micro-batches of pairs (pairs packed whole; dummies keep ranks in step)."""
-        lengths = [len(p) for p in pairs]
-        bins = pack_micro_batches(ids, lengths, self.cfg.data.micro_batch_tokens)
-        ranks = deal_to_ranks(bins, lengths, self.info.world)
-        mine = [[pairs[i] for i in b] for b in ranks[self.info.rank]] or [[DUMMY_PAIR]]
-        if pad:
-            mine += [[DUMMY_PAIR]] * (max(len(r) for r in ranks) - len(mine))
-        return mine
-
     def _forward(self, runner: Any, pairs: list[Pair], scale: float) -> tuple[Any, Any]:
         docs = [d for p in pairs for d in (p.chosen, p.rejected)]
         dummy = pairs == [DUMMY_PAIR]
@@ -258,7 +247,8 @@ class DpoTrainer(Trainer):
         import torch
 
         scale = self.info.world / max(len(step_pairs), 1)
-        micro = self._pair_batches(self.docs, step_pairs, self.info.mode == "fsdp2")
+        # pairs packed whole; dummies keep ranks in step
+        micro = self._rank_batches(self.docs, self.lengths, step_pairs, DUMMY_PAIR, self.info.mode == "fsdp2")
         totals = torch.zeros(5, dtype=torch.float64, device=self.info.device)
         self.model.train()
         for i, pairs in enumerate(micro):
@@ -288,8 +278,9 @@ class DpoTrainer(Trainer):
         runner = self.model if self.info.mode == "fsdp2" else self.module
         totals = torch.zeros(5, dtype=torch.float64, device=self.info.device)
         self.model.eval()
+        lengths = [len(p) for p in self.eval_docs]
         with torch.no_grad():
-            for pairs in self._pair_batches(self.eval_docs, range(len(self.eval_docs)), True):
+            for pairs in self._rank_batches(self.eval_docs, lengths, range(len(self.eval_docs)), DUMMY_PAIR, True):
                 totals += self._forward(runner, pairs, 1.0)[1].double()
         self.eval_stats = self._stats(dist.all_reduce_sum([float(t) for t in totals], self.info))
         return self.eval_stats["dpo_loss"]

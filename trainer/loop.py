@@ -217,14 +217,21 @@ class Trainer:
 
     # --- one step ---------------------------------------------------------------------------------
 
+    def _rank_batches(self, items: Sequence[Any], lengths: Sequence[int], ids: Sequence[int], dummy: Any,
+                      pad: bool) -> list[list[Any]]:
+        """This rank's micro-batches of ``items[ids]``: packed, dealt out, a ``dummy`` one when it got
+        none, and with ``pad`` filled up with dummies to the largest rank's count."""
+        bins = pack_micro_batches(ids, lengths, self.cfg.data.micro_batch_tokens)
+        ranks = deal_to_ranks(bins, lengths, self.info.world)
+        mine = [[items[i] for i in b] for b in ranks[self.info.rank]] or [[dummy]]
+        if pad:
+            mine += [[dummy]] * (max(len(r) for r in ranks) - len(mine))
+        return mine
+
     def _micro_batches(self, step_docs: list[int]) -> list[list[Document]]:
         """This rank's micro-batches of a step (a dummy one when it got no documents)."""
-        bins = pack_micro_batches(step_docs, self.lengths, self.cfg.data.micro_batch_tokens)
-        ranks = deal_to_ranks(bins, self.lengths, self.info.world)
-        mine = [[self.docs[i] for i in b] for b in ranks[self.info.rank]] or [[_DUMMY]]
-        if self.info.mode == "fsdp2":  # FSDP2 gathers weights in every pass: equal pass counts on all ranks
-            mine += [[_DUMMY]] * (max(len(r) for r in ranks) - len(mine))
-        return mine
+        # FSDP2 gathers weights in every pass: equal pass counts on all ranks
+        return self._rank_batches(self.docs, self.lengths, step_docs, _DUMMY, self.info.mode == "fsdp2")
 
     def run_step(self, step_docs: list[int]) -> StepOutput:
         """Queue forward/backward over this rank's micro-batches, clipping and the optimizer step.
@@ -268,11 +275,8 @@ class Trainer:
         if not self.eval_docs:
             return None
         lengths = [len(d) for d in self.eval_docs]
-        bins = pack_micro_batches(range(len(self.eval_docs)), lengths, self.cfg.data.micro_batch_tokens)
-        ranks = deal_to_ranks(bins, lengths, self.info.world)
-        n = max(len(r) for r in ranks)  # equal forward count on every rank (FSDP2 all-gathers)
-        mine = [[self.eval_docs[i] for i in b] for b in ranks[self.info.rank]]
-        mine += [[_DUMMY]] * (n - len(mine))
+        # equal forward count on every rank (FSDP2 all-gathers)
+        mine = self._rank_batches(self.eval_docs, lengths, range(len(self.eval_docs)), _DUMMY, True)
         count = sum(d.n_targets for d in self.eval_docs)
         runner = self.model if self.info.mode == "fsdp2" else self.module
         self.model.eval()
