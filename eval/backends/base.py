@@ -62,3 +62,4 @@ def hash_files(root: str | Path, patterns: Sequence[str]) -> str:
 
 
 WEIGHT_PATTERNS = ("config.json", "*.safetensors", "*.bin", "*.gguf", "adapter_config.json")
+ADAPTER_PATTERNS = ("adapter_config.json", "*.safetensors", "*.bin")

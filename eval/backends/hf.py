@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from taskmill.eval.backends.base import WEIGHT_PATTERNS, hash_files, truncate_at_stop
+from taskmill.eval.backends.base import ADAPTER_PATTERNS, WEIGHT_PATTERNS, hash_files, truncate_at_stop
 from taskmill.eval.requests import (
     GenerateRequest,
     Loglikelihood,
@@ -83,7 +83,7 @@ class HFBackend:
             tokenizer = tokenizer or loaded_tok
         self.adapter_hash = ""
         if adapter is not None:
-            self.adapter_hash = hash_files(adapter, ("adapter_config.json", "*.safetensors", "*.bin"))
+            self.adapter_hash = hash_files(adapter, ADAPTER_PATTERNS)
             model = attach_adapter(model, adapter)
         if tokenizer is None:
             raise ValueError("HFBackend needs a tokenizer with an in-memory model")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from taskmill.errors import ConfigError, DataError, TaskmillError
-from taskmill.eval.backends.base import WEIGHT_PATTERNS, hash_files, truncate_at_stop
+from taskmill.eval.backends.base import ADAPTER_PATTERNS, WEIGHT_PATTERNS, hash_files, truncate_at_stop
 from taskmill.eval.requests import (
     GenerateRequest,
     Loglikelihood,
@@ -239,7 +239,7 @@ class VLLMBackend:
         self.data_parallel_size = data_parallel_size
         self.model_revision = revision or (hash_files(model, WEIGHT_PATTERNS) if Path(model).exists() else self.model)
         self.adapter = str(adapter) if adapter else None
-        self.adapter_hash = hash_files(adapter, ("adapter_config.json", "*.safetensors", "*.bin")) if adapter else ""
+        self.adapter_hash = hash_files(adapter, ADAPTER_PATTERNS) if adapter else ""
         self.engine = engine if engine is not None or data_parallel_size > 1 else self._build_engine()
         self.tokenizer = self.engine.get_tokenizer() if self.engine is not None else _load_tokenizer(self.model)
         self.prefix = prefix_ids(self.tokenizer, add_bos)
@@ -255,7 +255,7 @@ class VLLMBackend:
         clone = object.__new__(VLLMBackend)
         clone.__dict__.update(self.__dict__)
         clone.adapter = str(adapter) if adapter else None
-        clone.adapter_hash = hash_files(adapter, ("adapter_config.json", "*.safetensors", "*.bin")) if adapter else ""
+        clone.adapter_hash = hash_files(adapter, ADAPTER_PATTERNS) if adapter else ""
         return clone
 
     def _lora(self) -> Any:
