@@ -226,15 +226,18 @@ class HFBackend:
             out.setdefault(sub[k], []).append((picked[j], tops[j]))
         return out
 
+    def _base(self) -> Any:
+        """The transformers model under a PEFT wrapper (the model itself when unwrapped)."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
     def _decoder(self) -> Any:
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        return base.get_decoder()
+        return self._base().get_decoder()
 
     def _log_probs(self, hidden: Any) -> Any:
         """(N, H) final hidden states -> (N, V) float32 log-probs, with the model's logit softcap."""
         import torch
 
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        base = self._base()
         logits = base.get_output_embeddings()(hidden).float()
         cap = getattr(base.config, "final_logit_softcapping", None)
         if cap:
@@ -272,10 +275,10 @@ class HFBackend:
                 pad_token_id=self.pad_id, **extra,
             )
         self.calls += 1
+        eos = _eos_ids(self.tokenizer, self.model)
         texts = []
         for b, r in enumerate(reqs):
             new = gen[b, width : width + r.max_tokens].tolist()
-            eos = _eos_ids(self.tokenizer, self.model)
             new = new[: next((k for k, t in enumerate(new) if t in eos), len(new))]
             texts.append(truncate_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), r.stop))
         return texts
