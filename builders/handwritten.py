@@ -21,7 +21,6 @@ instruction, then a blank line and the input when there is one; the completion i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ from taskmill.errors import DataError
 
 INSTRUCTION_EXTENSIONS = (".jsonl", ".json", ".yaml", ".yml")
 FIELDS = ("instruction", "input", "output")
+_NOT_FOUND = "instruction file not found"
+_NO_RECORDS = "no instructions (expected at least one)"
 
 
 def builtin_templates() -> Path:
@@ -37,26 +38,21 @@ def builtin_templates() -> Path:
 
 
 def _records(path: Path) -> list[Any]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        from taskmill.trainer.data import read_jsonl
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise DataError(f"not valid YAML: {' '.join(str(err).split())}", file=str(path)) from None
-        data = data.get("instructions") if isinstance(data, dict) else data
-        if not isinstance(data, list):
-            raise DataError("expected a list of {instruction, input, output} (or a mapping with 'instructions')", file=str(path))
-        return data
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DataError(f"not valid JSON ({err.msg})", file=str(path), row=f"line {number}") from None
-    return records
+        # Records are checked afterwards by _problem, which says what each one lacks.
+        return read_jsonl(path, lambda record: True, "", missing=_NOT_FOUND, empty=_NO_RECORDS)
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise DataError(f"not valid YAML: {' '.join(str(err).split())}", file=str(path)) from None
+    data = data.get("instructions") if isinstance(data, dict) else data
+    if not isinstance(data, list):
+        raise DataError("expected a list of {instruction, input, output} (or a mapping with 'instructions')", file=str(path))
+    return data
 
 
 def _problem(record: Any) -> str | None:
@@ -79,7 +75,7 @@ def read_instructions(path: str | Path) -> list[dict[str, str]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError("instruction file not found", file=str(path))
+        raise DataError(_NOT_FOUND, file=str(path))
     records = _records(path)
     jsonl = path.suffix.lower() not in (".yaml", ".yml")
     for i, record in enumerate(records):
@@ -88,7 +84,7 @@ def read_instructions(path: str | Path) -> list[dict[str, str]]:
             where = f"record {i + 1}" if not jsonl else f"record {i + 1} (non-empty lines)"
             raise DataError(problem, file=str(path), row=where)
     if not records:
-        raise DataError("no instructions (expected at least one)", file=str(path))
+        raise DataError(_NO_RECORDS, file=str(path))
     return [{"instruction": r["instruction"], "input": r.get("input") or "", "output": r["output"]} for r in records]
 
 

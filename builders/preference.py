@@ -26,6 +26,8 @@ from typing import Any, Literal, Sequence
 
 from taskmill.errors import ConfigError, DataError
 
+_NO_PAIRS = "no row with answer_choices, a target_index and a distinct wrong choice"
+
 
 @dataclass(frozen=True)
 class PreferenceConfig:
@@ -111,20 +113,6 @@ def make_pairs(rows: Sequence[dict[str, Any]], config: PreferenceConfig, backend
     return [pair_record(r, j, source) for r, (j, source) in zip(kept, picks)]
 
 
-def _read_rows(corpus: Path) -> list[dict[str, Any]]:
-    file = corpus / "corpus.jsonl" if corpus.is_dir() else corpus
-    if not file.is_file():
-        raise DataError("corpus not found (expected corpus.jsonl or a folder holding it)", file=str(file))
-    rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DataError(f"not valid JSON ({err.msg})", file=str(file), row=f"line {number}") from None
-    return rows
-
-
 def build_preferences(corpus: str | Path, out: str | Path, config: PreferenceConfig = PreferenceConfig(),
                       backend: Any = None) -> dict[str, Any]:
     """Write ``OUT/preferences.jsonl`` and ``OUT/manifest.json``; returns the manifest.
@@ -132,11 +120,15 @@ def build_preferences(corpus: str | Path, out: str | Path, config: PreferenceCon
     Raises:
         DataError: unreadable corpus, or no row with answer choices to pair.
     """
-    corpus, out = Path(corpus), Path(out)
-    file = corpus / "corpus.jsonl" if corpus.is_dir() else corpus
-    pairs = make_pairs(_read_rows(corpus), config, backend)
+    from taskmill.trainer.data import corpus_file, read_jsonl
+
+    file, out = corpus_file(corpus), Path(out)
+    # An empty corpus gets the same report as one without a usable row: nothing to pair.
+    rows = read_jsonl(file, lambda row: isinstance(row, dict), "expected a JSON object (a corpus row)",
+                      missing="corpus not found (expected corpus.jsonl or a folder holding it)", empty=_NO_PAIRS)
+    pairs = make_pairs(rows, config, backend)
     if not pairs:
-        raise DataError("no row with answer_choices, a target_index and a distinct wrong choice", file=str(file))
+        raise DataError(_NO_PAIRS, file=str(file))
     text = "".join(json.dumps(p, ensure_ascii=False, sort_keys=True) + "\n" for p in pairs)
     manifest = {
         "schema": "taskmill.preferences/1", "input": {"path": file.name, "sha256": hashlib.sha256(file.read_bytes()).hexdigest()},
