@@ -14,8 +14,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 
-def _ci(draws: np.ndarray) -> list[float]:
-    """Percentile 95% interval of bootstrap draws (B,)."""
+def percentile_ci(draws: np.ndarray) -> list[float]:
+    """Percentile 95% interval of bootstrap draws (B,), rounded to 4 decimals."""
     lo, hi = np.percentile(draws, [2.5, 97.5])
     return [round(float(lo), 4), round(float(hi), 4)]
 
@@ -72,7 +72,7 @@ def _summarise_template(rows: list[Mapping[str, Any]], n_boot: int, rng: np.rand
     entry = {
         "task": first["task"], "format": first["format"], "template_id": first["template_id"],
         "template_name": first["template_name"], "n": len(rows), "metric": primary,
-        "score": round(float(values.mean()), 4), "ci95": _ci(boot) if boot is not None else None,
+        "score": round(float(values.mean()), 4), "ci95": percentile_ci(boot) if boot is not None else None,
         "metrics": metrics,
     }
     return entry, boot
@@ -93,7 +93,7 @@ def _per_task(per_template: list[dict], draws: dict, n_boot: int) -> tuple[list[
         out.append({
             "task": task, "format": fmt, "n_templates": len(entries), "n": int(sum(e["n"] for e in entries)),
             "metrics": sorted({e["metric"] for e in entries}),
-            "score": round(float(np.median(scores)), 4), "ci95": _ci(boot) if boot is not None else None,
+            "score": round(float(np.median(scores)), 4), "ci95": percentile_ci(boot) if boot is not None else None,
             "spread": {
                 "min": round(float(scores.min()), 4), "q1": round(float(np.percentile(scores, 25)), 4),
                 "q3": round(float(np.percentile(scores, 75)), 4), "max": round(float(scores.max()), 4),
@@ -116,6 +116,6 @@ def _per_cluster(per_task: list[dict], task_draws: dict, clusters: Mapping[str, 
         out.append({
             "cluster": cluster, "format": fmt, "tasks": [e["task"] for e in entries],
             "score": round(float(np.mean([e["score"] for e in entries])), 4),
-            "ci95": _ci(boot) if boot is not None else None,
+            "ci95": percentile_ci(boot) if boot is not None else None,
         })
     return out

@@ -19,8 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from taskmill.errors import DataError
+from taskmill.eval.aggregate import percentile_ci
 from taskmill.eval.leaderboard.load import Run, load_examples
-from taskmill.eval.leaderboard.paired import delta_draws, mean_draws, percentile_ci
+from taskmill.eval.leaderboard.paired import delta_draws, mean_draws
 from taskmill.records import FORMATS
 
 SCHEMA = "taskmill.leaderboard/1"

@@ -20,12 +20,6 @@ import numpy as np
 Examples = Mapping[tuple[str, str, str], Mapping[str, float]]
 
 
-def percentile_ci(draws: np.ndarray) -> list[float]:
-    """95% percentile interval of bootstrap draws (B,), rounded like the eval's intervals."""
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return [round(float(lo), 4), round(float(hi), 4)]
-
-
 def _rng(seed: int, *key: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("\x1f".join(key).encode())])
 
