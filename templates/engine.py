@@ -211,6 +211,20 @@ class CompiledTemplate:
         text = self._run(self._choices, ctx, "answer_choices")
         return tuple(self._unguard(c.strip()) for c in text.split(SEPARATOR))
 
+    def _prepare(self, row: Mapping[str, Any], seed: int | None) -> tuple[dict[str, Any], tuple[str, ...] | None]:
+        """The render context of a row, with its ``answer_choices`` rendered in, and those choices."""
+        ctx = self._context(row, seed)
+        choices = self._choices_in(ctx)
+        ctx["answer_choices"] = list(choices) if choices is not None else None
+        return ctx, choices
+
+    def _parts_in(self, ctx: dict[str, Any]) -> list[str]:
+        if self.template.dialect == "promptsource":
+            text = self._run(self._parts[0], ctx, "jinja")
+            return [self._unguard(part).strip() for part in text.split(SEPARATOR)]
+        return [self._unguard(self._run(self._parts[0], ctx, "input")).strip(),
+                self._unguard(self._run(self._parts[1], ctx, "target")).strip()]
+
     def render_parts(self, row: Mapping[str, Any], seed: int | None = 0) -> list[str]:
         """Render and return the parts, as PromptSource's ``Template.apply`` returns them.
 
@@ -221,13 +235,12 @@ class CompiledTemplate:
             row: One dataset row (field name -> value).
             seed: Seed of the RNG the ``choice`` filter draws from.
         """
-        ctx = self._context(row, seed)
-        choices = self._choices_in(ctx)
-        ctx["answer_choices"] = list(choices) if choices is not None else None
-        if self.template.dialect == "promptsource":
-            text = self._run(self._parts[0], ctx, "jinja")
-            return [self._unguard(part).strip() for part in text.split(SEPARATOR)]
-        return [self._unguard(self._run(src, ctx, name)).strip() for src, name in zip(self._parts, ("input", "target"))]
+        return self.render_parts_and_choices(row, seed)[0]
+
+    def render_parts_and_choices(self, row: Mapping[str, Any], seed: int | None = 0) -> tuple[list[str], tuple[str, ...] | None]:
+        """:meth:`render_parts` and :meth:`choices` of a row, from one render context."""
+        ctx, choices = self._prepare(row, seed)
+        return self._parts_in(ctx), choices
 
     def render(self, row: Mapping[str, Any], seed: int | None = 0) -> Rendered:
         """Render one row into input, target and answer choices.
@@ -236,27 +249,18 @@ class CompiledTemplate:
             TemplateError: The template fails on this row, or a promptsource template does not
                 render to exactly two parts.
         """
-        ctx = self._context(row, seed)
-        choices = self._choices_in(ctx)
-        ctx["answer_choices"] = list(choices) if choices is not None else None
-        if self.template.dialect == "promptsource":
-            text = self._run(self._parts[0], ctx, "jinja")
-            parts = [self._unguard(part).strip() for part in text.split(SEPARATOR)]
-            if len(parts) != 2:
-                raise TemplateError(f"rendered to {len(parts)} part(s); expected 'prompt ||| target'",
-                                    template=self.template.name)
-            return Rendered(parts[0], parts[1], choices)
-        prompt = self._unguard(self._run(self._parts[0], ctx, "input")).strip()
-        target = self._unguard(self._run(self._parts[1], ctx, "target")).strip()
-        return Rendered(prompt, target, choices)
+        ctx, choices = self._prepare(row, seed)
+        parts = self._parts_in(ctx)
+        if len(parts) != 2:  # only the promptsource dialect can split otherwise
+            raise TemplateError(f"rendered to {len(parts)} part(s); expected 'prompt ||| target'",
+                                template=self.template.name)
+        return Rendered(parts[0], parts[1], choices)
 
     def render_cot(self, row: Mapping[str, Any], seed: int | None = 0) -> str | None:
         """The chain-of-thought target for a row, or None when the template has none."""
         if self._cot is None:
             return None
-        ctx = self._context(row, seed)
-        choices = self._choices_in(ctx)
-        ctx["answer_choices"] = list(choices) if choices is not None else None
+        ctx, _ = self._prepare(row, seed)
         return self._unguard(self._run(self._cot, ctx, "cot_target")).strip()
 
 

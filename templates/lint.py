@@ -190,14 +190,14 @@ def _render(template: Template, row: dict[str, Any], seed: int) -> Rendered | tu
     try:
         if template.dialect != "promptsource":
             return compiled.render(row, seed=seed)
-        parts = compiled.render_parts(row, seed=seed)
+        parts, choices = compiled.render_parts_and_choices(row, seed=seed)
         if len(parts) == 1:
             # PromptSource's convention for "this template does not apply to this row" (its
             # builders drop such rows), e.g. trec's per-category templates.
             return ("warning", "not-applicable", "renders no '|||' target on this row, so the row is skipped")
         if len(parts) != 2:
             return ("error", "render", f"rendered to {len(parts)} parts; expected 'prompt ||| target'")
-        return Rendered(parts[0], parts[1], compiled.choices(row, seed=seed))
+        return Rendered(parts[0], parts[1], choices)
     except TemplateError as err:
         return ("error", "render", err.message)
 
