@@ -26,7 +26,7 @@ from taskmill.eval.scoring import (
     request_hash,
     score_row,
 )
-from taskmill.eval.store import ResultCache, cache_key, write_json, write_jsonl, write_parquet
+from taskmill.eval.store import ResultCache, cache_key, package_versions, write_json, write_jsonl, write_parquet
 from taskmill.records import FORMATS, Row
 
 EVAL_FORMATS: tuple[str, ...] = ("zero_shot", "few_shot", "zero_shot_options", "few_shot_options")
@@ -281,23 +281,14 @@ def _example(row: Row, raw: dict[str, Any] | None, backend: Any) -> dict[str, An
     }
 
 
-def _versions(backend: Any) -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("taskmill", "torch", "transformers", "peft", "vllm", "rouge-score", "sacrebleu", "numpy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            continue
-    return out
+VERSIONED = ("taskmill", "torch", "transformers", "peft", "vllm", "rouge-score", "sacrebleu", "numpy")
 
 
 def _summary(config: EvalConfig, backend: Any, options: ScoringOptions, examples: list[dict]) -> dict[str, Any]:
     agg = aggregate(examples, clusters=load_clusters(config.clusters), n_boot=config.bootstrap, seed=config.seed)
     return {
         "schema": "taskmill.eval.results/1",
-        "versions": _versions(backend),
+        "versions": package_versions(VERSIONED),
         "config": asdict(config),
         "config_hash": config.config_hash(),
         "seed": config.seed,

@@ -120,3 +120,16 @@ def write_parquet(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"))
+
+
+def package_versions(packages: Iterable[str]) -> dict[str, str]:
+    """Installed version of each package, in the given order (missing ones left out)."""
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in packages:
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out

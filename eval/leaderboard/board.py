@@ -11,7 +11,6 @@ The returned dict is ``leaderboard.json`` (schema ``taskmill.leaderboard/1``, se
 
 from __future__ import annotations
 
-import importlib.metadata as md
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -22,9 +21,11 @@ from taskmill.errors import DataError
 from taskmill.eval.aggregate import percentile_ci
 from taskmill.eval.leaderboard.load import Run, load_examples
 from taskmill.eval.leaderboard.paired import delta_draws, mean_draws
+from taskmill.eval.store import package_versions
 from taskmill.records import FORMATS
 
 SCHEMA = "taskmill.leaderboard/1"
+PRODUCED_BY = ("taskmill", "numpy", "matplotlib")  # versions recorded in the board
 
 
 @dataclass
@@ -200,16 +201,6 @@ def _delta_cell(diff: float, draws: np.ndarray | None) -> dict[str, Any]:
     return {"delta": round(diff, 4), "ci95": percentile_ci(draws) if draws is not None else None, "paired": draws is not None}
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("taskmill", "numpy", "matplotlib"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            continue
-    return out
-
-
 def run_record(run: Run, path: str) -> dict[str, Any]:
     """What the board records about one run (its provenance)."""
     res, cfg = run.results, run.results["config"]
@@ -251,7 +242,7 @@ def build_board(runs: Sequence[Run], paths: dict[str, str], *, n_boot: int = 100
             cells[row.label]["delta"] = deltas.make(row, base, fmt, cells[row.label], cells[base.label], over) if base else None
         scores[fmt] = cells
     return {
-        "schema": SCHEMA, "produced_by": _versions(), "options": {"bootstrap": n_boot, "seed": seed, "mean_over": over},
+        "schema": SCHEMA, "produced_by": package_versions(PRODUCED_BY), "options": {"bootstrap": n_boot, "seed": seed, "mean_over": over},
         "runs": [run_record(run, paths[run.id]) for run in sorted(runs, key=lambda r: (paths[r.id], r.id))],
         "formats": list(scores), "clusters": [{"name": c, "tasks": clusters[c]} for c in sorted(clusters)],
         "unclustered_tasks": [t for t in all_tasks if t not in task_cluster],
