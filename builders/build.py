@@ -8,7 +8,6 @@ write everything into a temporary folder that replaces ``DIR`` at the end.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import multiprocessing
 import random
 from collections.abc import Iterator, Sequence
@@ -48,14 +47,11 @@ class BuildResult:
     outputs: dict[str, str]
 
 
-def _with_formats(collection: Collection, formats: Sequence[str]) -> Collection:
-    """The collection with every task's formats replaced (``--format``)."""
+def _check_formats(formats: Sequence[str]) -> None:
+    """Reject unknown ``--format`` names (named as the option's, not as the collection file's)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ConfigError([f"unknown format '{f}' (expected one of {list(FORMATS)})" for f in unknown])
-    fmts = tuple(dict.fromkeys(formats))
-    tasks = tuple(dataclasses.replace(t, formats=fmts) for t in collection.tasks)
-    return dataclasses.replace(collection, formats=fmts, tasks=tasks)
 
 
 def template_path(collection: Collection, task: TaskConfig) -> Path:
@@ -310,9 +306,9 @@ def build_collection(
     Raises:
         TaskmillError: Bad collection, data or template (one line); nothing is written.
     """
-    collection = load_collection(collection_file if collection_file is not None else starter_collection())
     if formats:
-        collection = _with_formats(collection, formats)
+        _check_formats(formats)
+    collection = load_collection(collection_file if collection_file is not None else starter_collection(), formats)
     if num_proc < 1:
         raise ConfigError([f"--num-proc must be >= 1 (got {num_proc})"])
     cache = str(cache_dir) if cache_dir is not None else None

@@ -28,6 +28,7 @@ Paths are relative to the collection file. Every problem is reported at once as 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -388,8 +389,23 @@ def parse_collection(data: Any, path: Path) -> Collection:
     return Collection(path, seed, formats, shots, bool(dedup), mixing, tuple(tasks))
 
 
-def load_collection(path: str | Path) -> Collection:
+def _with_formats(data: dict[str, Any], formats: Sequence[str]) -> dict[str, Any]:
+    """The parsed file with ``formats`` as its formats and no task-level ``formats``."""
+    out = {**data, "formats": list(dict.fromkeys(formats))}
+    if isinstance(data.get("tasks"), list):
+        out["tasks"] = [{k: v for k, v in t.items() if k != "formats"} if isinstance(t, dict) else t
+                        for t in data["tasks"]]
+    return out
+
+
+def load_collection(path: str | Path, formats: Sequence[str] | None = None) -> Collection:
     """Read and validate a collection file.
+
+    Args:
+        path: The collection file.
+        formats: Replace the formats of the file and of every task (``taskmill build --format``).
+            They are validated with the rest, so what a format needs (shots, an exemplar split)
+            is checked as if the file had named them.
 
     Raises:
         TaskmillError: The file is missing or is not valid YAML.
@@ -398,4 +414,7 @@ def load_collection(path: str | Path) -> Collection:
     from taskmill.templates.fileformat import read_yaml
 
     path = Path(path)
-    return parse_collection(read_yaml(path), path)
+    data = read_yaml(path)
+    if formats and isinstance(data, dict):
+        data = _with_formats(data, formats)
+    return parse_collection(data, path)
