@@ -34,6 +34,7 @@ from taskmill.errors import DataError, TaskmillError, TemplateError
 from taskmill.records import Rendered, Template, TemplateFile
 from taskmill.templates.engine import compile_template, environment, variables
 from taskmill.templates.fileformat import collect_taskmill, duplicate_problems, read_yaml
+from taskmill.templates.promptsource import load_promptsource
 
 Level = Literal["error", "warning"]
 # "{name}" or "{ name }" not part of "{{" / "}}": how Python format strings and slips of the pen look.
@@ -122,11 +123,9 @@ def _json_object(line: str, path: Path, number: int) -> dict[str, Any]:
 
 def load_for_lint(path: Path) -> tuple[TemplateFile | None, list[str]]:
     """Load a template file keeping the valid templates, with every problem as text."""
-    from taskmill.templates.fileformat import load_template_file
-
     try:
         if "!Template" in path.read_text(encoding="utf-8")[:4096]:
-            tf = load_template_file(path)
+            tf = load_promptsource(path)
             return tf, duplicate_problems(tf.templates)
         return collect_taskmill(read_yaml(path), path)
     except FileNotFoundError:
