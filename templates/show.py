@@ -46,7 +46,7 @@ def show_examples(path: str | Path, data: str | Path, n: int = 3, seed: int | No
     examples = []
     for t in templates:
         compiled = compile_template(t)
-        for label, row in rows[:n]:
+        for label, row in rows:
             try:
                 examples.append(Example(t.name, t.id, label, compiled.render(row, seed=seed or 0)))
             except TaskmillError as err:
