@@ -28,6 +28,7 @@ from taskmill.eval.scoring import (
 )
 from taskmill.eval.store import ResultCache, cache_key, package_versions, write_json, write_jsonl, write_parquet
 from taskmill.records import FORMATS, Row
+from taskmill.trainer.data import corpus_file
 
 EVAL_FORMATS: tuple[str, ...] = ("zero_shot", "few_shot", "zero_shot_options", "few_shot_options")
 
@@ -87,7 +88,7 @@ class EvalConfig:
         from taskmill.eval.backends import BACKENDS
 
         problems = []
-        if not _corpus_file(self.corpus).is_file():
+        if not corpus_file(self.corpus).is_file():
             problems.append(f"corpus: no corpus.jsonl at {self.corpus}")
         if self.backend not in BACKENDS:
             problems.append(f"backend: '{self.backend}' is not one of {', '.join(BACKENDS)}")
@@ -115,18 +116,13 @@ class EvalConfig:
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _corpus_file(corpus: str) -> Path:
-    path = Path(corpus)
-    return path / "corpus.jsonl" if path.is_dir() else path
-
-
 def load_rows(config: EvalConfig) -> list[Row]:
     """The corpus rows selected by ``config`` (tasks, fold, formats, limit), in corpus order.
 
     Raises:
         DataError: A line is not a valid corpus row (names file and line).
     """
-    path = _corpus_file(config.corpus)
+    path = corpus_file(config.corpus)
     tasks = set(config.tasks)
     if config.fold:
         fold = json.loads(Path(config.fold).read_text(encoding="utf-8"))
