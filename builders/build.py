@@ -181,7 +181,7 @@ def render_all(plans: list[TaskPlan], num_proc: int = 1, progress: bool = True, 
             out.jsonl.add(blob, result.offsets)
             out.metas += result.metas
             out.batches.append(batch)
-            out.task_of += [chunk.task] * result.count
+            out.task_of += [chunk.task] * len(result.metas)
             for key, (count, examples) in result.skips.items():
                 entry = out.skips.setdefault((chunk.task, *key), [0, []])
                 entry[0] += count

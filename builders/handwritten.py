@@ -27,7 +27,6 @@ from typing import Any
 from taskmill.errors import DataError
 
 INSTRUCTION_EXTENSIONS = (".jsonl", ".json", ".yaml", ".yml")
-FIELDS = ("instruction", "input", "output")
 _NOT_FOUND = "instruction file not found"
 _NO_RECORDS = "no instructions (expected at least one)"
 
@@ -98,7 +97,7 @@ def load_handwritten(task: Any, collection: Any) -> Any:
     except DataError as err:
         err.task = err.task or task.name
         raise
-    return SourceData({task.splits[0]: rows}, (path,), "handwritten")
+    return SourceData({task.splits[0]: rows}, "handwritten")
 
 
 def instruction_source(raw: dict[str, Any], root: Path, where: str, problems: list[str]) -> dict[str, Any]:

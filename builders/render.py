@@ -98,7 +98,6 @@ class ChunkResult:
     metas: list[Meta] = field(default_factory=list)
     skips: dict[tuple[str, str, str, str], list[Any]] = field(default_factory=dict)
     batch: Any = None
-    count: int = 0
     error: str | None = None
     spilled: bool = False
     values: list[tuple[Any, ...]] = field(default_factory=list)
@@ -131,7 +130,6 @@ class ChunkResult:
         # Byte length of each line: its character count when ASCII (most lines), else its UTF-8 size.
         sizes = (len(line) + 1 if line.isascii() else len(line.encode("utf-8")) + 1 for line in self.lines)
         self.offsets = [0, *itertools.accumulate(sizes)]
-        self.count = len(self.lines)
         self.lines = []
         return self
 

@@ -119,12 +119,11 @@ def rule_verdict(task: dict[str, str] | None, config: SelfInstructConfig) -> str
 class NoveltyFilter:
     """ROUGE-L F1 of a new instruction against every instruction of the pool."""
 
-    def __init__(self, pool: Sequence[str], threshold: float) -> None:
+    def __init__(self, pool: Sequence[str]) -> None:
         from rouge_score import rouge_scorer
 
         self.scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
         self.pool = list(pool)
-        self.threshold = threshold
 
     def closest(self, instruction: str) -> tuple[float, str | None]:
         """(highest ROUGE-L F1, that pool instruction)."""
@@ -163,7 +162,7 @@ def generate_instructions(seeds: Sequence[dict[str, str]], backend: Any, config:
     config.validate()
     seeds = [{**s, "id": s.get("id") or f"seed-{i}"} for i, s in enumerate(seeds)]
     rng = random.Random(config.seed)
-    novelty = NoveltyFilter([s["instruction"] for s in seeds], config.rouge_threshold)
+    novelty = NoveltyFilter([s["instruction"] for s in seeds])
     kept: list[dict] = []
     candidates: list[dict] = []
     for round_no in range(config.rounds):

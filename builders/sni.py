@@ -109,7 +109,7 @@ def load_sni(task: TaskConfig, collection: Collection) -> SourceData:
         raise DataError(f"split '{task.splits[0]}' is empty (0 Instances); expected at least one",
                         file=str(path), task=task.name)
     rows = [{"id": str(i.get("id", "")), "input": i["input"], "output": list(i["output"])} for i in data["Instances"]]
-    return SourceData({task.splits[0]: rows}, (path,), "sni", extra=data)
+    return SourceData({task.splits[0]: rows}, "sni", extra=data)
 
 
 class SniRenderer:

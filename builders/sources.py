@@ -21,13 +21,11 @@ class SourceData:
 
     Attributes:
         splits: Split name -> rows (field name -> value), in source order.
-        files: Local input files read (for the manifest's hashes); empty for the Hub.
         origin: Where the rows came from (``data_files``, ``hub`` or ``sni``).
         extra: Source-specific data (the parsed SNI task for SNI sources).
     """
 
     splits: dict[str, list[dict[str, Any]]]
-    files: tuple[Path, ...]
     origin: str
     extra: dict[str, Any] | None = None
 
@@ -79,9 +77,7 @@ def _load_files(task: TaskConfig, collection: Collection, splits: tuple[str, ...
     except Exception as err:  # datasets raises many types; all mean "this file cannot be read"
         shown = ", ".join(p for ps in files.values() for p in ps)
         raise DataError(f"cannot read {kind} data: {_root_cause(err)}", file=shown, task=task.name) from None
-    rows = {s: loaded[s].to_list() for s in splits}
-    paths = tuple(Path(p) for s in splits for p in files[s])
-    return SourceData(rows, paths, "data_files")
+    return SourceData({s: loaded[s].to_list() for s in splits}, "data_files")
 
 
 def _load_hub(task: TaskConfig, splits: tuple[str, ...], cache_dir: str | None) -> SourceData:
@@ -97,7 +93,7 @@ def _load_hub(task: TaskConfig, splits: tuple[str, ...], cache_dir: str | None) 
                 f"({_root_cause(err)}); check the id, or give data_files for a local copy",
                 task=task.name,
             ) from None
-    return SourceData(rows, (), "hub")
+    return SourceData(rows, "hub")
 
 
 def load_task(task: TaskConfig, collection: Collection, cache_dir: str | None = None) -> SourceData:
