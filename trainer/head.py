@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from taskmill.errors import ConfigError, DataError
+from taskmill.errors import ConfigError, DataError, TaskmillError
 
 HELD_OUT_NOTE = ("not supported: a classification head exists only for the tasks it was trained on, so this "
                  "baseline cannot answer held-out tasks (compare it with instruction tuning on seen tasks only)")
@@ -132,12 +132,13 @@ def train_head(x: Any, y: Any, mask: Any, config: HeadConfig) -> Any:
     return head
 
 
-def _tensors(rows: Sequence[dict[str, Any]], n_classes: int, feats: Any) -> tuple[Any, Any, Any]:
+def _tensors(rows: Sequence[dict[str, Any]], n_classes: int, encode: Any) -> tuple[Any, Any, Any]:
+    """(embeddings, class ids, class mask) of rows."""
     import torch
 
     y = torch.tensor([r["target_index"] for r in rows])
     mask = torch.tensor([[c < len(r["answer_choices"]) for c in range(n_classes)] for r in rows])
-    return feats, y, mask
+    return encode(rows), y, mask
 
 
 def _accuracy(head: Any, x: Any, y: Any, mask: Any) -> float:
@@ -162,10 +163,11 @@ def _fit_task(rows: list[dict[str, Any]], encode: Any, config: HeadConfig) -> tu
     report: dict[str, Any] = {"n_classes": n_classes, "n_train": len(train), "n_eval": len(test)}
     if not train:
         return {**report, "accuracy": None, "note": "no training rows"}, None
-    head = train_head(*_tensors(train, n_classes, encode(train)), config)
-    report["train_accuracy"] = _accuracy(head, *_tensors(train, n_classes, encode(train)))
+    train_tensors = _tensors(train, n_classes, encode)
+    head = train_head(*train_tensors, config)
+    report["train_accuracy"] = _accuracy(head, *train_tensors)
     if test:
-        x, y, mask = _tensors(test, n_classes, encode(test))
+        x, y, mask = _tensors(test, n_classes, encode)
         report.update(accuracy=_accuracy(head, x, y, mask), majority_baseline=_majority(y))
     else:
         report.update(accuracy=None, note=f"no rows in {list(config.eval_splits)}")
@@ -189,7 +191,6 @@ def run_heads(corpus: str | Path, out: str | Path, config: HeadConfig = HeadConf
     """
     import torch
 
-    from taskmill.errors import TaskmillError
     from taskmill.trainer.data import read_corpus
 
     rows = read_corpus(corpus)
