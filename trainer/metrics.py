@@ -53,7 +53,6 @@ class RunLog:
     """Writes one JSON object per line to ``log.jsonl`` and drives the progress bar (rank 0 only)."""
 
     def __init__(self, path: Path | None, total: int, start: int, progress: bool) -> None:
-        self.path = path
         self.fh = path.open("a", encoding="utf-8") if path else None
         self.progress = None
         if path is not None and progress:

@@ -110,15 +110,6 @@ def decoder_layers(model: Any) -> Any:
     return causal_lm(model).model.layers
 
 
-def count_params(model: Any) -> dict[str, int]:
-    """Parameter counts: total, trainable, and those in matmuls (for FLOPs)."""
-    lm = causal_lm(model)
-    total = sum(p.numel() for p in lm.parameters())
-    trainable = sum(p.numel() for p in lm.parameters() if p.requires_grad)
-    embed = lm.get_input_embeddings().weight.numel()
-    return {"total": total, "trainable": trainable, "embedding": embed}
-
-
 def enable_gradient_checkpointing(model: Any) -> None:
     """Recompute each decoder layer in backward (non-reentrant, so LoRA and frozen inputs work)."""
     lm = causal_lm(model)
