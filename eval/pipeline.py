@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from taskmill.errors import ConfigError
+from taskmill.eval.store import write_text
 
 _KEYS = {"out", "collection", "formats", "cluster", "folds", "model", "train", "eval", "recipes", "dpo", "report"}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -128,9 +129,7 @@ class _Stages:
         seconds = round(time.perf_counter() - start, 1)
         self.state[name] = {"key": key, "seconds": seconds}
         self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
-        tmp.replace(self.state_file)
+        write_text(self.state_file, json.dumps(self.state, indent=2, sort_keys=True) + "\n")
         self.say(f"[{name}] done in {seconds:.1f} s -> {output}")
 
 

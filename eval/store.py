@@ -117,9 +117,14 @@ def write_parquet(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
     _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` as UTF-8, atomically."""
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"))
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def package_versions(packages: Iterable[str]) -> dict[str, str]:
