@@ -99,16 +99,16 @@ def plan_task(collection: Collection, index: int, task: TaskConfig, cache_dir: s
         s: _sample(len(data.splits[s]), task.max_examples, keys.sample_seed(collection.seed, task.name, s))
         for s in task.splits
     }
-    return TaskPlan(index, task, collection.seed, templates, template_file, data, selected, _label(collection, task))
+    return TaskPlan(index, task, collection.seed, templates, template_file, data, selected, _label(task, template_file))
 
 
-def _label(collection: Collection, task: TaskConfig) -> str:
+def _label(task: TaskConfig, template_file: str) -> str:
     """The template (or SNI) file as written, or its place in the package's library."""
     if task.sni:
         return task.sni
     if task.instructions and not task.templates:
         return "taskmill/builders/handwritten.yaml"
-    return task.templates or f"taskmill/templates/library/{template_path(collection, task).name}"
+    return task.templates or f"taskmill/templates/library/{Path(template_file).name}"
 
 
 def make_chunks(plans: Sequence[TaskPlan]) -> list[Chunk]:
@@ -232,8 +232,8 @@ def _inputs(collection: Collection, plans: Sequence[TaskPlan]) -> tuple[list[dic
         for rel in written:
             data.append({"task": task.name, "path": rel, "sha256": writer.sha256_file(collection.resolve(rel))})
         if not task.sni:
-            path = template_path(collection, task)
-            templates.append({"task": task.name, "path": plan.template_label, "sha256": writer.sha256_file(path)})
+            templates.append({"task": task.name, "path": plan.template_label,
+                              "sha256": writer.sha256_file(Path(plan.template_file))})
     return data, templates
 
 
