@@ -1,17 +1,13 @@
-"""Reading a corpus directory and writing files and folders atomically.
+"""Reading a corpus directory, and writing the rows of a fold's corpora.
 
 A corpus directory holds ``corpus.jsonl`` (one :class:`taskmill.records.Row` per line). This room
-only reads corpora, except when it writes the train / held-out corpora of a fold.
+only reads corpora, except when it writes the train / held-out corpora of a fold. Atomic folders
+and file hashes come from :mod:`taskmill.builders.writer`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,52 +56,6 @@ def rows_by_task(corpus_dir: str | Path) -> dict[str, list[Row]]:
     if not groups:
         raise DataError("corpus has no rows", file=str(corpus_file(corpus_dir)))
     return {task: groups[task] for task in sorted(groups)}
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder that replaces ``out_dir`` when the block succeeds.
-
-    On error the temporary folder is removed and ``out_dir`` is left as it was, so readers never
-    see a half-written output.
-    """
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_rows(path: Path, rows: list[Row]) -> None:

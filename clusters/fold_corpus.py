@@ -13,12 +13,11 @@ from (its sha256 is checked).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taskmill.clusters.corpus import atomic_dir, corpus_file, file_sha256, iter_rows, write_rows
+from taskmill.clusters.corpus import corpus_file, iter_rows, write_rows
 from taskmill.clusters.folds import FOLDS_FILE
 from taskmill.clusters.manifest import load_yaml
 from taskmill.errors import ConfigError, DataError
@@ -90,10 +89,12 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
     Raises:
         DataError: The corpus differs from the one the folds were made from.
     """
+    from taskmill.builders.writer import atomic_dir, sha256_file, write_json
+
     header, entries = load_folds(folds_dir)
     entry = find_fold(entries, fold_name)
     source = corpus_file(corpus_dir or header["corpus"]["path"])
-    if file_sha256(source) != header["corpus"]["sha256"]:
+    if sha256_file(source) != header["corpus"]["sha256"]:
         raise DataError("corpus changed since the folds were made (sha256 differs); re-run `taskmill folds make`", file=str(source))
     train_tasks, test_tasks = set(entry.fold.train_tasks), set(entry.fold.test_tasks)
     train, test, removed = [], [], 0
@@ -112,5 +113,5 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
             write_rows(tmp / part / "corpus.jsonl", rows)
             meta = {"fold": entry.fold.name, "kind": entry.kind, "part": part, "tasks": list(tasks), "rows": len(rows),
                     "source_corpus": header["corpus"], "removed_rows": removed if part == "train" else 0}
-            (tmp / part / "manifest.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            write_json(tmp / part / "manifest.json", meta)
     return counts

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from taskmill.clusters.corpus import atomic_dir, corpus_file, file_sha256, rows_by_task
+from taskmill.clusters.corpus import corpus_file, rows_by_task
 from taskmill.clusters.leakage import DedupConfig, RowPrints, find_duplicates, fingerprint
 from taskmill.clusters.manifest import MANIFEST_FILE, ClusterManifest, dump_yaml, load_manifest
 from taskmill.clusters.naming import slug
@@ -183,12 +183,14 @@ def make_folds(manifest: ClusterManifest, rows: dict[str, list[Row]], config: Fo
 
 def folds_yaml(plans: list[FoldPlan], manifest_path: Path, corpus_path: Path, config: FoldConfig) -> dict:
     """The ``folds.yaml`` mapping."""
+    from taskmill.builders.writer import sha256_file
+
     cfg = asdict(config)
     cfg["kinds"], cfg["groups"] = list(config.kinds), [list(g) for g in config.groups]
     return {
         "taskmill_folds": 1,
-        "cluster_manifest": {"path": str(manifest_path), "sha256": file_sha256(manifest_path)},
-        "corpus": {"path": str(corpus_path.parent), "sha256": file_sha256(corpus_path)},
+        "cluster_manifest": {"path": str(manifest_path), "sha256": sha256_file(manifest_path)},
+        "corpus": {"path": str(corpus_path.parent), "sha256": sha256_file(corpus_path)},
         "config": cfg,
         "folds": [
             {**_fold_yaml(p.fold), "kind": p.kind, "removed_rows": f"removed/{p.slug}.txt",
@@ -223,6 +225,8 @@ def write_folds(manifest_path: str | Path, corpus_dir: str | Path, out_dir: str 
     """Make the folds of a cluster manifest and write ``folds.yaml``, ``summary.md`` and
     ``removed/<fold>.txt`` to ``out_dir`` atomically (``taskmill folds make``).
     """
+    from taskmill.builders.writer import atomic_dir
+
     config = config or FoldConfig()
     manifest_path = Path(manifest_path)
     if manifest_path.is_dir():

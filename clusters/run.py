@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from taskmill.clusters import plots
 from taskmill.clusters.cluster import ClusterConfig, ClusterResult, cluster_tasks, cosine_similarity, silhouette
-from taskmill.clusters.corpus import atomic_dir, corpus_file, file_sha256, rows_by_task
+from taskmill.clusters.corpus import corpus_file, rows_by_task
 from taskmill.clusters.manifest import (
     MANIFEST_FILE,
     ClusterEntry,
@@ -154,6 +154,8 @@ def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: Cluster
 
 
 def _manifest(corpus_dir: Path, represent: RepresentConfig, config: ClusterConfig, result: ClusterResult, overrides: Overrides, unresolved: list[str], entries: list[ClusterEntry]) -> ClusterManifest:
+    from taskmill.builders.writer import sha256_file
+
     path = corpus_file(corpus_dir)
     quality = {
         "k": result.k,
@@ -166,7 +168,7 @@ def _manifest(corpus_dir: Path, represent: RepresentConfig, config: ClusterConfi
         overrides=overrides,
         unresolved_overrides=unresolved,
         config={"represent": asdict(represent), "cluster": asdict(config)},
-        corpus={"path": str(path.parent), "sha256": file_sha256(path), "tasks": sum(len(c.tasks) for c in entries)},
+        corpus={"path": str(path.parent), "sha256": sha256_file(path), "tasks": sum(len(c.tasks) for c in entries)},
         quality=quality,
     )
 
@@ -237,6 +239,8 @@ def run_clustering(
     Returns:
         The run (manifest, vectors, similarity, timings).
     """
+    from taskmill.builders.writer import atomic_dir
+
     out = Path(out_dir)
     overrides = previous_overrides(out, Path(overrides_file) if overrides_file else None)
     run = cluster_corpus(Path(corpus_dir), represent or RepresentConfig(), config or ClusterConfig(), overrides)
