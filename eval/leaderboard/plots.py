@@ -13,10 +13,12 @@ PALETTE = ("#3b6fb6", "#e07b39", "#4a9a5b", "#c2464b", "#7d5ba6", "#8c6d4f", "#d
 SVG_RC = {"svg.hashsalt": "taskmill-leaderboard", "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 9}
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(n_groups: int, n_rows: int) -> tuple[Any, Any]:
+    """A figure wide enough for ``n_groups`` groups of ``n_rows`` bars, and its axes."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(min(14.0, max(6.4, 1.2 + n_groups * (0.3 * n_rows + 0.5))), 3.6), layout="constrained")
+    return fig, fig.add_subplot()
 
 
 def _svg(fig: Any) -> str:
@@ -32,6 +34,14 @@ def _svg(fig: Any) -> str:
 def row_colors(labels: Sequence[str]) -> dict[str, str]:
     """A fixed colour per row, in board order."""
     return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+
+
+def _finish(fig: Any, ax: Any, groups: Sequence[str], ylabel: str, title: str) -> str:
+    """Axes styled, titled and with the row legend; the figure as SVG text."""
+    _style_axes(ax, groups, ylabel)
+    ax.set_title(title, loc="left", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+    return _svg(fig)
 
 
 def _style_axes(ax: Any, groups: Sequence[str], ylabel: str) -> None:
@@ -57,8 +67,7 @@ def cluster_plot(cells: dict[str, dict], labels: Sequence[str], groups: Sequence
         level: ``clusters`` or ``tasks``.
     """
     with _rc():
-        fig = _figure(min(14.0, max(6.4, 1.2 + len(groups) * (0.3 * len(labels) + 0.5))), 3.6)
-        ax = fig.add_subplot()
+        fig, ax = _figure(len(groups), len(labels))
         colors, width = row_colors(labels), 0.8 / max(1, len(labels))
         for i, label in enumerate(labels):
             xs, ys, err = [], [], [[], []]
@@ -73,17 +82,14 @@ def cluster_plot(cells: dict[str, dict], labels: Sequence[str], groups: Sequence
                 err[1].append(max(0.0, hi - cell["score"]))
             ax.bar(xs, ys, width * 0.92, yerr=err, color=colors[label], label=label, capsize=2,
                    error_kw={"elinewidth": 0.9, "ecolor": "#333333"})
-        _style_axes(ax, groups, "score (median over templates)")
-        ax.set_title(f"Score per held-out {level[:-1]} (95% bootstrap interval)", loc="left", fontsize=10)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
-        return _svg(fig)
+        return _finish(fig, ax, groups, "score (median over templates)",
+                       f"Score per held-out {level[:-1]} (95% bootstrap interval)")
 
 
 def spread_plot(cells: dict[str, dict], labels: Sequence[str], tasks: Sequence[str]) -> str:
     """Per task and row, a box over the templates' scores with each template as a dot."""
     with _rc():
-        fig = _figure(min(14.0, max(6.4, 1.2 + len(tasks) * (0.3 * len(labels) + 0.5))), 3.6)
-        ax = fig.add_subplot()
+        fig, ax = _figure(len(tasks), len(labels))
         colors, width = row_colors(labels), 0.8 / max(1, len(labels))
         for i, label in enumerate(labels):
             legend_label: str | None = label  # once per row
@@ -102,10 +108,7 @@ def spread_plot(cells: dict[str, dict], labels: Sequence[str], tasks: Sequence[s
                 offsets = [width * 0.5 * (k / max(1, len(scores) - 1) - 0.5) for k in range(len(scores))]
                 ax.scatter([x + o for o in offsets], scores, s=12, color=colors[label], zorder=3, label=legend_label)
                 legend_label = None
-        _style_axes(ax, tasks, "score per template")
-        ax.set_title("Spread across templates, per task", loc="left", fontsize=10)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
-        return _svg(fig)
+        return _finish(fig, ax, tasks, "score per template", "Spread across templates, per task")
 
 
 def _rc() -> Any:
