@@ -21,7 +21,7 @@ from taskmill.builders.card import BuildStats, render_card
 from taskmill.builders.checks import check_template
 from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection, starter_collection
 from taskmill.builders.mixing import dedup, mix
-from taskmill.builders.render import Chunk, ChunkResult, Meta, TaskPlan, init_worker, run_chunk
+from taskmill.builders.render import SKIP_EXAMPLES_KEPT, Chunk, ChunkResult, Meta, TaskPlan, init_worker, run_chunk
 from taskmill.builders import writer
 from taskmill.builders.sources import load_task, needed_splits
 from taskmill.errors import ConfigError, TaskmillError
@@ -185,7 +185,7 @@ def render_all(plans: list[TaskPlan], num_proc: int = 1, progress: bool = True, 
             for key, (count, examples) in result.skips.items():
                 entry = out.skips.setdefault((chunk.task, *key), [0, []])
                 entry[0] += count
-                entry[1] = (entry[1] + examples)[:3]
+                entry[1] = (entry[1] + examples)[:SKIP_EXAMPLES_KEPT]
             advance(chunk.hi - chunk.lo)
     return out
 
