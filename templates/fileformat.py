@@ -42,6 +42,11 @@ def read_yaml(path: Path) -> Any:
         raise TaskmillError("file not found", file=str(path)) from None
     except OSError as err:
         raise TaskmillError(f"cannot read: {err.strerror}", file=str(path)) from None
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text: str, path: Path) -> Any:
+    """Parse YAML text read from ``path``, turning syntax problems into one-line errors."""
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -144,18 +149,17 @@ def load_template_file(path: str | Path) -> TemplateFile:
         ConfigError: The file parses but its content is invalid (all problems listed).
     """
     path = Path(path)
-    head = _head(path)
-    if "!Template" in head:
+    text = _read(path)
+    if "!Template" in text[:4096]:
         from taskmill.templates.promptsource import load_promptsource
 
         return load_promptsource(path)
-    return parse_taskmill(read_yaml(path), path)
+    return parse_taskmill(parse_yaml(text, path), path)
 
 
-def _head(path: Path) -> str:
+def _read(path: Path) -> str:
     try:
-        with path.open(encoding="utf-8") as fh:
-            return fh.read(4096)
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TaskmillError("template file not found", file=str(path)) from None
     except OSError as err:

@@ -33,7 +33,7 @@ from jinja2 import nodes
 from taskmill.errors import DataError, TaskmillError, TemplateError
 from taskmill.records import Rendered, Template, TemplateFile
 from taskmill.templates.engine import compile_template, environment, variables
-from taskmill.templates.fileformat import collect_taskmill, duplicate_problems, read_yaml
+from taskmill.templates.fileformat import collect_taskmill, duplicate_problems, parse_yaml
 from taskmill.templates.promptsource import load_promptsource
 
 Level = Literal["error", "warning"]
@@ -124,10 +124,11 @@ def _json_object(line: str, path: Path, number: int) -> dict[str, Any]:
 def load_for_lint(path: Path) -> tuple[TemplateFile | None, list[str]]:
     """Load a template file keeping the valid templates, with every problem as text."""
     try:
-        if "!Template" in path.read_text(encoding="utf-8")[:4096]:
+        text = path.read_text(encoding="utf-8")
+        if "!Template" in text[:4096]:
             tf = load_promptsource(path)
             return tf, duplicate_problems(tf.templates)
-        return collect_taskmill(read_yaml(path), path)
+        return collect_taskmill(parse_yaml(text, path), path)
     except FileNotFoundError:
         return None, ["file not found"]
     except TaskmillError as err:
