@@ -72,9 +72,9 @@ def markdown(board: dict[str, Any], plots: dict[str, dict[str, str]]) -> str:
     """The whole board as Markdown; ``plots`` maps format -> plot kind -> relative file path."""
     over = board["options"]["mean_over"]
     lines = ["# taskmill leaderboard", "", *_preamble(board, over)]
+    groups = columns(board)
+    level_names = [g for g, _ in groups if g is not None] if over == "clusters" else [t for _, ts in groups for t in ts]
     for fmt in board["formats"]:
-        groups = columns(board)
-        level_names = [g for g, _ in groups if g is not None] if over == "clusters" else [t for _, ts in groups for t in ts]
         lines += ["", f"## {fmt}", "", *_md_table(board, fmt, over, level_names, True)]
         if over == "clusters":
             lines += ["", f"### {fmt}: tasks of each held-out cluster"]
@@ -114,10 +114,9 @@ def _csv_base(fmt: str, row: dict[str, Any]) -> dict[str, Any]:
             "model_revision": row["model_revision"], "base_row": row["base"] or ""}
 
 
-def _csv_rows(board: dict[str, Any], fmt: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+def _csv_rows(board: dict[str, Any], fmt: str, row: dict[str, Any], cluster_of: dict[str, str]) -> list[dict[str, Any]]:
     cells, base = board["scores"][fmt][row["label"]], _csv_base(fmt, row)
     delta = cells["delta"] or {}
-    cluster_of = {t: c["name"] for c in board["clusters"] for t in c["tasks"]}
     out = []
     if cells["mean"]:
         out.append({**base, "level": "mean", "n": cells["mean"]["n"], **_score(cells["mean"]), **_dci(delta.get("mean"))})
@@ -150,7 +149,8 @@ def to_csv(board: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n", restval="")
     writer.writeheader()
+    cluster_of = {t: c["name"] for c in board["clusters"] for t in c["tasks"]}
     for fmt in board["formats"]:
         for row in board["rows"]:
-            writer.writerows(_csv_rows(board, fmt, row))
+            writer.writerows(_csv_rows(board, fmt, row, cluster_of))
     return buf.getvalue()
