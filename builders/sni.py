@@ -49,20 +49,25 @@ def _closed(text: str) -> str:
     return text if text and text[-1] in string.punctuation else text + "."
 
 
-def _example(kind: str, number: int, example: dict[str, Any], explanation: bool) -> str:
-    text = f" {kind} Example {number} -\nInput: {_closed(example['input'])}\n Output: {_closed(example['output'])}\n"
-    if explanation and example.get("explanation"):
-        text += f" Explanation: {_closed(example['explanation'])}\n"
-    return text + "\n"
+def _example(kind: str, number: int, example: dict[str, Any]) -> str:
+    return f" {kind} Example {number} -\nInput: {_closed(example['input'])}\n Output: {_closed(example['output'])}\n\n"
+
+
+def sni_prefix(task: dict[str, Any], positives: int, negatives: int) -> str:
+    """The definition and the first ``positives``/``negatives`` examples: the same before every instance."""
+    parts = [f"Definition: {_closed(task['Definition'][0])}\n\n"]
+    parts += [_example("Positive", i + 1, ex) for i, ex in enumerate(task["Positive Examples"][:positives])]
+    parts += [_example("Negative", i + 1, ex) for i, ex in enumerate(task["Negative Examples"][:negatives])]
+    return "".join(parts)
+
+
+def _instance(instance_input: str) -> str:
+    return f"Now complete the following example -\nInput: {_closed(instance_input)}\nOutput:"
 
 
 def sni_prompt(task: dict[str, Any], instance_input: str, positives: int, negatives: int) -> str:
     """The SNI prompt for one instance with the first ``positives``/``negatives`` examples."""
-    parts = [f"Definition: {_closed(task['Definition'][0])}\n\n"]
-    parts += [_example("Positive", i + 1, ex, False) for i, ex in enumerate(task["Positive Examples"][:positives])]
-    parts += [_example("Negative", i + 1, ex, False) for i, ex in enumerate(task["Negative Examples"][:negatives])]
-    parts.append(f"Now complete the following example -\nInput: {_closed(instance_input)}\nOutput:")
-    return "".join(parts)
+    return sni_prefix(task, positives, negatives) + _instance(instance_input)
 
 
 def _validate(data: Any) -> list[str]:
@@ -121,6 +126,7 @@ class SniRenderer:
         self.sni = plan.data.extra or {}
         self.lines = LineEncoder(self.task.name, self.task.dataset)
         self._info: dict[str, tuple[str, tuple[str, ...], bool | None]] = {}
+        self._prefix: dict[str, str] = {}  # template id -> definition and examples, built once
 
     def _shape(self, fmt: str) -> tuple[int, int] | None:
         """(positives, negatives) shown in a format, or None when the format does not apply."""
@@ -153,7 +159,8 @@ class SniRenderer:
             name = f"SNI definition + {shape[0]} positive, {shape[1]} negative examples"
             self.lines.template(template_id, name, SNI_METRICS, True)
             self._info[template_id] = (name, SNI_METRICS, True)
-        prompt = sni_prompt(self.sni, row["input"], *shape)
+            self._prefix[template_id] = sni_prefix(self.sni, *shape)
+        prompt = self._prefix[template_id] + _instance(row["input"])
         row_id = keys.row_id(keys.row_digest(self.plan.seed, self.task.name, split, idx, template_id), fmt)
         line = self.lines.line(row_id, split, idx, template_id, fmt, prompt, outputs[0], None, None, ())
         out.add(line, row_id, split, idx, template_id, fmt, prompt, outputs[0], None, None, ())
