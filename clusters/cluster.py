@@ -108,11 +108,16 @@ def renumber(labels: np.ndarray) -> np.ndarray:
     return np.array([mapping.setdefault(int(x), len(mapping)) for x in labels], dtype=np.int64)
 
 
-def silhouette(X: np.ndarray, labels: np.ndarray) -> float | None:
-    """Cosine silhouette, or None when it is undefined (one cluster, or every task alone)."""
+def cosine_distance(sim: np.ndarray) -> np.ndarray:
+    """Cosine distances ``1 - sim`` of a similarity matrix, clipped to [0, 2]."""
     import numpy as np
 
-    return silhouette_from_distances(np.clip(1.0 - cosine_similarity(X), 0.0, 2.0), labels)
+    return np.clip(1.0 - sim, 0.0, 2.0)
+
+
+def silhouette(X: np.ndarray, labels: np.ndarray) -> float | None:
+    """Cosine silhouette, or None when it is undefined (one cluster, or every task alone)."""
+    return silhouette_from_distances(cosine_distance(cosine_similarity(X)), labels)
 
 
 def silhouette_from_distances(distance: np.ndarray, labels: np.ndarray) -> float | None:
@@ -166,11 +171,10 @@ def _kmeans(X: np.ndarray, config: ClusterConfig, k: int) -> np.ndarray:
     return KMeans(n_clusters=k, random_state=config.seed, n_init=10).fit_predict(X)
 
 
-def _hdbscan(X: np.ndarray, config: ClusterConfig) -> tuple[np.ndarray, list[int]]:
+def _hdbscan(distance: np.ndarray, config: ClusterConfig) -> tuple[np.ndarray, list[int]]:
     import numpy as np
     from sklearn.cluster import HDBSCAN
 
-    distance = np.clip(1.0 - cosine_similarity(X), 0.0, 2.0)
     labels = HDBSCAN(min_cluster_size=config.min_cluster_size, metric="precomputed", copy=True).fit_predict(distance)
     noise = [int(i) for i in np.flatnonzero(labels < 0)]
     next_label = int(labels.max()) + 1
@@ -205,13 +209,13 @@ def _candidate_labels(X: np.ndarray, config: ClusterConfig, ks: range) -> dict[i
     return {k: _kmeans(X, config, k) for k in ks}
 
 
-def search_k(X: np.ndarray, config: ClusterConfig) -> tuple[int, dict[int, float]]:
-    """Try k in [k_min, k_max] and return the k with the best silhouette (smallest k on ties)."""
-    import numpy as np
+def search_k(X: np.ndarray, distance: np.ndarray, config: ClusterConfig) -> tuple[int, dict[int, float]]:
+    """Try k in [k_min, k_max] and return the k with the best silhouette (smallest k on ties).
 
+    ``distance`` is the ``(n, n)`` cosine distance matrix of ``X``, shared by every k.
+    """
     n = len(X)
     k_max = min(config.k_max or default_k_max(n), n - 1)
-    distance = np.clip(1.0 - cosine_similarity(X), 0.0, 2.0)  # (n, n), computed once for every k
     scores: dict[int, float] = {}
     for k, labels in _candidate_labels(X, config, range(config.k_min, k_max + 1)).items():
         if 2 <= len(set(labels.tolist())) < n:
@@ -239,17 +243,18 @@ def cluster_tasks(X: np.ndarray, config: ClusterConfig) -> ClusterResult:
     if n == 2 and config.k is None and config.distance_threshold is None and config.algorithm != "hdbscan":
         # Silhouette needs 3+ tasks; two tasks with no k given stay apart (two folds).
         return ClusterResult(labels=np.arange(2, dtype=np.int64), k=2, silhouette=None)
+    distance = cosine_distance(cosine_similarity(X))  # (n, n): k search, HDBSCAN and the final silhouette
     noise: list[int] = []
     scores: dict[int, float] = {}
     if config.algorithm == "hdbscan":
-        labels, noise = _hdbscan(X, config)
+        labels, noise = _hdbscan(distance, config)
     elif config.distance_threshold is not None:
         labels = _agglomerative(X, config, None)
     else:
         k = config.k
         if k is None:
-            k, scores = search_k(X, config)
+            k, scores = search_k(X, distance, config)
         labels = _fit_k(X, config, k)
     labels = renumber(labels)
     k_found = int(labels.max()) + 1
-    return ClusterResult(labels=labels, k=k_found, silhouette=silhouette(X, labels), k_scores=scores, noise=noise)
+    return ClusterResult(labels=labels, k=k_found, silhouette=silhouette_from_distances(distance, labels), k_scores=scores, noise=noise)

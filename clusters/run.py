@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taskmill.clusters import plots
-from taskmill.clusters.cluster import ClusterConfig, ClusterResult, cluster_tasks, cosine_similarity, silhouette
+from taskmill.clusters.cluster import ClusterConfig, ClusterResult, cluster_tasks, cosine_distance, cosine_similarity, silhouette_from_distances
 from taskmill.clusters.corpus import corpus_file, rows_by_task
 from taskmill.clusters.manifest import (
     MANIFEST_FILE,
@@ -145,9 +145,10 @@ def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: Cluster
     import numpy as np
 
     labels = np.array([k for k, c in enumerate(entries) for _ in c.tasks], dtype=np.int64)
-    final_sil = silhouette(Xo, labels)
+    sim = cosine_similarity(Xo)
+    final_sil = silhouette_from_distances(cosine_distance(sim), labels)
     manifest.quality["silhouette_final"] = None if final_sil is None else round(final_sil, 4)
-    run = ClusterRun(manifest, order, Xo, cosine_similarity(Xo), labels)
+    run = ClusterRun(manifest, order, Xo, sim, labels)
     clock.lap("name")
     run.timings, run.cpu_timings = clock.wall, clock.cpu
     return run
