@@ -21,8 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Protocol, Sequence
 
-PromptStyleName = Literal["plain", "chat", "auto"]
-
 
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
