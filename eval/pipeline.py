@@ -198,7 +198,9 @@ def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print) -> 
 
 
 def _file_sha(path: str | None) -> str | None:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path and Path(path).is_file() else None
+    from taskmill.builders.writer import sha256_file
+
+    return sha256_file(Path(path)) if path and Path(path).is_file() else None
 
 
 def cli_run(pipeline: str | None, out: str | None = None) -> str:
