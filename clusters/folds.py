@@ -114,10 +114,12 @@ def held_out_sets(manifest: ClusterManifest, config: FoldConfig) -> list[tuple[s
     return out
 
 
-def plan_fold(name: str, kind: str, held_out: list[str], test: list[str], manifest: ClusterManifest, rows: dict[str, list[Row]], prints: RowPrints | None, config: FoldConfig) -> FoldPlan:
-    """Apply the guards to one held-out set and count what they removed."""
-    cluster_of, dataset_of = manifest.cluster_of(), manifest.dataset_of()
-    source = {t: config.source_aliases.get(d, d) for t, d in dataset_of.items()}
+def plan_fold(name: str, kind: str, held_out: list[str], test: list[str], cluster_of: dict[str, str], source: dict[str, str], rows: dict[str, list[Row]], prints: RowPrints | None, config: FoldConfig) -> FoldPlan:
+    """Apply the guards to one held-out set and count what they removed.
+
+    ``cluster_of`` maps every manifest task to its cluster, ``source`` to its source dataset
+    (aliases applied).
+    """
     test_sources = {source[t]: t for t in sorted(test, reverse=True)}  # first test task per source wins
     excluded: dict[str, str] = {}
     train: list[str] = []
@@ -161,16 +163,18 @@ def make_folds(manifest: ClusterManifest, rows: dict[str, list[Row]], config: Fo
         ConfigError: The manifest and the corpus disagree on the task set, or the config is invalid.
     """
     config.validate()
-    missing = sorted(set(manifest.cluster_of()) - set(rows))
+    cluster_of = manifest.cluster_of()
+    missing = sorted(set(cluster_of) - set(rows))
     if missing:
         raise ConfigError([f"manifest tasks not in the corpus: {', '.join(missing)}"])
-    tasks = sorted(manifest.cluster_of())
+    tasks = sorted(cluster_of)
     all_rows = [r for t in tasks for r in rows[t]]
     ids = [r.id for r in all_rows]
     if len(set(ids)) != len(ids):
         raise ConfigError(["corpus row ids are not unique; the fold files name removed rows by id"])
     prints = fingerprint(all_rows, config.dedup) if config.dedup.enabled else None
-    plans = [plan_fold(name, kind, held, test, manifest, rows, prints, config) for name, kind, held, test in held_out_sets(manifest, config)]
+    source = {t: config.source_aliases.get(d, d) for t, d in manifest.dataset_of().items()}
+    plans = [plan_fold(name, kind, held, test, cluster_of, source, rows, prints, config) for name, kind, held, test in held_out_sets(manifest, config)]
     seen: set[str] = set()
     for plan in plans:  # file names: slugs, made unique in fold order
         base = slug(plan.fold.name.replace(":", "-"))

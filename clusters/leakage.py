@@ -141,17 +141,18 @@ class RowPrints:
 
     Attributes:
         ids: Row ids.
-        tasks: Task of each row.
-        exact: Hash of each normalised text (exact-duplicate key).
+        exact: ``(n_rows,)`` uint64 hash of each normalised text (exact-duplicate key).
         sets: Shingle set of each row, boilerplate removed.
         bands: ``(n_rows, bands)`` uint64 LSH band keys.
+        nonempty: ``(n_rows,)`` bool, the row has shingles (the others are matched only exactly).
+        index: Row id -> position.
     """
 
     ids: list[str]
-    tasks: list[str]
-    exact: list[int]
+    exact: np.ndarray
     sets: list[frozenset[int]]
     bands: np.ndarray
+    nonempty: np.ndarray
     index: dict[str, int] = field(default_factory=dict)
 
 
@@ -217,10 +218,11 @@ def fingerprint(rows: Sequence[Row], config: DedupConfig) -> RowPrints:
     content = _content_tokens(rows, [t.split() for t in texts], config)
     # Too-short instance text gets no shingles: only the exact whole-prompt check applies to it.
     sets = [frozenset(shingles(words, config.ngram)) if len(words) >= config.min_words else frozenset() for words in content]
-    exact = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big") for t in texts]
+    exact = np.fromiter((int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big") for t in texts), dtype=np.uint64, count=len(texts))
     bands = band_keys(minhash(sets, config.num_perm, config.seed), config.bands) if rows else np.zeros((0, config.bands), np.uint64)
+    nonempty = np.fromiter((len(s) > 0 for s in sets), dtype=bool, count=len(sets))
     ids = [r.id for r in rows]
-    return RowPrints(ids, [r.task for r in rows], exact, sets, bands, {rid: i for i, rid in enumerate(ids)})
+    return RowPrints(ids, exact, sets, bands, nonempty, {rid: i for i, rid in enumerate(ids)})
 
 
 def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
@@ -256,10 +258,10 @@ def find_duplicates(prints: RowPrints, train: Sequence[int], test: Sequence[int]
     if not len(train) or not len(test):
         return report
     test_arr, train_arr = np.asarray(test, dtype=np.int64), np.asarray(train, dtype=np.int64)
-    exact = np.asarray(prints.exact, dtype=np.uint64)
+    exact = prints.exact
     exact_hit = np.isin(exact[train_arr], exact[test_arr])
     # Rows with no instance shingles all share one signature; only the exact check applies to them.
-    nonempty = np.fromiter((len(s) > 0 for s in prints.sets), dtype=bool, count=len(prints.sets))
+    nonempty = prints.nonempty
     test_sh = test_arr[nonempty[test_arr]]
     candidate = np.zeros(len(train_arr), dtype=bool)
     for b in range(prints.bands.shape[1]):
