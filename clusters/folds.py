@@ -22,7 +22,7 @@ from pathlib import Path
 from taskmill.clusters.corpus import corpus_file, rows_by_task
 from taskmill.clusters.leakage import DedupConfig, RowPrints, find_duplicates, fingerprint
 from taskmill.clusters.manifest import MANIFEST_FILE, ClusterManifest, dump_yaml, load_manifest
-from taskmill.clusters.naming import slug
+from taskmill.clusters.naming import slug, unique_names
 from taskmill.errors import ConfigError
 from taskmill.records import Fold, Row
 
@@ -175,13 +175,9 @@ def make_folds(manifest: ClusterManifest, rows: dict[str, list[Row]], config: Fo
     prints = fingerprint(all_rows, config.dedup) if config.dedup.enabled else None
     source = {t: config.source_aliases.get(d, d) for t, d in manifest.dataset_of().items()}
     plans = [plan_fold(name, kind, held, test, cluster_of, source, rows, prints, config) for name, kind, held, test in held_out_sets(manifest, config)]
-    seen: set[str] = set()
-    for plan in plans:  # file names: slugs, made unique in fold order
-        base = slug(plan.fold.name.replace(":", "-"))
-        plan.slug, n = base, 2
-        while plan.slug in seen:
-            plan.slug, n = f"{base}-{n}", n + 1
-        seen.add(plan.slug)
+    # file names: slugs, made unique in fold order
+    for plan, name in zip(plans, unique_names([slug(p.fold.name.replace(":", "-")) for p in plans])):
+        plan.slug = name
     return plans
 
 

@@ -48,10 +48,14 @@ def slug(text: str) -> str:
 
 def auto_names(terms: Sequence[Sequence[str]]) -> list[str]:
     """Names ``term1-term2-term3``, made unique with ``-2``, ``-3`` suffixes in cluster order."""
+    return unique_names([slug("-".join(words)) if words else f"cluster-{i}" for i, words in enumerate(terms)])
+
+
+def unique_names(bases: Sequence[str]) -> list[str]:
+    """``bases`` with repeats made unique by ``-2``, ``-3`` suffixes, in order."""
     names: list[str] = []
     seen: set[str] = set()
-    for i, words in enumerate(terms):
-        base = slug("-".join(words)) if words else f"cluster-{i}"
+    for base in bases:
         name, n = base, 2
         while name in seen:
             name, n = f"{base}-{n}", n + 1
