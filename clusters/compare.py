@@ -7,6 +7,7 @@ collection built over them. Only tasks found in both are scored; the others are 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,9 +90,11 @@ def compare(manifest: ClusterManifest, reference: dict[str, str]) -> Comparison:
     if len(pairs) < 2:
         raise ConfigError([f"only {len(pairs)} manifest task(s) match the reference; expected reference keys that are task names or dataset ids"])
     predicted, truth = [p for p, _ in pairs], [t for _, t in pairs]
-    clusters = [c.name for c in manifest.clusters if c.name in set(predicted)]
+    counts = Counter(pairs)  # (cluster, label) -> tasks
+    matched = set(predicted)
+    clusters = [c.name for c in manifest.clusters if c.name in matched]
     labels = sorted(set(truth))
-    table = [[sum(1 for p, t in pairs if p == c and t == lab) for lab in labels] for c in clusters]
+    table = [[counts[c, lab] for lab in labels] for c in clusters]
     return Comparison(
         ari=round(float(adjusted_rand_score(truth, predicted)), 4),
         nmi=round(float(normalized_mutual_info_score(truth, predicted)), 4),
