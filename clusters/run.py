@@ -32,7 +32,7 @@ from taskmill.clusters.manifest import (
     load_overrides,
 )
 from taskmill.clusters.naming import auto_names, distinctive_terms
-from taskmill.clusters.represent import RepresentConfig, embed_tasks, make_embedder, task_texts
+from taskmill.clusters.represent import RepresentConfig, embed_tasks, l2_normalise, make_embedder, task_texts
 from taskmill.records import Row
 
 if TYPE_CHECKING:
@@ -98,8 +98,6 @@ def build_entries(groups: dict[str, list[str]], auto_of: dict[str, str], X: np.n
     ``auto_of`` maps each task to the automatic name of the algorithm's cluster that held it; a
     final cluster's ``auto_name`` is the one most of its tasks came from.
     """
-    from taskmill.clusters.represent import l2_normalise
-
     index = {t: i for i, t in enumerate(tasks)}
     names = sorted(groups, key=lambda n: (-len(groups[n]), n))
     centroids = {n: l2_normalise(X[[index[t] for t in groups[n]]].mean(axis=0, keepdims=True))[0] for n in names}
