@@ -65,9 +65,9 @@ class LocoConfig:
         problems += [f"{k}: unknown key" for k in sorted(unknown)]
         train = raw.get("train") or {}
         if isinstance(train, str):
-            import yaml
+            from taskmill.templates.fileformat import read_yaml
 
-            train = yaml.safe_load(Path(train).read_text(encoding="utf-8")) if Path(train).is_file() else None
+            train = read_yaml(Path(train)) if Path(train).is_file() else None
         if not isinstance(train, dict):
             problems.append("train: expected a trainer config mapping or the path of one")
         ev = raw.get("eval") or {}
@@ -85,9 +85,9 @@ class LocoConfig:
 
 def load_loco_config(path: str | Path) -> LocoConfig:
     """Read and validate a LOCO YAML file."""
-    import yaml
+    from taskmill.templates.fileformat import read_yaml
 
-    return LocoConfig.from_mapping(yaml.safe_load(Path(path).read_text(encoding="utf-8")), file=str(path))
+    return LocoConfig.from_mapping(read_yaml(Path(path)), file=str(path))
 
 
 def _slug(name: str) -> str:

@@ -67,3 +67,17 @@ def test_loco_config_lists_every_problem():
     text = str(err.value)
     for needle in ("folds: required", "model: required", "out: required", "extra: unknown key", "eval.bogus"):
         assert needle in text
+
+
+def test_loco_file_problems_are_one_line(tmp_path):
+    """A missing or malformed LOCO file is one error line naming the file, not a traceback."""
+    from taskmill.errors import TaskmillError
+    from taskmill.eval.loco import load_loco_config
+
+    with pytest.raises(TaskmillError, match="file not found") as err:
+        load_loco_config(tmp_path / "nope.yaml")
+    assert str(tmp_path / "nope.yaml") in err.value.line()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("folds: [\n")
+    with pytest.raises(TaskmillError, match="malformed YAML: line 2"):
+        load_loco_config(bad)
