@@ -242,17 +242,16 @@ def lint_file(path: str | Path, rows: Sequence[tuple[str, dict[str, Any]]] | Non
     if tf is None:
         return findings, 0
     fields = set().union(*(r.keys() for _, r in rows)) if rows else None
-    compiles = set()
+    row_checked = []  # by position: two templates may share an id (reported as a duplicate)
     for template in tf.templates:
         static = _static_findings(template, str(path), fields)
         findings += static
         # A template that does not compile, or reads a field the rows lack in the strict dialect,
         # would fail on every row: its static finding says it once.
         if not any(f.level == "error" and f.code in ("parse", "unknown-field") for f in static):
-            compiles.add(template.id)
-    for template in tf.templates:
-        if rows and template.id in compiles:
-            findings += _row_findings(template, str(path), rows, seed)
+            row_checked.append(template)
+    for template in row_checked if rows else ():
+        findings += _row_findings(template, str(path), rows, seed)
     return findings, len(tf.templates)
 
 

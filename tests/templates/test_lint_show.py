@@ -59,6 +59,16 @@ def test_lint_finds_each_problem(files: dict[str, Path]) -> None:
     assert (report.templates, report.rows) == (7, 3)
 
 
+def test_a_broken_template_sharing_an_id_is_reported_not_raised(tmp_path: Path) -> None:
+    """Row checks go by template, not id: a duplicate id with a syntax error stays a finding."""
+    path, data = tmp_path / "dup.yaml", tmp_path / "rows.jsonl"
+    path.write_text("dataset: d\ntemplates:\n  - {id: a, name: ok, input: '{{ sentence }}', target: 'x'}\n"
+                    "  - {id: a, name: broken, input: '{{ sentence ', target: 'x'}\n", encoding="utf-8")
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    codes = {(f.template, f.code) for f in lint_paths([path], data).findings}
+    assert ("broken", "parse") in codes and any(code == "duplicate" for _, code in codes)
+
+
 def test_lint_without_data_still_checks_braces_and_syntax(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text("dataset: d\ntemplates:\n  - {id: a, name: a, input: '{x} and {{ x }} and {y}', target: '{{ z }}'}\n", encoding="utf-8")
