@@ -8,7 +8,8 @@ line on stderr and exit code 2.
 from __future__ import annotations
 
 import functools
-import sys
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
 
@@ -28,11 +29,23 @@ templates_app = typer.Typer(help="Lint, show and convert prompt templates.", no_
 app.add_typer(templates_app, name="templates")
 
 
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Write even into an existing folder that is not this command's own output "
+    "(never the current or home directory, nor a folder holding an input).")]
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    # SIGTERM as an exception, so that every `finally` and temp-folder cleanup runs on the way out.
+    raise SystemExit(128 + signum)
+
+
 def user_errors(func: F) -> F:
     """Turn a :class:`TaskmillError` into one line on stderr and its exit code (2)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate)
         try:
             return func(*args, **kwargs)
         except TaskmillError as err:
@@ -120,19 +133,20 @@ def _key_value(item: str) -> tuple[str, str]:
 @app.command("build")
 @user_errors
 def build_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Corpus folder (replaced atomically).")],
+    out: Annotated[Path, typer.Option("--out", help="Corpus folder (new, or an earlier corpus folder: replaced atomically).")],
     collection: Annotated[Optional[Path], typer.Argument(help="Collection YAML (default: the embedded starter collection).")] = None,
     num_proc: Annotated[int, typer.Option("--num-proc", help="Rendering processes (output does not depend on it).")] = 1,
     save_to_disk: Annotated[bool, typer.Option("--save-to-disk", help="Also write DIR/hf_dataset (datasets.load_from_disk).")] = False,
     format: Annotated[Optional[list[str]], typer.Option("--format", help="Formats to build, replacing the collection's (repeat).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="datasets cache folder (default: HF_DATASETS_CACHE).")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Build an instruction-tuning corpus: corpus.jsonl, corpus.parquet, card.md, manifest.json."""
     from taskmill.builders.build import build_collection
 
     result = build_collection(collection, out, num_proc=num_proc, save_to_disk=save_to_disk, formats=format,
-                              progress=progress, cache_dir=cache_dir)
+                              progress=progress, cache_dir=cache_dir, overwrite=overwrite)
     typer.echo(f"wrote {result.rows} rows ({result.rendered} rendered) to {result.out}")
 
 
@@ -146,11 +160,12 @@ def preferences_cmd(
     model: Annotated[Optional[str], typer.Option(help="Model for --rejected model (hf backend).")] = None,
     format: Annotated[Optional[list[str]], typer.Option("--format", help="Only rows of these formats (repeat).")] = None,
     split: Annotated[Optional[list[str]], typer.Option("--split", help="Only rows of these splits (repeat).")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Preference pairs (TRL prompt/chosen/rejected) from labelled rows: gold vs a wrong choice."""
     from taskmill.builders.preference import cli_preferences
 
-    typer.echo(cli_preferences(corpus, out, seed, rejected, model, format or [], split or []))
+    typer.echo(cli_preferences(corpus, out, seed, rejected, model, format or [], split or [], overwrite))
 
 
 @app.command("self-instruct")
@@ -167,13 +182,14 @@ def self_instruct_cmd(
     prompt_style: Annotated[str, typer.Option(help="plain or chat.")] = "plain",
     seed: Annotated[int, typer.Option(help="Seed of the demonstration draws.")] = 0,
     base_url: Annotated[Optional[str], typer.Option(help="openai: server URL up to /v1.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Model-written instructions (Self-Instruct): generate from seeds, filter by rules and ROUGE-L novelty."""
     from taskmill.builders.selfinstruct import SelfInstructConfig, cli_self_instruct
 
     cfg = SelfInstructConfig(target=target, rounds=rounds, per_round=per_round, rouge_threshold=rouge_threshold,
                              prompt_style=prompt_style, seed=seed)
-    typer.echo(cli_self_instruct(seeds, model, out, backend, cfg, base_url))
+    typer.echo(cli_self_instruct(seeds, model, out, backend, cfg, base_url, overwrite))
 
 
 # --- clusters -------------------------------------------------------------------------------------
@@ -200,6 +216,7 @@ def cluster_run_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the row sample and k-means.")] = 0,
     overrides: Annotated[Optional[Path], typer.Option(help="YAML with an 'overrides' block (pin/merge/rename).")] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write heatmap, dendrogram and PCA PNGs.")] = True,
+    overwrite: Overwrite = False,
 ) -> None:
     """Cluster the tasks of a corpus: clusters.yaml, similarity.csv, plots and summary.md."""
     from taskmill.clusters.cluster import ClusterConfig
@@ -210,7 +227,7 @@ def cluster_run_cmd(
         corpus, out,
         RepresentConfig(embedder=embedder, rows_per_task=rows_per_task, seed=seed),
         ClusterConfig(algorithm=algorithm, k=k, distance_threshold=distance_threshold, linkage=linkage, k_max=k_max, min_cluster_size=min_cluster_size, seed=seed),
-        overrides_file=overrides, draw=plots,
+        overrides_file=overrides, draw=plots, overwrite=overwrite,
     )
     typer.echo(summary_markdown(run).split("![")[0].rstrip())
     typer.echo(f"\nwrote {out}/clusters.yaml, similarity.csv, summary.md" + (", heatmap.png, dendrogram.png, pca.png" if plots else ""))
@@ -242,6 +259,7 @@ def folds_make_cmd(
     threshold: Annotated[float, typer.Option(help="Jaccard at which a training row counts as a near duplicate.")] = 0.75,
     ngram: Annotated[int, typer.Option(help="Words per shingle.")] = 3,
     min_words: Annotated[int, typer.Option(help="Instance words (template text removed) below which only exact prompts match.")] = 4,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write folds.yaml (train/test tasks and leakage counts per fold), summary.md and removed/."""
     from taskmill.clusters.folds import FoldConfig, summary_markdown, write_folds
@@ -257,7 +275,7 @@ def folds_make_cmd(
         same_source=same_source,
         dedup=DedupConfig(enabled=dedup, threshold=threshold, ngram=ngram, min_words=min_words),
     )
-    typer.echo(summary_markdown(write_folds(manifest, corpus, out, config)))
+    typer.echo(summary_markdown(write_folds(manifest, corpus, out, config, overwrite=overwrite)))
     typer.echo(f"wrote {out}/folds.yaml, summary.md, removed/")
 
 
@@ -268,11 +286,12 @@ def folds_corpus_cmd(
     fold: Annotated[str, typer.Argument(help="Fold name (cluster:<name>, task:<name>, or a bare name).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder: train/ and test/ corpora.")],
     corpus: Annotated[Optional[Path], typer.Option(help="Source corpus (default: the one recorded in folds.yaml).")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write one fold's training corpus and held-out corpus (corpus.jsonl schema)."""
     from taskmill.clusters.fold_corpus import write_fold_corpora
 
-    counts = write_fold_corpora(folds, fold, out, corpus)
+    counts = write_fold_corpora(folds, fold, out, corpus, overwrite=overwrite)
     typer.echo(f"wrote {out}/train ({counts['train_rows']} rows, {counts['removed_rows']} removed as duplicates) and {out}/test ({counts['test_rows']} rows)")
 
 
@@ -284,11 +303,12 @@ def folds_corpus_cmd(
 def train_cmd(
     config: Annotated[Path, typer.Argument(help="Training config YAML.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: optim.lr=1e-4 lora.r=32")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Fine-tune a causal LM (LoRA or full) on a corpus; works under torchrun for DDP/FSDP2."""
     from taskmill.trainer import load_config, train
 
-    result = train(load_config(config, overrides or []))
+    result = train(load_config(config, overrides or []), overwrite=overwrite)
     if result.records:
         last = result.records[-1]
         typer.echo(f"step {last['step']}: loss {last['loss']:.4f}")
@@ -305,11 +325,12 @@ def merge_cmd(
     out: Annotated[Path, typer.Argument(help="Folder for the merged model.")],
     base: Annotated[Optional[str], typer.Option(help="Base model folder (default: the one the run used).")] = None,
     gguf_file: Annotated[Optional[str], typer.Option(help="GGUF file inside --base.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Merge a LoRA adapter into its base model and save a plain HF model folder."""
     from taskmill.trainer import merge_adapter
 
-    typer.echo(f"saved {merge_adapter(adapter, out, base, gguf_file)}")
+    typer.echo(f"saved {merge_adapter(adapter, out, base, gguf_file, overwrite=overwrite)}")
 
 
 @app.command("head")
@@ -325,13 +346,14 @@ def head_cmd(
     epochs: Annotated[int, typer.Option(help="Full-batch epochs per head.")] = 200,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Head initialisation seed.")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Head fine-tuning baseline: frozen encoder, one linear classifier per task (cannot do held-out tasks)."""
     from taskmill.trainer.head import HeadConfig, format_heads, run_heads
 
     cfg = HeadConfig(encoder=encoder, formats=tuple(format or ["zero_shot"]), train_splits=tuple(train_split or ["train"]),
                      eval_splits=tuple(eval_split or ["validation"]), epochs=epochs, lr=lr, seed=seed)
-    typer.echo(format_heads(run_heads(corpus, out, cfg, eval_corpus)) + f"\nwrote {out}/results.json, heads.pt")
+    typer.echo(format_heads(run_heads(corpus, out, cfg, eval_corpus, overwrite=overwrite)) + f"\nwrote {out}/results.json, heads.pt")
 
 
 # --- eval -----------------------------------------------------------------------------------------
@@ -363,6 +385,7 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% intervals (0: none).")] = 1000,
     cache: Annotated[Optional[Path], typer.Option(help="Cache file shared across runs (default OUT/cache.jsonl).")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Score one model (optionally with an adapter) on a corpus; resumable, cached per example."""
     from taskmill.eval.report import cli_eval
@@ -373,7 +396,7 @@ def eval_command(
         str(corpus), model=model, out=str(out), backend=backend, adapter=adapter, formats=format, tasks=task,
         fold=str(fold) if fold else None, clusters=str(clusters) if clusters else None, limit=limit,
         prompt_style=prompt_style, separator=separator, calibrate=calibrate, max_new_tokens=max_new_tokens,
-        seed=seed, bootstrap=bootstrap, cache=str(cache) if cache else None, options=options,
+        seed=seed, bootstrap=bootstrap, cache=str(cache) if cache else None, options=options, overwrite=overwrite,
     ))
 
 
@@ -381,11 +404,12 @@ def eval_command(
 @user_errors
 def loco_command(
     config: Annotated[Path, typer.Argument(help="LOCO YAML: folds, model, out, train, eval.")],
+    overwrite: Overwrite = False,
 ) -> None:
     """Leave-one-cluster-out: per fold, train an adapter and evaluate base and adapter on the held-out cluster."""
     from taskmill.eval.loco import cli_loco
 
-    typer.echo(cli_loco(str(config)))
+    typer.echo(cli_loco(str(config), overwrite))
 
 
 @app.command("report")
@@ -395,11 +419,12 @@ def report_command(
     out: Annotated[Path, typer.Option(help="Report folder (leaderboard.html/.md/.csv/.json, plots/).")],
     bootstrap: Annotated[int, typer.Option(help="Resamples of the paired intervals of tuned-minus-base deltas (0: none).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of those resamples.")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Merge eval results into one leaderboard: Markdown, CSV, JSON and a self-contained HTML page."""
     from taskmill.eval.leaderboard.report import cli_report
 
-    typer.echo(cli_report(results, str(out), bootstrap=bootstrap, seed=seed))
+    typer.echo(cli_report(results, str(out), bootstrap=bootstrap, seed=seed, overwrite=overwrite))
 
 
 @app.command("run")
@@ -407,11 +432,12 @@ def report_command(
 def run_command(
     pipeline: Annotated[Optional[Path], typer.Argument(help="Pipeline YAML (default: the embedded starter pipeline).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (replaces the pipeline's `out`).")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """The whole job: build -> cluster -> folds -> train + eval per fold -> leaderboard (skips what is done)."""
     from taskmill.eval.pipeline import cli_run
 
-    typer.echo(cli_run(str(pipeline) if pipeline else None, str(out) if out else None))
+    typer.echo(cli_run(str(pipeline) if pipeline else None, str(out) if out else None, overwrite))
 
 
 def main() -> None:

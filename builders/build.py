@@ -25,6 +25,7 @@ from taskmill.builders.render import SKIP_EXAMPLES_KEPT, Chunk, ChunkResult, Met
 from taskmill.builders import writer
 from taskmill.builders.sources import load_task, needed_splits
 from taskmill.errors import ConfigError, TaskmillError
+from taskmill.fileio import OutputFolder, atomic_dir, claim_output, sha256_file, write_json, write_text
 from taskmill.records import FORMATS, Template
 
 RENDERS_PER_CHUNK = 4000  # (row, template) renders per unit of parallel work
@@ -230,11 +231,20 @@ def _inputs(collection: Collection, plans: Sequence[TaskPlan]) -> tuple[list[dic
         task = plan.config
         written = [task.sni or task.instructions] if task.sni or task.instructions else [f for s in needed_splits(task) for f in (task.data_files or {}).get(s, ())]
         for rel in written:
-            data.append({"task": task.name, "path": rel, "sha256": writer.sha256_file(collection.resolve(rel))})
+            data.append({"task": task.name, "path": rel, "sha256": sha256_file(collection.resolve(rel))})
         if not task.sni:
             templates.append({"task": task.name, "path": plan.template_label,
-                              "sha256": writer.sha256_file(Path(plan.template_file))})
+                              "sha256": sha256_file(Path(plan.template_file))})
     return data, templates
+
+
+def _input_paths(collection: Collection) -> list[Path]:
+    """Every local file the collection reads (the output folder may hold none of them)."""
+    paths = [collection.path]
+    for task in collection.tasks:
+        named = [task.sni, task.instructions, task.templates, *(f for fs in (task.data_files or {}).values() for f in fs)]
+        paths += [collection.resolve(p) for p in named if p]
+    return paths
 
 
 def _manifest(collection: Collection, plans: Sequence[TaskPlan], rows: int, outputs: dict[str, str]) -> dict[str, Any]:
@@ -243,7 +253,7 @@ def _manifest(collection: Collection, plans: Sequence[TaskPlan], rows: int, outp
                 "split_rows": {s: len(r) for s, r in p.data.splits.items()},
                 "selected_rows": {s: len(ix) for s, ix in p.selected.items()}} for p in plans]
     return {
-        "collection": {"file": collection.path.name, "sha256": writer.sha256_file(collection.path)},
+        "collection": {"file": collection.path.name, "sha256": sha256_file(collection.path)},
         "seed": collection.seed, "config": collection.resolved(), "rows": rows, "sources": sources,
         "inputs": data, "templates": templates, "outputs": outputs, "versions": _versions(),
     }
@@ -263,22 +273,22 @@ def _select(collection: Collection, plans: Sequence[TaskPlan], rendered: Rendere
     return positions, BuildStats(rendered.skips, duplicates, report, len(rendered.metas))
 
 
-def _write(out: Path, collection: Collection, plans: Sequence[TaskPlan], rendered: Rendered,
+def _write(out: OutputFolder, collection: Collection, plans: Sequence[TaskPlan], rendered: Rendered,
            positions: list[int], stats: BuildStats, hf: bool) -> dict[str, str]:
-    with writer.atomic_dir(out) as tmp:
+    with atomic_dir(out.path, marker=out.write_marker) as tmp:
         jsonl_sha = rendered.jsonl.write(tmp / writer.CORPUS_JSONL, positions)
         writer.write_parquet(rendered.batches, positions, len(rendered.metas), tmp / writer.CORPUS_PARQUET)
         card = render_card(collection.path.name, collection.seed, plans, [rendered.metas[p] for p in positions],
                            [rendered.task_of[p] for p in positions], stats)
-        writer.write_text(tmp / writer.CARD, card)
+        write_text(tmp / writer.CARD, card)
         names = [writer.CORPUS_JSONL, writer.CORPUS_PARQUET, writer.CARD]
-        outputs = {name: jsonl_sha if name == writer.CORPUS_JSONL else writer.sha256_file(tmp / name) for name in names}
+        outputs = {name: jsonl_sha if name == writer.CORPUS_JSONL else sha256_file(tmp / name) for name in names}
         if hf:
             writer.save_to_disk(tmp / writer.CORPUS_PARQUET, tmp / writer.HF_DIR, outputs[writer.CORPUS_JSONL])
             for path in sorted((tmp / writer.HF_DIR).rglob("*")):
                 if path.is_file():
-                    outputs[path.relative_to(tmp).as_posix()] = writer.sha256_file(path)
-        writer.write_json(tmp / writer.MANIFEST, _manifest(collection, plans, len(positions), outputs))
+                    outputs[path.relative_to(tmp).as_posix()] = sha256_file(path)
+        write_json(tmp / writer.MANIFEST, _manifest(collection, plans, len(positions), outputs))
     return outputs
 
 
@@ -291,6 +301,7 @@ def build_collection(
     formats: Sequence[str] | None = None,
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    overwrite: bool = False,
 ) -> BuildResult:
     """Build a corpus folder from a collection file.
 
@@ -302,21 +313,25 @@ def build_collection(
         formats: Replace every task's formats.
         progress: Show a progress bar on stderr.
         cache_dir: The ``datasets`` cache folder (None: ``HF_DATASETS_CACHE`` or its default).
+        overwrite: Replace ``out`` even when it is not an earlier corpus folder (never the current
+            or home directory, nor a folder holding the collection's inputs).
 
     Raises:
-        TaskmillError: Bad collection, data or template (one line); nothing is written.
+        TaskmillError: Bad collection, data or template, or an output folder that must not be
+            replaced (one line); nothing is written.
     """
     if formats:
         _check_formats(formats)
     collection = load_collection(collection_file if collection_file is not None else starter_collection(), formats)
     if num_proc < 1:
         raise ConfigError([f"--num-proc must be >= 1 (got {num_proc})"])
+    target = claim_output(out, "build", inputs=_input_paths(collection), overwrite=overwrite)
     cache = str(cache_dir) if cache_dir is not None else None
     plans = [plan_task(collection, i, task, cache) for i, task in enumerate(collection.tasks)]
     with _spill_folder(num_proc) as spill:
         rendered = render_all(plans, num_proc, progress, spill)
         positions, stats = _select(collection, plans, rendered)
-        outputs = _write(Path(out), collection, plans, rendered, positions, stats, save_to_disk)
+        outputs = _write(target, collection, plans, rendered, positions, stats, save_to_disk)
         return BuildResult(Path(out), len(positions), len(rendered.metas), outputs)
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from taskmill.errors import ConfigError, DataError
+from taskmill.fileio import OutputFolder, atomic_dir, claim_output, write_text
 
 _NO_PAIRS = "no row with answer_choices, a target_index and a distinct wrong choice"
 
@@ -114,15 +115,18 @@ def make_pairs(rows: Sequence[dict[str, Any]], config: PreferenceConfig, backend
 
 
 def build_preferences(corpus: str | Path, out: str | Path, config: PreferenceConfig = PreferenceConfig(),
-                      backend: Any = None) -> dict[str, Any]:
+                      backend: Any = None, *, overwrite: bool = False) -> dict[str, Any]:
     """Write ``OUT/preferences.jsonl`` and ``OUT/manifest.json``; returns the manifest.
+
+    ``overwrite`` replaces ``out`` even when it is not an earlier preferences folder.
 
     Raises:
         DataError: unreadable corpus, or no row with answer choices to pair.
     """
     from taskmill.trainer.data import corpus_file, read_jsonl
 
-    file, out = corpus_file(corpus), Path(out)
+    file = corpus_file(corpus)
+    target = claim_output(out, "preferences", inputs=[file], overwrite=overwrite)
     # An empty corpus gets the same report as one without a usable row: nothing to pair.
     rows = read_jsonl(file, lambda row: isinstance(row, dict), "expected a JSON object (a corpus row)",
                       missing="corpus not found (expected corpus.jsonl or a folder holding it)", empty=_NO_PAIRS)
@@ -137,7 +141,7 @@ def build_preferences(corpus: str | Path, out: str | Path, config: PreferenceCon
         "pairs": len(pairs), "by_source": _count(pairs, "rejected_source"), "by_task": _count(pairs, "task"),
         "sha256": hashlib.sha256(text.encode()).hexdigest(),
     }
-    _write(out, {"preferences.jsonl": text, "manifest.json": json.dumps(manifest, indent=1, sort_keys=True) + "\n"})
+    _write(target, {"preferences.jsonl": text, "manifest.json": json.dumps(manifest, indent=1, sort_keys=True) + "\n"})
     return manifest
 
 
@@ -148,20 +152,19 @@ def _count(pairs: Sequence[dict[str, Any]], key: str) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _write(out: Path, files: dict[str, str]) -> None:
-    """Write files into ``out`` atomically (temp names, then renames)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out / name)
+def _write(out: OutputFolder, files: dict[str, str]) -> None:
+    """Write the claimed folder ``out`` whole: file name -> text."""
+    with atomic_dir(out.path, marker=out.write_marker) as tmp:
+        for name, text in files.items():
+            write_text(tmp / name, text)
 
 
 def cli_preferences(corpus: Path, out: Path, seed: int, rejected: str, model: str | None,
-                    formats: Sequence[str], splits: Sequence[str]) -> str:
+                    formats: Sequence[str], splits: Sequence[str], overwrite: bool = False) -> str:
     """Run ``taskmill preferences`` and return the text to print."""
     if rejected not in ("sampled", "model"):
         raise ConfigError([f"--rejected: expected sampled or model, got {rejected!r}"])
+    claim_output(out, "preferences", inputs=[corpus], overwrite=overwrite)  # before the model loads
     backend = None
     if rejected == "model":
         if not model:
@@ -170,6 +173,6 @@ def cli_preferences(corpus: Path, out: Path, seed: int, rejected: str, model: st
 
         backend = get_backend("hf", model=model)
     cfg = PreferenceConfig(seed=seed, rejected=rejected, formats=tuple(formats), splits=tuple(splits))  # type: ignore[arg-type]
-    manifest = build_preferences(corpus, out, cfg, backend)
+    manifest = build_preferences(corpus, out, cfg, backend, overwrite=overwrite)
     sources = ", ".join(f"{k} {v}" for k, v in manifest["by_source"].items())
     return f"wrote {manifest['pairs']} pairs ({sources}) from {len(manifest['by_task'])} tasks to {out}/preferences.jsonl"

@@ -196,12 +196,17 @@ def _with_provenance(task: dict, index: int, prompt: str, demos: list[dict], rou
 
 
 def self_instruct(seeds_file: str | Path, backend: Any, out: str | Path,
-                  config: SelfInstructConfig = SelfInstructConfig()) -> dict[str, Any]:
-    """Generate instructions from a seed file with ``backend`` and write ``OUT/``; returns the manifest."""
+                  config: SelfInstructConfig = SelfInstructConfig(), *, overwrite: bool = False) -> dict[str, Any]:
+    """Generate instructions from a seed file with ``backend`` and write ``OUT/``; returns the manifest.
+
+    ``overwrite`` replaces ``out`` even when it is not an earlier self-instruct folder.
+    """
     from taskmill.builders.handwritten import read_instructions
     from taskmill.builders.preference import _count, _write
+    from taskmill.fileio import claim_output
 
     seeds_file = Path(seeds_file)
+    target = claim_output(out, "self-instruct", inputs=[seeds_file], overwrite=overwrite)
     seeds = read_instructions(seeds_file)
     kept, candidates = generate_instructions(seeds, backend, config)
     manifest = {
@@ -211,7 +216,7 @@ def self_instruct(seeds_file: str | Path, backend: Any, out: str | Path,
         "prompt_template": build_prompt([{"instruction": "{instruction}", "input": "{input}", "output": "{output}"}]),
         "kept": len(kept), "candidates": len(candidates), "verdicts": _count(candidates, "verdict"),
     }
-    _write(Path(out), {
+    _write(target, {
         "instructions.jsonl": "".join(json.dumps(k, ensure_ascii=False, sort_keys=True) + "\n" for k in kept),
         "candidates.jsonl": "".join(json.dumps(c, ensure_ascii=False, sort_keys=True) + "\n" for c in candidates),
         "manifest.json": json.dumps(manifest, indent=1, sort_keys=True) + "\n",
@@ -220,12 +225,14 @@ def self_instruct(seeds_file: str | Path, backend: Any, out: str | Path,
 
 
 def cli_self_instruct(seeds: Path, model: str, out: Path, backend_name: str, config: SelfInstructConfig,
-                      base_url: str | None = None) -> str:
+                      base_url: str | None = None, overwrite: bool = False) -> str:
     """Run ``taskmill self-instruct`` and return the text to print."""
     from taskmill.eval.backends import get_backend
+    from taskmill.fileio import claim_output
 
+    claim_output(out, "self-instruct", inputs=[seeds], overwrite=overwrite)  # before the model loads
     options = {"base_url": base_url} if base_url else {}
     backend = get_backend(backend_name, model=model, **options)
-    manifest = self_instruct(seeds, backend, out, config)
+    manifest = self_instruct(seeds, backend, out, config, overwrite=overwrite)
     verdicts = ", ".join(f"{k} {v}" for k, v in manifest["verdicts"].items())
     return f"kept {manifest['kept']} of {manifest['candidates']} candidates ({verdicts}); wrote {out}/instructions.jsonl"

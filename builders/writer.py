@@ -1,27 +1,22 @@
-"""Writing a corpus folder atomically: JSONL, Parquet, card, manifest, optional HF ``save_to_disk``.
+"""Writing a corpus folder: JSONL, Parquet, card, manifest, optional HF ``save_to_disk``.
 
-The folder is built as a hidden sibling of ``DIR`` and renamed into place at the end, so a failed
-build leaves either no ``DIR`` or the previous one untouched. Every file is deterministic: the
+The folder is filled inside :func:`taskmill.fileio.atomic_dir` (a hidden sibling of ``DIR``
+renamed into place at the end), so a failed build leaves either no ``DIR`` or the previous one
+untouched. Every file is deterministic: the
 Parquet file carries no timestamps (its only metadata is the Arrow schema and the writer version).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
-import json
 import mmap
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from taskmill.errors import TaskmillError
 
 CORPUS_JSONL = "corpus.jsonl"
 CORPUS_PARQUET = "corpus.parquet"
@@ -41,41 +36,6 @@ PARQUET_SCHEMA = pa.schema([
     ("target_index", pa.int64()), ("shots", pa.list_(pa.int64())), ("metrics", pa.list_(pa.string())),
     ("original_task", pa.bool_()),
 ])
-
-
-@contextlib.contextmanager
-def atomic_dir(out: Path) -> Iterator[Path]:
-    """A temporary folder beside ``out`` that replaces ``out`` only if the block succeeds."""
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    except OSError as err:
-        raise TaskmillError(f"cannot create the output folder: {err.strerror}", file=str(out)) from None
-    try:
-        yield tmp
-        _replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Swap ``tmp`` into ``out`` (the old folder is moved aside first, then deleted)."""
-    if out.exists() and not out.is_dir():
-        raise TaskmillError("output exists and is not a folder; expected a folder path", file=str(out))
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        os.replace(out, old / out.name)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if old is not None:
-            os.replace(old / out.name, out)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 class JsonlChunks:
@@ -210,25 +170,6 @@ def _runs(positions: Sequence[int]) -> list[tuple[int, int]]:
         else:
             runs.append((pos, pos + 1))
     return runs
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_text(path: Path, text: str) -> None:
-    """A UTF-8 text file with ``\\n`` line ends."""
-    path.write_text(text, encoding="utf-8", newline="\n")
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Pretty JSON (2-space indent, keys in insertion order, UTF-8 kept)."""
-    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def save_to_disk(parquet: Path, folder: Path, fingerprint: str) -> None:

@@ -74,7 +74,8 @@ def find_fold(entries: list[FoldEntry], name: str) -> FoldEntry:
     raise ConfigError([f"no fold named {name!r}; folds: {', '.join(e.fold.name for e in entries)}"])
 
 
-def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Path, corpus_dir: str | Path | None = None) -> dict[str, int]:
+def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Path, corpus_dir: str | Path | None = None,
+                       *, overwrite: bool = False) -> dict[str, int]:
     """Write the train and held-out corpora of one fold to ``out_dir`` atomically.
 
     Args:
@@ -82,6 +83,7 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
         fold_name: Fold name (see :func:`find_fold`).
         out_dir: Output folder; gets ``train/`` and ``test/`` corpus folders.
         corpus_dir: Source corpus; defaults to the one recorded in ``folds.yaml``.
+        overwrite: Replace ``out_dir`` even when it is not an earlier fold-corpus folder.
 
     Returns:
         Row counts: ``train_rows``, ``test_rows``, ``removed_rows`` (dropped by the near-duplicate guard).
@@ -89,11 +91,12 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
     Raises:
         DataError: The corpus differs from the one the folds were made from.
     """
-    from taskmill.builders.writer import atomic_dir, sha256_file, write_json
+    from taskmill.fileio import atomic_dir, claim_output, sha256_file, write_json
 
     header, entries = load_folds(folds_dir)
     entry = find_fold(entries, fold_name)
     source = corpus_file(corpus_dir or header["corpus"]["path"])
+    target = claim_output(out_dir, "folds corpus", inputs=[folds_dir, source], overwrite=overwrite)
     if sha256_file(source) != header["corpus"]["sha256"]:
         raise DataError("corpus changed since the folds were made (sha256 differs); re-run `taskmill folds make`", file=str(source))
     train_tasks, test_tasks = set(entry.fold.train_tasks), set(entry.fold.test_tasks)
@@ -107,7 +110,7 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
             else:
                 train.append(row)
     counts = {"train_rows": len(train), "test_rows": len(test), "removed_rows": removed}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, marker=target.write_marker) as tmp:
         for part, rows, tasks in (("train", train, entry.fold.train_tasks), ("test", test, entry.fold.test_tasks)):
             (tmp / part).mkdir()
             write_rows(tmp / part / "corpus.jsonl", rows)

@@ -183,7 +183,7 @@ def make_folds(manifest: ClusterManifest, rows: dict[str, list[Row]], config: Fo
 
 def folds_yaml(plans: list[FoldPlan], manifest_path: Path, corpus_path: Path, config: FoldConfig) -> dict:
     """The ``folds.yaml`` mapping."""
-    from taskmill.builders.writer import sha256_file
+    from taskmill.fileio import sha256_file
 
     cfg = asdict(config)
     cfg["kinds"], cfg["groups"] = list(config.kinds), [list(g) for g in config.groups]
@@ -221,11 +221,14 @@ def summary_markdown(plans: list[FoldPlan]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_folds(manifest_path: str | Path, corpus_dir: str | Path, out_dir: str | Path, config: FoldConfig | None = None) -> list[FoldPlan]:
+def write_folds(manifest_path: str | Path, corpus_dir: str | Path, out_dir: str | Path, config: FoldConfig | None = None,
+                *, overwrite: bool = False) -> list[FoldPlan]:
     """Make the folds of a cluster manifest and write ``folds.yaml``, ``summary.md`` and
     ``removed/<fold>.txt`` to ``out_dir`` atomically (``taskmill folds make``).
+
+    ``overwrite`` replaces ``out_dir`` even when it is not an earlier folds folder.
     """
-    from taskmill.builders.writer import atomic_dir
+    from taskmill.fileio import atomic_dir, claim_output
 
     config = config or FoldConfig()
     manifest_path = Path(manifest_path)
@@ -233,8 +236,9 @@ def write_folds(manifest_path: str | Path, corpus_dir: str | Path, out_dir: str 
         manifest_path = manifest_path / MANIFEST_FILE
     manifest = load_manifest(manifest_path)
     path = corpus_file(corpus_dir)
+    target = claim_output(out_dir, "folds make", inputs=[manifest_path, path], overwrite=overwrite)
     plans = make_folds(manifest, rows_by_task(path.parent), config)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, marker=target.write_marker) as tmp:
         (tmp / FOLDS_FILE).write_text(dump_yaml(folds_yaml(plans, manifest_path, path, config)), encoding="utf-8")
         (tmp / "summary.md").write_text(summary_markdown(plans), encoding="utf-8")
         (tmp / "removed").mkdir()

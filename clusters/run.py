@@ -153,7 +153,7 @@ def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: Cluster
 
 
 def _manifest(corpus_dir: Path, represent: RepresentConfig, config: ClusterConfig, result: ClusterResult, overrides: Overrides, unresolved: list[str], entries: list[ClusterEntry]) -> ClusterManifest:
-    from taskmill.builders.writer import sha256_file
+    from taskmill.fileio import sha256_file
 
     path = corpus_file(corpus_dir)
     quality = {
@@ -224,6 +224,7 @@ def run_clustering(
     config: ClusterConfig | None = None,
     overrides_file: str | Path | None = None,
     draw: bool = True,
+    overwrite: bool = False,
 ) -> ClusterRun:
     """Cluster the tasks of a corpus and write the outputs to ``out_dir`` atomically.
 
@@ -234,17 +235,20 @@ def run_clustering(
         config: Clustering settings (default: agglomerative, k by silhouette).
         overrides_file: YAML with an ``overrides`` block; replaces the previous manifest's.
         draw: Write the PNG plots.
+        overwrite: Replace ``out_dir`` even when it is not an earlier clustering folder.
 
     Returns:
         The run (manifest, vectors, similarity, timings).
     """
-    from taskmill.builders.writer import atomic_dir
+    from taskmill.fileio import atomic_dir, claim_output
 
     out = Path(out_dir)
+    inputs = [corpus_dir] + ([overrides_file] if overrides_file else [])
+    target = claim_output(out, "cluster run", inputs=inputs, overwrite=overwrite)
     overrides = previous_overrides(out, Path(overrides_file) if overrides_file else None)
     run = cluster_corpus(Path(corpus_dir), represent or RepresentConfig(), config or ClusterConfig(), overrides)
     clock = StageClock()
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, marker=target.write_marker) as tmp:
         write_outputs(run, tmp, draw)
     clock.lap("write")
     run.timings["write"], run.cpu_timings["write"] = clock.wall["write"], clock.cpu["write"]

@@ -31,6 +31,7 @@ from typing import Any
 from taskmill.errors import ConfigError
 from taskmill.eval.runner import EvalConfig, evaluate
 from taskmill.eval.store import write_json
+from taskmill.fileio import claim_output
 
 _EVAL_FIELDS = {f.name for f in fields(EvalConfig)} - {"corpus", "out", "model", "adapter", "fold"}
 
@@ -136,17 +137,19 @@ def _eval(config: LocoConfig, corpus: Path, out: Path, adapter: Path | None, fol
     return evaluate(cfg, backend=backend, progress=False)
 
 
-def run_loco(config: LocoConfig, backend_factory: Any = None) -> dict[str, Any]:
+def run_loco(config: LocoConfig, backend_factory: Any = None, *, overwrite: bool = False) -> dict[str, Any]:
     """Run every selected fold; write and return ``OUT/loco.json``'s content.
 
     Args:
         config: The run.
         backend_factory: ``(adapter or None) -> backend``; default builds one from ``config.eval``
             (the base backend is built once and reused for every fold).
+        overwrite: Write into ``config.out`` even when it is not an earlier LOCO folder.
     """
     from taskmill.clusters.fold_corpus import load_folds, write_fold_corpora
 
-    out = Path(config.out)
+    out = claim_output(config.out, "loco", inputs=[config.folds, config.model], overwrite=overwrite,
+                       mode="update").ensure()
     _, entries = load_folds(config.folds)
     names = list(config.fold_names) or [e.fold.name for e in entries]
     factory = backend_factory or _default_factory(config)
@@ -218,10 +221,10 @@ def format_loco(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cli_loco(config_path: str) -> str:
+def cli_loco(config_path: str, overwrite: bool = False) -> str:
     """Run ``taskmill loco CONFIG`` and return the text to print."""
     config = load_loco_config(config_path)
-    summary = run_loco(config)
+    summary = run_loco(config, overwrite=overwrite)
     if len(config.recipes) > 1:
         from taskmill.eval.loco_recipes import format_recipes
 

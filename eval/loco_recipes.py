@@ -117,7 +117,9 @@ def train_dpo_after_sft(config: Any, train_corpus: Path, sft_adapter: Path, out:
         return adapter
     from taskmill.eval.loco import train_adapter
 
-    prefs = make_fold_preferences(train_corpus, out / "preferences", config.preference)
+    # beside the run folder, not inside it: an output folder never holds its own inputs
+    prefs = make_fold_preferences(train_corpus, out.with_name(out.name.replace("train", "preferences", 1)),
+                                  config.preference)
     data = _deep_merge(config.train, config.dpo)
     data["objective"] = "dpo"
     return train_adapter(config, data, {"init_adapter": str(sft_adapter)}, {"corpus": str(prefs), "eval_corpus": None},

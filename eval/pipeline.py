@@ -28,10 +28,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from taskmill.errors import ConfigError
 from taskmill.eval.store import write_text
+from taskmill.fileio import atomic_dir, claim_output
 
 _KEYS = {"out", "collection", "formats", "cluster", "folds", "model", "train", "eval", "recipes", "dpo", "report"}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -147,20 +148,29 @@ def _prepare_model(model: str, folder: Path) -> None:
     """A GGUF model is dequantised once into a plain HF folder, which every later step loads fast."""
     from taskmill.eval.backends.hf_load import export_gguf_to_hf
 
-    tmp = folder.with_name(folder.name + ".tmp")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    export_gguf_to_hf(model, tmp)
-    tmp.replace(folder)
+    target = claim_output(folder, "run model", inputs=[model])
+    with atomic_dir(folder, marker=target.write_marker) as tmp:
+        export_gguf_to_hf(model, tmp)
 
 
-def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print) -> Path:
-    """Run every stage; returns the leaderboard's HTML file (or the LOCO summary without report)."""
+def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print, *, overwrite: bool = False,
+                 inputs: Sequence[str | Path] = ()) -> Path:
+    """Run every stage; returns the leaderboard's HTML file (or the LOCO summary without report).
+
+    Args:
+        config: The pipeline.
+        say: Where progress lines go.
+        overwrite: Write into ``config.out`` even when it is not an earlier pipeline folder.
+        inputs: Files the pipeline was read from (the output folder may not hold them).
+    """
     from taskmill.builders.build import build_collection
     from taskmill.clusters import ClusterConfig, FoldConfig, RepresentConfig, run_clustering, write_folds
     from taskmill.clusters.leakage import DedupConfig
     from taskmill.eval.loco import LocoConfig, run_loco
 
-    out = Path(config.out)
+    model_input = [config.model] if Path(config.model).exists() else []
+    out = claim_output(config.out, "run", inputs=[*inputs, *([config.collection] if config.collection else []), *model_input],
+                       overwrite=overwrite, mode="update").ensure()
     stages = _Stages(out, say)
     corpus, clusters, folds, loco = out / "corpus", out / "clusters", out / "folds", out / "loco"
     build_settings = {"collection": config.collection, "formats": config.formats,
@@ -198,15 +208,15 @@ def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print) -> 
 
 
 def _file_sha(path: str | None) -> str | None:
-    from taskmill.builders.writer import sha256_file
+    from taskmill.fileio import sha256_file
 
     return sha256_file(Path(path)) if path and Path(path).is_file() else None
 
 
-def cli_run(pipeline: str | None, out: str | None = None) -> str:
+def cli_run(pipeline: str | None, out: str | None = None, overwrite: bool = False) -> str:
     """Run ``taskmill run`` and return the closing lines to print."""
     config = load_pipeline(pipeline, out)
     start = time.perf_counter()
-    result = run_pipeline(config)
+    result = run_pipeline(config, overwrite=overwrite, inputs=[pipeline] if pipeline else [])
     minutes = (time.perf_counter() - start) / 60
     return f"finished in {minutes:.1f} min\nleaderboard: {result}"

@@ -33,7 +33,7 @@ def cli_eval(
     formats: list[str] | None = None, tasks: list[str] | None = None, fold: str | None = None,
     clusters: str | None = None, limit: int | None = None, prompt_style: str = "auto", separator: str = "\\n",
     calibrate: bool = False, max_new_tokens: int = 64, seed: int = 0, bootstrap: int = 1000,
-    cache: str | None = None, options: dict[str, Any] | None = None,
+    cache: str | None = None, options: dict[str, Any] | None = None, overwrite: bool = False,
 ) -> str:
     """Run ``taskmill eval`` and return the text to print.
 
@@ -46,5 +46,5 @@ def cli_eval(
         prompt_style=prompt_style, separator=codecs.decode(separator, "unicode_escape"), calibrate=calibrate,
         max_new_tokens=max_new_tokens, seed=seed, bootstrap=bootstrap, cache=cache,
     )
-    summary = evaluate(config)
+    summary = evaluate(config, overwrite=overwrite)
     return format_summary(summary) + f"\nwrote {out}/results.json, examples.jsonl, examples.parquet"

@@ -27,6 +27,7 @@ from taskmill.eval.scoring import (
     score_row,
 )
 from taskmill.eval.store import ResultCache, cache_key, package_versions, write_json, write_jsonl, write_parquet
+from taskmill.fileio import claim_output
 from taskmill.records import FORMATS, Row
 from taskmill.trainer.data import corpus_file
 
@@ -189,26 +190,28 @@ def run_backend(rows: Sequence[Row], backend: Any, options: ScoringOptions) -> l
     return [raws[r.id] for r in rows]
 
 
-def evaluate(config: EvalConfig, backend: Any = None, progress: bool = True) -> dict[str, Any]:
+def evaluate(config: EvalConfig, backend: Any = None, progress: bool = True, *, overwrite: bool = False) -> dict[str, Any]:
     """Run one evaluation and write its results under ``config.out``.
 
     Args:
         config: The run.
         backend: A ready backend (tests, LOCO); built from ``config`` when None.
         progress: Show a progress bar.
+        overwrite: Write into ``config.out`` even when it is not an earlier eval folder.
 
     Returns:
         The ``results.json`` content plus ``"model_calls"``: backend calls made by this run.
     """
     config.validate()
+    inputs = [config.corpus, config.model] + [p for p in (config.adapter, config.fold, config.clusters) if p]
+    target = claim_output(config.out, "eval", inputs=inputs, overwrite=overwrite, mode="update")
     rows = load_rows(config)
     if not rows:
         raise DataError("no rows left after filtering by tasks, fold and formats", file=config.corpus)
     if backend is None:
         backend = build_backend(config)
     options = _scoring_options(config, backend)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = target.ensure()
     cache = ResultCache(config.cache or out / "cache.jsonl")
     keys = {r.id: _row_key(r, backend, options) for r in rows}
     todo = [r for r in rows if cache.get(keys[r.id]) is None]

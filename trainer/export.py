@@ -15,14 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.errors import ConfigError, DataError
+from taskmill.fileio import atomic_dir, claim_output, replace_dir
 
 BASE_FILE = "taskmill_base.json"
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
 
 
 def _full_state(trainer: Any) -> dict[str, Any] | None:
@@ -58,7 +53,7 @@ def save_trained(trainer: Any, out: Path) -> Path:
                 _save_model(trainer, tmp, state)
         finally:
             trainer.lm.config._attn_implementation = attn
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
     dist.barrier(trainer.info)
     return final
 
@@ -100,7 +95,7 @@ def _load_base(base: dict[str, Any]) -> Any:
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_path: str | None = None,
-                  gguf_file: str | None = None) -> Path:
+                  gguf_file: str | None = None, *, overwrite: bool = False) -> Path:
     """Merge a LoRA adapter into its base model and save a plain HF model folder.
 
     Args:
@@ -108,6 +103,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_path: str |
         out_dir: Where the merged model goes (written atomically).
         base_path: Base model folder; defaults to the one recorded beside the adapter.
         gguf_file: GGUF file inside ``base_path``, if the base is GGUF.
+        overwrite: Replace ``out_dir`` even when it is not an earlier merge.
 
     Returns:
         ``out_dir``.
@@ -119,12 +115,12 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_path: str |
         raise DataError("not a LoRA adapter folder (no adapter_config.json)", file=str(adapter_dir))
     recorded = json.loads((adapter_dir / BASE_FILE).read_text()) if (adapter_dir / BASE_FILE).is_file() else {}
     base = {"path": base_path, "gguf_file": gguf_file} if base_path else recorded
+    target = claim_output(out_dir, "merge", inputs=[adapter_dir, *([base["path"]] if base.get("path") else [])],
+                          overwrite=overwrite)
     model = PeftModel.from_pretrained(_load_base(base), str(adapter_dir)).merge_and_unload()
-    tmp = out_dir.with_name(f".tmp-{out_dir.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    _save_tokenizer(base, tmp)
-    _replace_dir(tmp, out_dir)
+    with atomic_dir(out_dir, marker=target.write_marker) as tmp:
+        model.save_pretrained(str(tmp))
+        _save_tokenizer(base, tmp)
     return out_dir
 
 

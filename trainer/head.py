@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from taskmill.errors import ConfigError, DataError, TaskmillError
+from taskmill.fileio import OutputFolder, atomic_dir, claim_output, write_text
 
 HELD_OUT_NOTE = ("not supported: a classification head exists only for the tasks it was trained on, so this "
                  "baseline cannot answer held-out tasks (compare it with instruction tuning on seen tasks only)")
@@ -175,7 +176,7 @@ def _fit_task(rows: list[dict[str, Any]], encode: Any, config: HeadConfig) -> tu
 
 
 def run_heads(corpus: str | Path, out: str | Path, config: HeadConfig = HeadConfig(),
-              eval_corpus: str | Path | None = None) -> dict[str, Any]:
+              eval_corpus: str | Path | None = None, *, overwrite: bool = False) -> dict[str, Any]:
     """Train one head per classification task of ``corpus`` and score it; writes ``OUT/results.json``
     and ``OUT/heads.pt``; returns the results.
 
@@ -184,6 +185,7 @@ def run_heads(corpus: str | Path, out: str | Path, config: HeadConfig = HeadConf
         out: Output folder.
         config: Settings.
         eval_corpus: Corpus whose rows (all splits) are the evaluation rows instead.
+        overwrite: Replace ``out`` even when it is not an earlier head folder.
 
     Raises:
         DataError: no classification rows in the chosen formats and splits.
@@ -193,6 +195,8 @@ def run_heads(corpus: str | Path, out: str | Path, config: HeadConfig = HeadConf
 
     from taskmill.trainer.data import read_corpus
 
+    inputs = [p for p in (corpus, eval_corpus, config.encoder) if p]
+    target = claim_output(out, "head", inputs=inputs, overwrite=overwrite)
     rows = read_corpus(corpus)
     if eval_corpus is not None:
         rows = [r for r in rows if r["split"] in config.train_splits]
@@ -223,20 +227,16 @@ def run_heads(corpus: str | Path, out: str | Path, config: HeadConfig = HeadConf
     results = {"schema": "taskmill.head/1", "encoder": encoder, "encoder_sha256": before, "encoder_frozen": True,
                "config": {**asdict(config), "encoder": encoder}, "tasks": tasks,
                "mean_accuracy": round(sum(scored) / len(scored), 4) if scored else None, "held_out": HELD_OUT_NOTE}
-    _save(Path(out), results, states)
+    _save(target, results, states)
     return results
 
 
-def _save(out: Path, results: dict[str, Any], states: dict[str, Any]) -> None:
+def _save(out: OutputFolder, results: dict[str, Any], states: dict[str, Any]) -> None:
     import torch
 
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".heads.pt.tmp"
-    torch.save(states, tmp)
-    tmp.replace(out / "heads.pt")
-    tmp = out / ".results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(out / "results.json")
+    with atomic_dir(out.path, marker=out.write_marker) as tmp:
+        torch.save(states, tmp / "heads.pt")
+        write_text(tmp / "results.json", json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
 def format_heads(results: dict[str, Any]) -> str:

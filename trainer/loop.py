@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from taskmill.trainer import attention, checkpoint, dist
+from taskmill.fileio import OutputFolder, claim_output
 from taskmill.trainer.config import TrainConfig, save_config
 from taskmill.trainer.data import (Document, deal_to_ranks, load_documents, make_micro_batch,
                                    pack_micro_batches, plan_epoch, step_target_count)
@@ -126,6 +127,8 @@ class Trainer:
 
         self.cfg = cfg
         self.out = Path(cfg.run.output_dir)
+        # claimed by train() before any work; created (with its marker) when the run starts writing
+        self.target = OutputFolder(self.out.resolve(), "train", "update")
         self.info = dist.setup(cfg.run.distributed, cfg.run.device)
         cuda = self.info.device.type == "cuda"
         use_bf16 = cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and cuda)
@@ -327,6 +330,7 @@ class Trainer:
         """Run (or resume) to ``total`` steps; ``stop_after`` ends early without saving (tests)."""
         r = self.cfg.run
         if self.info.main:
+            self.target.ensure()
             save_config(self.cfg, self.out / "config.yaml")
         self.scheduler = self._scheduler()
         start = self._resume()
@@ -391,7 +395,8 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, documents: Sequence[Document] | None = None,
-          eval_documents: Sequence[Document] | None = None, stop_after: int | None = None) -> TrainResult:
+          eval_documents: Sequence[Document] | None = None, stop_after: int | None = None,
+          *, overwrite: bool = False) -> TrainResult:
     """Train per ``cfg`` on its corpus (or on pre-tokenised ``documents``).
 
     Args:
@@ -399,12 +404,16 @@ def train(cfg: TrainConfig, documents: Sequence[Document] | None = None,
         documents: Pre-tokenised training documents (skips reading ``data.corpus``).
         eval_documents: Pre-tokenised held-out documents.
         stop_after: Stop after this many steps without saving (for tests of resume).
+        overwrite: Write into ``run.output_dir`` even when it is not an earlier training run.
 
     Returns:
         The :class:`TrainResult`.
     """
     from taskmill.trainer.objectives import trainer_class
 
+    inputs = [p for p in (cfg.data.corpus, cfg.data.eval_corpus, cfg.model.path, cfg.model.tokenizer,
+                          cfg.model.init_adapter) if p]
+    claim_output(cfg.run.output_dir, "train", inputs=inputs, overwrite=overwrite, mode="update")
     trainer = trainer_class(cfg)(cfg, documents, eval_documents)
     try:
         return trainer.run(stop_after)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from taskmill.fileio import OutputFolder, atomic_dir, claim_output
 from taskmill.eval.leaderboard.board import build_board
 from taskmill.eval.leaderboard.html import page
 from taskmill.eval.leaderboard.load import load_runs
@@ -49,21 +48,15 @@ def render(board: dict[str, Any]) -> dict[str, str]:
     return files
 
 
-def _write_all(out: Path, files: dict[str, str]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
-    try:
+def _write_all(out: OutputFolder, files: dict[str, str]) -> None:
+    with atomic_dir(out.path, marker=out.write_marker) as tmp:
         for rel, text in files.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_text(text, encoding="utf-8", newline="\n")
-        for rel in files:
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp / rel, out / rel)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_report(inputs: Sequence[str], out: str | Path, *, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+def write_report(inputs: Sequence[str], out: str | Path, *, bootstrap: int = 1000, seed: int = 0,
+                 overwrite: bool = False) -> dict[str, Any]:
     """Build the leaderboard of ``inputs`` and write it under ``out``.
 
     Args:
@@ -72,6 +65,7 @@ def write_report(inputs: Sequence[str], out: str | Path, *, bootstrap: int = 100
         out: The report folder.
         bootstrap: Resamples of the paired intervals of tuned-minus-base deltas (0: none).
         seed: Seed of those resamples.
+        overwrite: Replace ``out`` even when it is not an earlier report folder.
 
     Returns:
         The board (the content of ``leaderboard.json``).
@@ -80,10 +74,11 @@ def write_report(inputs: Sequence[str], out: str | Path, *, bootstrap: int = 100
         DataError: An input is missing or malformed, or runs cannot be merged (names the file).
     """
     out = Path(out)
+    target = claim_output(out, "report", inputs=[i.split("=", 1)[-1] for i in inputs], overwrite=overwrite)
     runs = load_runs(inputs)
     paths = {run.id: os.path.relpath(run.path.resolve(), out.resolve()) for run in runs}
     board = build_board(runs, paths, n_boot=bootstrap, seed=seed)
-    _write_all(out, render(board))
+    _write_all(target, render(board))
     return board
 
 
@@ -102,6 +97,6 @@ def summary_text(board: dict[str, Any], out: str | Path) -> str:
     return "\n".join(lines)
 
 
-def cli_report(inputs: Sequence[str], out: str, *, bootstrap: int = 1000, seed: int = 0) -> str:
+def cli_report(inputs: Sequence[str], out: str, *, bootstrap: int = 1000, seed: int = 0, overwrite: bool = False) -> str:
     """Run ``taskmill report`` and return the text to print."""
-    return summary_text(write_report(inputs, out, bootstrap=bootstrap, seed=seed), out)
+    return summary_text(write_report(inputs, out, bootstrap=bootstrap, seed=seed, overwrite=overwrite), out)

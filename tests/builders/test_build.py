@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from taskmill.builders.build import build_collection
+from taskmill.fileio import MARKER
 from taskmill.templates import compile_template, load_template_file
 
 FORMATS = ["zero_shot", "few_shot", "zero_shot_options", "few_shot_options", "cot"]
@@ -119,7 +120,7 @@ def test_byte_identical_across_runs_and_process_counts(project: Path, cache_dir:
     for name, procs in (("a", 1), ("b", 1), ("c", 2)):
         build_collection(project / "collection.yaml", tmp_path / name, num_proc=procs, progress=False, cache_dir=cache_dir)
         outs.append(_hashes(tmp_path / name))
-    assert set(outs[0]) == {"corpus.jsonl", "corpus.parquet", "card.md", "manifest.json"}
+    assert set(outs[0]) == {"corpus.jsonl", "corpus.parquet", "card.md", "manifest.json", MARKER}
     assert outs[0] == outs[1] == outs[2]
 
 

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from taskmill.cli import app
 from taskmill.errors import DataError
 from taskmill.eval.leaderboard.report import OUTPUTS, write_report
+from taskmill.fileio import MARKER
 
 _spec = importlib.util.spec_from_file_location("leaderboard_runs", Path(__file__).with_name("leaderboard_runs.py"))
 lr = importlib.util.module_from_spec(_spec)
@@ -98,7 +99,7 @@ def test_same_inputs_give_byte_identical_outputs(two_models, tmp_path):
     write_report([str(two_models)], a)
     write_report([str(two_models)], b)
     names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
-    assert names == sorted([*OUTPUTS, "plots/clusters-zero_shot.svg", "plots/spread-zero_shot.svg"])
+    assert names == sorted([*OUTPUTS, MARKER, "plots/clusters-zero_shot.svg", "plots/spread-zero_shot.svg"])
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     write_report([str(two_models)], a)  # again into the same folder: unchanged, no temp folder left

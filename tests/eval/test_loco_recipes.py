@@ -53,7 +53,7 @@ def test_loco_compares_sft_with_dpo_after_sft_on_the_same_fold(tmp_path, tiny_mo
     assert task["recipes"]["sft+dpo"] is not None
     assert fold["recipe_adapter_hash"]["sft+dpo"] != fold["adapter_hash"]
     fold_dir = Path(cfg.out) / "folds" / "cluster_opinion"
-    prefs = [json.loads(l) for l in (fold_dir / "train_sft_dpo" / "preferences" / "preferences.jsonl").read_text().splitlines()]
+    prefs = [json.loads(l) for l in (fold_dir / "preferences_sft_dpo" / "preferences.jsonl").read_text().splitlines()]
     assert len(prefs) == 6 and {p["task"] for p in prefs} == {"topic"}  # pairs come from the fold's training tasks only
     adapter = json.loads((fold_dir / "train_sft_dpo" / "adapter" / "adapter_config.json").read_text())
     assert adapter["r"] == 4 + 2  # SFT and DPO adapters saved as one, applied to the base model

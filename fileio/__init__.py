@@ -1,0 +1,24 @@
+"""Neutral file I/O at the bottom of the package: atomic writes, hashing, and the output-folder guard.
+
+Every stage writes through this room, so one set of rules holds everywhere: a file appears whole
+or not at all (temp name in the same folder, then rename), temp names carry the writing process so a
+later run can sweep what a killed one left, and no command replaces a folder that is not its own.
+"""
+
+from taskmill.fileio.atomic import (
+    atomic_dir,
+    replace_dir,
+    sha256_file,
+    temp_path,
+    write_atomic,
+    write_bytes,
+    write_json,
+    write_jsonl,
+    write_text,
+)
+from taskmill.fileio.outdir import MARKER, OutputFolder, claim_output
+
+__all__ = [
+    "MARKER", "OutputFolder", "atomic_dir", "claim_output", "replace_dir", "sha256_file", "temp_path",
+    "write_atomic", "write_bytes", "write_json", "write_jsonl", "write_text",
+]
