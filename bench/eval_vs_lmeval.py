@@ -41,7 +41,7 @@ def smollm2_gguf() -> Path:
 
 def ensure_hf_folder(folder: Path) -> Path:
     """Dequantise the GGUF to ``folder`` once (fp32 safetensors + tokenizer)."""
-    from taskmill.eval.backends.hf_load import export_gguf_to_hf
+    from taskmill.backends.hf_load import export_gguf_to_hf
 
     if not (folder / "config.json").is_file():
         print(f"exporting {smollm2_gguf()} -> {folder}", flush=True)
@@ -90,7 +90,7 @@ def write_corpus(docs: list[dict], task: str, folder: Path) -> Path:
 
 
 def split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
-    from taskmill.eval.requests import split_trailing_space as split
+    from taskmill.backends.requests import split_trailing_space as split
 
     return split(context, continuation)
 
@@ -187,7 +187,7 @@ def main() -> None:
     docs = load_docs(args.task, args.limit)
     from lm_eval.models.huggingface import HFLM
 
-    from taskmill.eval.backends.hf import HFBackend
+    from taskmill.backends.hf import HFBackend
 
     backend = HFBackend(str(model_dir), batch_size=args.batch_size)
     lm = HFLM(pretrained=str(model_dir), batch_size=args.lmeval_batch_size, device="cpu", dtype="float32")

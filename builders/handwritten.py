@@ -38,7 +38,7 @@ def builtin_templates() -> Path:
 
 def _records(path: Path) -> list[Any]:
     if path.suffix.lower() not in (".yaml", ".yml"):
-        from taskmill.trainer.data import read_jsonl
+        from taskmill.fileio import read_jsonl
 
         # Records are checked afterwards by _problem, which says what each one lacks.
         return read_jsonl(path, lambda record: True, "", missing=_NOT_FOUND, empty=_NO_RECORDS)

@@ -84,7 +84,7 @@ def pair_record(row: dict[str, Any], rejected: int, source: str) -> dict[str, An
 
 def model_wrong(rows: Sequence[dict[str, Any]], backend: Any, style: str) -> list[tuple[int, str]]:
     """Per row: (the wrong choice the model scores highest, ``model`` or ``model_runner_up``)."""
-    from taskmill.eval.requests import LoglikelihoodRequest, PromptStyle, join_prompt
+    from taskmill.backends.requests import LoglikelihoodRequest, PromptStyle, join_prompt
 
     prompt_style = PromptStyle(style)
     requests, spans = [], []
@@ -123,7 +123,7 @@ def build_preferences(corpus: str | Path, out: str | Path, config: PreferenceCon
     Raises:
         DataError: unreadable corpus, or no row with answer choices to pair.
     """
-    from taskmill.trainer.data import corpus_file, read_jsonl
+    from taskmill.fileio import corpus_file, read_jsonl
 
     file = corpus_file(corpus)
     target = claim_output(out, "preferences", inputs=[file], overwrite=overwrite)
@@ -169,7 +169,7 @@ def cli_preferences(corpus: Path, out: Path, seed: int, rejected: str, model: st
     if rejected == "model":
         if not model:
             raise ConfigError(["--rejected model needs --model"])
-        from taskmill.eval.backends import get_backend
+        from taskmill.backends import get_backend
 
         backend = get_backend("hf", model=model)
     cfg = PreferenceConfig(seed=seed, rejected=rejected, formats=tuple(formats), splits=tuple(splits))  # type: ignore[arg-type]

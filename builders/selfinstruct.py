@@ -157,7 +157,7 @@ def _context(prompt: str, backend: Any, style: str) -> str:
 
 def generate_instructions(seeds: Sequence[dict[str, str]], backend: Any, config: SelfInstructConfig) -> tuple[list[dict], list[dict]]:
     """Run the rounds; returns (kept tasks with provenance, every candidate with its verdict)."""
-    from taskmill.eval.requests import GenerateRequest
+    from taskmill.backends.requests import GenerateRequest
 
     config.validate()
     seeds = [{**s, "id": s.get("id") or f"seed-{i}"} for i, s in enumerate(seeds)]
@@ -227,7 +227,7 @@ def self_instruct(seeds_file: str | Path, backend: Any, out: str | Path,
 def cli_self_instruct(seeds: Path, model: str, out: Path, backend_name: str, config: SelfInstructConfig,
                       base_url: str | None = None, overwrite: bool = False) -> str:
     """Run ``taskmill self-instruct`` and return the text to print."""
-    from taskmill.eval.backends import get_backend
+    from taskmill.backends import get_backend
     from taskmill.fileio import claim_output
 
     claim_output(out, "self-instruct", inputs=[seeds], overwrite=overwrite)  # before the model loads

@@ -2,7 +2,7 @@
 
 A corpus directory holds ``corpus.jsonl`` (one :class:`taskmill.records.Row` per line). This room
 only reads corpora, except when it writes the train / held-out corpora of a fold. Atomic folders
-and file hashes come from :mod:`taskmill.builders.writer`.
+and file hashes come from :mod:`taskmill.fileio`.
 """
 
 from __future__ import annotations
@@ -11,17 +11,18 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from taskmill import fileio
 from taskmill.errors import DataError
+from taskmill.fileio import CORPUS_FILE
 from taskmill.records import Row
 
-CORPUS_FILE = "corpus.jsonl"
-
-
 def corpus_file(corpus_dir: str | Path) -> Path:
-    """The ``corpus.jsonl`` of a corpus directory (a path to the file itself is accepted too)."""
-    path = Path(corpus_dir)
-    if path.is_dir():
-        path = path / CORPUS_FILE
+    """The ``corpus.jsonl`` of a corpus directory (a path to the file itself is accepted too).
+
+    Raises:
+        DataError: There is no such file.
+    """
+    path = fileio.corpus_file(corpus_dir)
     if not path.is_file():
         raise DataError(f"no {CORPUS_FILE} found (expected a corpus directory written by `taskmill build`)", file=str(path))
     return path

@@ -1,1 +1,3 @@
-"""Evaluation backends (hf, vllm, openai-compatible), scoring, the LOCO runner and reports."""
+"""Evaluation: requests built from corpus rows, scoring and metrics, aggregation, the resumable results
+store and leaderboard reports. Model backends live in :mod:`taskmill.backends`; the LOCO fold driver
+in :mod:`taskmill.orchestrate`."""

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from taskmill.errors import ConfigError, DataError
 from taskmill.eval.aggregate import aggregate
-from taskmill.eval.requests import PromptStyle
+from taskmill.backends.requests import PromptStyle
 from taskmill.eval.scoring import (
     ScoringOptions,
     choice_raw,
@@ -26,10 +26,9 @@ from taskmill.eval.scoring import (
     request_hash,
     score_row,
 )
-from taskmill.eval.store import ResultCache, cache_key, package_versions, write_json, write_jsonl, write_parquet
-from taskmill.fileio import claim_output
+from taskmill.eval.store import ResultCache, cache_key, package_versions, write_parquet
 from taskmill.records import FORMATS, Row
-from taskmill.trainer.data import corpus_file
+from taskmill.fileio import claim_output, corpus_file, write_json, write_jsonl
 
 EVAL_FORMATS: tuple[str, ...] = ("zero_shot", "few_shot", "zero_shot_options", "few_shot_options")
 
@@ -86,7 +85,7 @@ class EvalConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` listing every problem at once."""
-        from taskmill.eval.backends import BACKENDS
+        from taskmill.backends import BACKENDS
 
         problems = []
         if not corpus_file(self.corpus).is_file():
@@ -226,7 +225,7 @@ def evaluate(config: EvalConfig, backend: Any = None, progress: bool = True, *, 
 
 def build_backend(config: EvalConfig) -> Any:
     """The backend named by ``config`` with its model, adapter and options."""
-    from taskmill.eval.backends import get_backend
+    from taskmill.backends import get_backend
 
     return get_backend(config.backend, model=config.model, adapter=config.adapter, **config.backend_options)
 

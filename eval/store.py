@@ -13,7 +13,8 @@ Results (``OUT/``):
 - ``results.json``: versions, resolved config, config hash, seed, model revision, adapter hash and
   the per-template / per-task / per-cluster summaries.
 
-Every file is written to a temporary name and renamed, so a reader never sees half a file.
+Every file is written through :mod:`taskmill.fileio` (a temporary name, then a rename), so a reader
+never sees half a file.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+from taskmill.fileio import write_atomic
 
 
 def cache_key(model_revision: str, adapter_hash: str, template_id: str, instance_id: str, fmt: str, req_hash: str) -> str:
@@ -80,23 +83,6 @@ class ResultCache:
             return fh.read(1) == b"\n"
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Write records as JSON lines, atomically."""
-
-    def write(tmp: Path) -> None:
-        with tmp.open("w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, ensure_ascii=False, sort_keys=False) + "\n")
-
-    _atomic_write(path, write)
-
-
 def write_parquet(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
     """Write records as Parquet (scores flattened to ``score_<metric>`` columns), atomically."""
     import pyarrow as pa
@@ -114,17 +100,7 @@ def write_parquet(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
         flat.append(row)
     columns = sorted({k for row in flat for k in row}, key=lambda k: (k.startswith("score_"), k))
     table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in flat])
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` as UTF-8, atomically."""
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def package_versions(packages: Iterable[str]) -> dict[str, str]:

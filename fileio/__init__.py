@@ -1,4 +1,5 @@
-"""Neutral file I/O at the bottom of the package: atomic writes, hashing, and the output-folder guard.
+"""Neutral file I/O at the bottom of the package: reading corpora and JSONL, atomic writes, hashing,
+and the output-folder guard.
 
 Every stage writes through this room, so one set of rules holds everywhere: a file appears whole
 or not at all (temp name in the same folder, then rename), temp names carry the writing process so a
@@ -17,8 +18,9 @@ from taskmill.fileio.atomic import (
     write_text,
 )
 from taskmill.fileio.outdir import MARKER, OutputFolder, claim_output
+from taskmill.fileio.read import CORPUS_FILE, corpus_file, read_jsonl
 
 __all__ = [
-    "MARKER", "OutputFolder", "atomic_dir", "claim_output", "replace_dir", "sha256_file", "temp_path",
+    "CORPUS_FILE", "corpus_file", "read_jsonl", "MARKER", "OutputFolder", "atomic_dir", "claim_output", "replace_dir", "sha256_file", "temp_path",
     "write_atomic", "write_bytes", "write_json", "write_jsonl", "write_text",
 ]

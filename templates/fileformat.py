@@ -20,14 +20,13 @@ templates:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from taskmill.errors import ConfigError, TaskmillError
+from taskmill.fileio import write_text
 from taskmill.records import Template, TemplateFile, TemplateMetadata
 
 _TEMPLATE_KEYS = {"id", "name", "input", "target", "answer_choices", "cot_target", "reference", "metadata"}
@@ -209,13 +208,4 @@ def dump_template_file(tf: TemplateFile) -> str:
 
 def write_template_file(tf: TemplateFile, path: str | Path) -> None:
     """Write a template file atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dump_template_file(tf))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, dump_template_file(tf))

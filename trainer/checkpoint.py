@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from taskmill.fileio import replace_dir, write_text
 from taskmill.trainer.dist import DistInfo, barrier
 
 
@@ -95,8 +96,7 @@ def save(root: Path, step: int, lm: Any, model: Any, optimizer: Any, scheduler: 
         (tmp / "state.json").write_text(json.dumps({"step": step, "world": info.world, **extra}))
     barrier(info)
     if info.main:
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        replace_dir(tmp, final)
         _write_latest(ckdir, final.name)
         _prune(ckdir, keep)
     barrier(info)
@@ -104,9 +104,7 @@ def save(root: Path, step: int, lm: Any, model: Any, optimizer: Any, scheduler: 
 
 
 def _write_latest(ckdir: Path, name: str) -> None:
-    tmp = ckdir / "latest.tmp"
-    tmp.write_text(name)
-    tmp.replace(ckdir / "latest")
+    write_text(ckdir / "latest", name)
 
 
 def _prune(ckdir: Path, keep: int) -> None:

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from taskmill.backends.vllm import MAX_LORA_RANKS
 from taskmill.errors import ConfigError
+from taskmill.fileio import write_text
 from taskmill.trainer.objective_config import CptConfig, DpoConfig, check_objective
 
 
@@ -187,7 +189,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-from taskmill.eval.backends.vllm import MAX_LORA_RANKS  # noqa: E402  (light: vLLM itself is imported lazily)
 
 VLLM_MAX_LORA_RANK = max(MAX_LORA_RANKS)
 
@@ -380,8 +381,4 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
     import yaml
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

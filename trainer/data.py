@@ -15,13 +15,13 @@ target tokens, so micro-batch size, accumulation and world size leave the step's
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from taskmill.errors import DataError
+from taskmill.fileio import corpus_file, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -43,41 +43,6 @@ class Document:
     def n_targets(self) -> int:
         """Tokens predicted with loss (a target token at position 0 has no predictor)."""
         return sum(self.loss_mask[1:])
-
-
-def corpus_file(path: str | Path) -> Path:
-    """``corpus.jsonl`` itself, or the one inside a corpus folder."""
-    p = Path(path)
-    return p / "corpus.jsonl" if p.is_dir() else p
-
-
-def read_jsonl(file: Path, valid: Callable[[Any], bool], expected: str, *, missing: str, empty: str) -> list[dict[str, Any]]:
-    """Read a JSONL file of rows, each checked by ``valid``; one-line errors name the line.
-
-    Args:
-        file: The JSONL file.
-        valid: Row check; a row it rejects is reported with ``expected``.
-        expected: What a row must hold (the error text).
-        missing: Error text for a missing file.
-        empty: Error text for a file without rows.
-    """
-    if not file.is_file():
-        raise DataError(missing, file=str(file))
-    rows = []
-    with file.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"not valid JSON ({err.msg})", file=str(file), row=f"line {number}") from None
-            if not valid(row):
-                raise DataError(expected, file=str(file), row=f"line {number}")
-            rows.append(row)
-    if not rows:
-        raise DataError(empty, file=str(file))
-    return rows
 
 
 def read_corpus(path: str | Path) -> list[dict[str, Any]]:

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from taskmill.trainer import dist
-from taskmill.trainer.data import Document, corpus_file, make_micro_batch, read_jsonl, tokenize_rows
+from taskmill.fileio import corpus_file, read_jsonl
+from taskmill.trainer.data import Document, make_micro_batch, tokenize_rows
 from taskmill.trainer.engine import _module_base, batch_inputs
 from taskmill.trainer.loop import _DUMMY, StepOutput, Trainer
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from taskmill.errors import DataError
-from taskmill.trainer.data import Document, corpus_file, read_jsonl
+from taskmill.fileio import corpus_file, read_jsonl
+from taskmill.trainer.data import Document
 
 _NO_TEXT = "no text to train on"
 

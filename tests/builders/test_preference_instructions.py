@@ -52,7 +52,7 @@ class StandInScorer:
     table = {"red": -1.0, "green": -2.0, "blue": -0.5, "grey": -3.0}
 
     def loglikelihood(self, requests):
-        from taskmill.eval.requests import Loglikelihood
+        from taskmill.backends.requests import Loglikelihood
 
         return [Loglikelihood(self.table[r.continuation], False, 1) for r in requests]
 
@@ -216,7 +216,7 @@ def test_self_instruct_runs_on_a_tiny_real_model_backend(tmp_path):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from taskmill.builders.selfinstruct import SelfInstructConfig, rule_verdict, self_instruct
-    from taskmill.eval.backends import get_backend
+    from taskmill.backends import get_backend
 
     torch.set_num_threads(1)
     tok = AutoTokenizer.from_pretrained(str(folder), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 from typing import Mapping
 
-from taskmill.eval.requests import Loglikelihood
+from taskmill.backends.requests import Loglikelihood
 from taskmill.eval.runner import EvalConfig, evaluate
 
 CLUSTERS = {"imdb": "sentiment", "yelp": "sentiment", "rte": "nli", "squad": "qa"}

@@ -19,7 +19,7 @@ N_ROWS = 8
 
 @pytest.fixture(scope="module")
 def smollm2(smollm2_gguf):
-    from taskmill.eval.backends.hf_load import load_model
+    from taskmill.backends.hf_load import load_model
 
     return load_model(smollm2_gguf)
 
@@ -36,8 +36,8 @@ def test_loglikelihoods_and_accuracy_match_lm_eval(smollm2, shared_dir):
     lm_eval_hf = pytest.importorskip("lm_eval.models.huggingface")
     from lm_eval.api.instance import Instance
 
-    from taskmill.eval.backends.hf import HFBackend
-    from taskmill.eval.requests import LoglikelihoodRequest
+    from taskmill.backends.hf import HFBackend
+    from taskmill.backends.requests import LoglikelihoodRequest
 
     model, tok = smollm2
     rows = _rows(shared_dir)

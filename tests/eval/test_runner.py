@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taskmill.errors import ConfigError, DataError
-from taskmill.eval.backends.hf import HFBackend
+from taskmill.backends.hf import HFBackend
 from taskmill.eval.runner import EvalConfig, evaluate
 from taskmill.eval.store import ResultCache
 

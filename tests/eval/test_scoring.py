@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from taskmill.eval.aggregate import aggregate
-from taskmill.eval.requests import Loglikelihood, PromptStyle
+from taskmill.backends.requests import Loglikelihood, PromptStyle
 from taskmill.eval.scoring import (
     ScoringOptions,
     choice_raw,

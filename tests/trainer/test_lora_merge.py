@@ -42,7 +42,7 @@ def test_lora_adapter_then_merge_gives_same_outputs(tm, tmp_path, base_dir, toy_
     assert acfg["r"] == 8 and acfg["use_rslora"] and not acfg.get("modules_to_save")
     assert set(acfg["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert acfg["base_model_name_or_path"] == str(base_dir)
-    from taskmill.eval.backends.vllm import adapter_problems
+    from taskmill.backends.vllm import adapter_problems
 
     assert adapter_problems(adapter, 8) == []  # what vLLM's loader checks, at the smallest rank that fits
 

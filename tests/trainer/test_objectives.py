@@ -161,7 +161,7 @@ def test_dpo_after_sft_refers_to_the_sft_model_and_saves_one_adapter(tmp_path, t
     assert dpo.records[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
     saved = json.loads((dpo.saved / "adapter_config.json").read_text())
     assert saved["r"] == 12 and saved["lora_alpha"] == 12
-    from taskmill.eval.backends.vllm import adapter_problems
+    from taskmill.backends.vllm import adapter_problems
 
     assert adapter_problems(dpo.saved, 16) == [] and "rank 12" in adapter_problems(dpo.saved, 8)[0]
 

@@ -20,8 +20,8 @@ import urllib.request
 from typing import Any, Callable, Sequence
 
 from taskmill.errors import TaskmillError
-from taskmill.eval.backends.base import truncate_at_stop
-from taskmill.eval.requests import GenerateRequest, Loglikelihood, LoglikelihoodRequest, split_trailing_space
+from taskmill.backends.base import truncate_at_stop
+from taskmill.backends.requests import GenerateRequest, Loglikelihood, LoglikelihoodRequest, split_trailing_space
 
 
 def parse_echo_logprobs(choice: dict[str, Any], start: int, end: int) -> Loglikelihood:

@@ -70,7 +70,7 @@ def check_serving_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Seq
     """
     if not isinstance(ev, dict) or ev.get("backend") != "vllm":
         return
-    from taskmill.eval.backends.vllm import DEFAULT_MAX_LORA_RANK, MAX_LORA_RANKS, rank_advice
+    from taskmill.backends.vllm import DEFAULT_MAX_LORA_RANK, MAX_LORA_RANKS, rank_advice
 
     options = ev.get("backend_options") if isinstance(ev.get("backend_options"), dict) else {}
     served = options.get("max_lora_rank", DEFAULT_MAX_LORA_RANK)
@@ -115,7 +115,7 @@ def train_dpo_after_sft(config: Any, train_corpus: Path, sft_adapter: Path, out:
     adapter = out / "adapter"
     if (adapter / "adapter_config.json").is_file():
         return adapter
-    from taskmill.eval.loco import train_adapter
+    from taskmill.orchestrate.loco import train_adapter
 
     # beside the run folder, not inside it: an output folder never holds its own inputs
     prefs = make_fold_preferences(train_corpus, out.with_name(out.name.replace("train", "preferences", 1)),

@@ -1,4 +1,5 @@
-"""Evaluation backends behind one contract (:class:`~taskmill.eval.backends.base.Backend`).
+"""Model backends (hf, vllm, openai-compatible) behind one contract (:class:`~taskmill.backends.base.Backend`),
+used by evaluation, preference scoring and Self-Instruct.
 
 Backends are imported lazily by name so that ``taskmill --help`` and the scoring code work without
 torch or vLLM; a missing dependency becomes one line with the install command.
@@ -15,9 +16,9 @@ from taskmill.errors import TaskmillError
 
 # name -> (module, factory, modules it needs, install hint)
 _REGISTRY: dict[str, tuple[str, str, tuple[str, ...], str]] = {
-    "hf": ("taskmill.eval.backends.hf", "HFBackend", ("torch", "transformers"), "pip install taskmill[eval]"),
-    "vllm": ("taskmill.eval.backends.vllm", "VLLMBackend", ("vllm",), "pip install taskmill[vllm]"),
-    "openai": ("taskmill.eval.backends.openai", "OpenAIBackend", (), "pip install taskmill"),
+    "hf": ("taskmill.backends.hf", "HFBackend", ("torch", "transformers"), "pip install taskmill[eval]"),
+    "vllm": ("taskmill.backends.vllm", "VLLMBackend", ("vllm",), "pip install taskmill[vllm]"),
+    "openai": ("taskmill.backends.openai", "OpenAIBackend", (), "pip install taskmill"),
 }
 
 BACKENDS: tuple[str, ...] = tuple(_REGISTRY)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from taskmill.eval.backends.base import ADAPTER_PATTERNS, WEIGHT_PATTERNS, hash_files, truncate_at_stop
-from taskmill.eval.requests import (
+from taskmill.backends.base import ADAPTER_PATTERNS, WEIGHT_PATTERNS, hash_files, truncate_at_stop
+from taskmill.backends.requests import (
     GenerateRequest,
     Loglikelihood,
     LoglikelihoodRequest,
@@ -74,7 +74,7 @@ class HFBackend:
         max_length: int | None = None,
         forward_cost_tokens: int = 64,
     ) -> None:
-        from taskmill.eval.backends.hf_load import attach_adapter, load_model, split_gguf
+        from taskmill.backends.hf_load import attach_adapter, load_model, split_gguf
 
         if isinstance(model, (str, Path)):
             folder, gguf = split_gguf(model, gguf_file)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real SmolLM2 tokenizer (from its GGUF) and tiny random Llama models."""
+"""Fixtures for every test folder: the real SmolLM2 tokenizer (from its GGUF) and tiny random Llama models."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ try:  # One thread: tiny models gain nothing from more, and 2 cores shared with 
 except ImportError:  # pragma: no cover - the eval extra is not installed
     pass
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from taskmill.errors import ConfigError
-from taskmill.eval.loco import LocoConfig, run_loco
+from taskmill.orchestrate.loco import LocoConfig, run_loco
 
 
 def _row(task, i, prompt, choices, target):

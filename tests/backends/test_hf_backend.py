@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from taskmill.eval.backends.hf import HFBackend, reference_loglikelihood
-from taskmill.eval.requests import GenerateRequest, LoglikelihoodRequest, encode_pair, split_trailing_space
+from taskmill.backends.hf import HFBackend, reference_loglikelihood
+from taskmill.backends.requests import GenerateRequest, LoglikelihoodRequest, encode_pair, split_trailing_space
 
 CONTEXTS = [
     "The cat sat on the",
@@ -103,7 +103,7 @@ def test_folder_model_has_content_revision(tiny_model_dir):
 
 
 def test_split_sorted_cuts_where_padding_outweighs_a_forward():
-    from taskmill.eval.backends.hf import split_sorted
+    from taskmill.backends.hf import split_sorted
 
     # 4 long items then 4 short: padding the short ones to 40 wastes 4 x 36 > 64 -> cut.
     assert split_sorted([40, 40, 40, 40, 4, 4, 4, 4], 32, 64) == [[0, 1, 2, 3], [4, 5, 6, 7]]

@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from taskmill.errors import ConfigError
-from taskmill.eval.store import write_text
-from taskmill.fileio import atomic_dir, claim_output
+from taskmill.fileio import atomic_dir, claim_output, write_text
 
 _KEYS = {"out", "collection", "formats", "cluster", "folds", "model", "train", "eval", "recipes", "dpo", "report"}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -68,7 +67,7 @@ class PipelineConfig:
             if raw.get(key) is not None and not isinstance(raw[key], list):
                 problems.append(f"{key}: expected a list")
         if not problems:
-            from taskmill.eval.loco_recipes import check_serving_ranks
+            from taskmill.orchestrate.recipes import check_serving_ranks
 
             check_serving_ranks(raw.get("train") or {}, raw.get("dpo") or {}, raw.get("recipes") or ["sft"],
                                 raw.get("eval") or {}, problems)
@@ -146,7 +145,7 @@ def resolve_model(model: str) -> str:
 
 def _prepare_model(model: str, folder: Path) -> None:
     """A GGUF model is dequantised once into a plain HF folder, which every later step loads fast."""
-    from taskmill.eval.backends.hf_load import export_gguf_to_hf
+    from taskmill.backends.hf_load import export_gguf_to_hf
 
     target = claim_output(folder, "run model", inputs=[model])
     with atomic_dir(folder, marker=target.write_marker) as tmp:
@@ -166,7 +165,7 @@ def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print, *, 
     from taskmill.builders.build import build_collection
     from taskmill.clusters import ClusterConfig, FoldConfig, RepresentConfig, run_clustering, write_folds
     from taskmill.clusters.leakage import DedupConfig
-    from taskmill.eval.loco import LocoConfig, run_loco
+    from taskmill.orchestrate.loco import LocoConfig, run_loco
 
     model_input = [config.model] if Path(config.model).exists() else []
     out = claim_output(config.out, "run", inputs=[*inputs, *([config.collection] if config.collection else []), *model_input],

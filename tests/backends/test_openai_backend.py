@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from taskmill.errors import TaskmillError
-from taskmill.eval.backends.hf import HFBackend
-from taskmill.eval.backends.openai import OpenAIBackend
-from taskmill.eval.requests import GenerateRequest, LoglikelihoodRequest
+from taskmill.backends.hf import HFBackend
+from taskmill.backends.openai import OpenAIBackend
+from taskmill.backends.requests import GenerateRequest, LoglikelihoodRequest
 
 
 def _echo_choice(model, tok, prompt: str, index: int) -> dict:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from taskmill.eval.backends.hf import HFBackend
-from taskmill.eval.backends.vllm import VLLMBackend, lora_int_id, parse_prompt_logprobs, shard, unshard, token_prompts
-from taskmill.eval.requests import GenerateRequest, LoglikelihoodRequest
+from taskmill.backends.hf import HFBackend
+from taskmill.backends.vllm import VLLMBackend, lora_int_id, parse_prompt_logprobs, shard, unshard, token_prompts
+from taskmill.backends.requests import GenerateRequest, LoglikelihoodRequest
 
 
 @dataclass
@@ -158,7 +158,7 @@ def test_data_parallel_shards_round_trip():
 
 def test_missing_vllm_gives_install_hint(monkeypatch):
     from taskmill.errors import TaskmillError
-    from taskmill.eval.backends import get_backend
+    from taskmill.backends import get_backend
 
     monkeypatch.setitem(sys.modules, "vllm", None)
     import importlib.util
@@ -171,7 +171,7 @@ def test_missing_vllm_gives_install_hint(monkeypatch):
 
 def test_unknown_backend_or_option_is_one_clear_error():
     from taskmill.errors import TaskmillError
-    from taskmill.eval.backends import get_backend
+    from taskmill.backends import get_backend
 
     with pytest.raises(TaskmillError, match="unknown backend 'tpu'"):
         get_backend("tpu", model="m")
@@ -191,7 +191,7 @@ def _peft_adapter(model, folder, **lora):
 
 
 def test_adapter_checks_follow_vllms_loader_rules(tiny_model, tmp_path):
-    from taskmill.eval.backends.vllm import adapter_problems, serving_rank
+    from taskmill.backends.vllm import adapter_problems, serving_rank
 
     good = _peft_adapter(tiny_model, tmp_path / "good", r=8)
     assert adapter_problems(good, 8) == [] and adapter_problems(good, 64) == []
@@ -212,7 +212,7 @@ def test_adapter_checks_follow_vllms_loader_rules(tiny_model, tmp_path):
 def test_adapter_checks_read_the_config_fields_vllm_requires(tmp_path):
     import json
 
-    from taskmill.eval.backends.vllm import adapter_problems
+    from taskmill.backends.vllm import adapter_problems
 
     folder = tmp_path / "a"
     folder.mkdir()

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from taskmill.errors import ConfigError
-from taskmill.eval.loco import LocoConfig, run_loco
+from taskmill.orchestrate.loco import LocoConfig, run_loco
 
 
 def _row(task, i, prompt, choices, target):
@@ -72,7 +72,7 @@ def test_loco_config_lists_every_problem():
 def test_loco_file_problems_are_one_line(tmp_path):
     """A missing or malformed LOCO file is one error line naming the file, not a traceback."""
     from taskmill.errors import TaskmillError
-    from taskmill.eval.loco import load_loco_config
+    from taskmill.orchestrate.loco import load_loco_config
 
     with pytest.raises(TaskmillError, match="file not found") as err:
         load_loco_config(tmp_path / "nope.yaml")

@@ -15,7 +15,7 @@ Config (YAML)::
     train: {lora: {r: 8}, run: {max_steps: 100}}   # trainer config (mapping or YAML path);
                                  # model.path, data.corpus, run.output_dir are set per fold
     eval: {backend: hf, formats: [zero_shot], limit: 200}   # EvalConfig fields
-    recipes: [sft, sft+dpo]      # optional: also DPO after SFT (see taskmill.eval.loco_recipes)
+    recipes: [sft, sft+dpo]      # optional: also DPO after SFT (see taskmill.orchestrate.recipes)
 
 Output: ``OUT/folds/<fold>/{data,train,base,tuned}`` and ``OUT/loco.json`` (per fold and task:
 base score, tuned score, difference).
@@ -30,8 +30,7 @@ from typing import Any
 
 from taskmill.errors import ConfigError
 from taskmill.eval.runner import EvalConfig, evaluate
-from taskmill.eval.store import write_json
-from taskmill.fileio import claim_output
+from taskmill.fileio import claim_output, write_json
 
 _EVAL_FIELDS = {f.name for f in fields(EvalConfig)} - {"corpus", "out", "model", "adapter", "fold"}
 
@@ -60,7 +59,7 @@ class LocoConfig:
             if not isinstance(raw.get(key), str):
                 problems.append(f"{key}: required, a path")
         unknown = set(raw) - {"folds", "model", "out", "fold_names", "train", "eval", "recipes", "dpo", "preference"}
-        from taskmill.eval.loco_recipes import check_recipes
+        from taskmill.orchestrate.recipes import check_recipes
 
         check_recipes(raw, problems)
         problems += [f"{k}: unknown key" for k in sorted(unknown)]
@@ -75,7 +74,7 @@ class LocoConfig:
         bad = sorted(set(ev) - _EVAL_FIELDS) if isinstance(ev, dict) else ["(not a mapping)"]
         problems += [f"eval.{k}: not an eval setting (one of {', '.join(sorted(_EVAL_FIELDS))})" for k in bad]
         if isinstance(train, dict) and isinstance(raw.get("dpo") or {}, dict):
-            from taskmill.eval.loco_recipes import check_serving_ranks
+            from taskmill.orchestrate.recipes import check_serving_ranks
 
             check_serving_ranks(train, raw.get("dpo") or {}, raw.get("recipes") or ["sft"], ev, problems)
         if problems:
@@ -116,7 +115,7 @@ def train_adapter(config: LocoConfig, data: dict[str, Any], model: dict[str, Any
         out: The run's output folder.
         section: Config section named in errors.
     """
-    from taskmill.eval.backends.hf_load import split_gguf
+    from taskmill.backends.hf_load import split_gguf
     from taskmill.trainer import config_from_dict, train
 
     folder, gguf = split_gguf(config.model, None)
@@ -168,13 +167,13 @@ def run_loco(config: LocoConfig, backend_factory: Any = None, *, overwrite: bool
         base = _eval(config, data / "test", fold_dir / "base", None, str(fold_file), base_backend)
         tuned = _eval(config, data / "test", fold_dir / "tuned", adapter, str(fold_file), factory(adapter))
         report.append(_fold_report(entry.fold.name, list(entry.fold.held_out), base, tuned))
-        for recipe in config.recipes[1:]:  # DPO after SFT (taskmill.eval.loco_recipes)
-            from taskmill.eval.loco_recipes import add_recipe, recipe_slug, train_dpo_after_sft
+        for recipe in config.recipes[1:]:  # DPO after SFT (taskmill.orchestrate.recipes)
+            from taskmill.orchestrate.recipes import add_recipe, recipe_slug, train_dpo_after_sft
 
             extra = train_dpo_after_sft(config, data / "train", adapter, fold_dir / f"train_{recipe_slug(recipe)}")
             res = _eval(config, data / "test", fold_dir / f"tuned_{recipe_slug(recipe)}", extra, str(fold_file), factory(extra))
             add_recipe(report[-1], recipe, res)
-    summary = {"schema": "taskmill.eval.loco/1", "model": config.model, "folds": report}
+    summary = {"schema": "taskmill.orchestrate.loco/1", "model": config.model, "folds": report}
     if len(config.recipes) > 1:
         summary["recipes"] = list(config.recipes)
     write_json(out / "loco.json", summary)
@@ -182,7 +181,7 @@ def run_loco(config: LocoConfig, backend_factory: Any = None, *, overwrite: bool
 
 
 def _default_factory(config: LocoConfig) -> Any:
-    from taskmill.eval.backends import get_backend
+    from taskmill.backends import get_backend
 
     ev = config.eval
     name, options = ev.get("backend", "hf"), dict(ev.get("backend_options") or {})
@@ -226,7 +225,7 @@ def cli_loco(config_path: str, overwrite: bool = False) -> str:
     config = load_loco_config(config_path)
     summary = run_loco(config, overwrite=overwrite)
     if len(config.recipes) > 1:
-        from taskmill.eval.loco_recipes import format_recipes
+        from taskmill.orchestrate.recipes import format_recipes
 
         return format_recipes(summary, list(config.recipes)) + f"\nwrote {Path(config.out) / 'loco.json'}"
     return format_loco(summary) + f"\nwrote {Path(config.out) / 'loco.json'}"

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
-from taskmill.eval.requests import GenerateRequest, Loglikelihood, LoglikelihoodRequest
+from taskmill.backends.requests import GenerateRequest, Loglikelihood, LoglikelihoodRequest
 
 
 @runtime_checkable

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from taskmill.errors import ConfigError, DataError, TaskmillError
-from taskmill.eval.backends.base import ADAPTER_PATTERNS, WEIGHT_PATTERNS, hash_files, truncate_at_stop
-from taskmill.eval.requests import (
+from taskmill.backends.base import ADAPTER_PATTERNS, WEIGHT_PATTERNS, hash_files, truncate_at_stop
+from taskmill.backends.requests import (
     GenerateRequest,
     Loglikelihood,
     LoglikelihoodRequest,

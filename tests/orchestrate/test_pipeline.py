@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from taskmill.errors import ConfigError
-from taskmill.eval.pipeline import PipelineConfig, load_pipeline, run_pipeline, starter_pipeline
+from taskmill.orchestrate.pipeline import PipelineConfig, load_pipeline, run_pipeline, starter_pipeline
 
 
 def _pipeline(tmp_path: Path, model_dir: Path) -> Path:
