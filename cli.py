@@ -215,6 +215,7 @@ def cluster_run_cmd(
     rows_per_task: Annotated[int, typer.Option(help="Rows sampled per task to represent it.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the row sample and k-means.")] = 0,
     overrides: Annotated[Optional[Path], typer.Option(help="YAML with an 'overrides' block (pin/merge/rename).")] = None,
+    task_types: Annotated[Optional[Path], typer.Option("--task-types", help="YAML: task or dataset -> task type; clusters are named after their tasks' types (shipped taxonomies otherwise).")] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write heatmap, dendrogram and PCA PNGs.")] = True,
     overwrite: Overwrite = False,
 ) -> None:
@@ -227,7 +228,7 @@ def cluster_run_cmd(
         corpus, out,
         RepresentConfig(embedder=embedder, rows_per_task=rows_per_task, seed=seed),
         ClusterConfig(algorithm=algorithm, k=k, distance_threshold=distance_threshold, linkage=linkage, k_max=k_max, min_cluster_size=min_cluster_size, seed=seed),
-        overrides_file=overrides, draw=plots, overwrite=overwrite,
+        overrides_file=overrides, draw=plots, overwrite=overwrite, task_types_file=task_types,
     )
     typer.echo(summary_markdown(run).split("![")[0].rstrip())
     typer.echo(f"\nwrote {out}/clusters.yaml, similarity.csv, summary.md" + (", heatmap.png, dendrogram.png, pca.png" if plots else ""))

@@ -75,7 +75,8 @@ def find_fold(entries: list[FoldEntry], name: str) -> FoldEntry:
 
 
 def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Path, corpus_dir: str | Path | None = None,
-                       *, overwrite: bool = False) -> dict[str, int]:
+                       *, overwrite: bool = False,
+                       loaded: tuple[dict[str, Any], list[FoldEntry]] | None = None) -> dict[str, int]:
     """Write the train and held-out corpora of one fold to ``out_dir`` atomically.
 
     Args:
@@ -84,6 +85,8 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
         out_dir: Output folder; gets ``train/`` and ``test/`` corpus folders.
         corpus_dir: Source corpus; defaults to the one recorded in ``folds.yaml``.
         overwrite: Replace ``out_dir`` even when it is not an earlier fold-corpus folder.
+        loaded: ``load_folds(folds_dir)``, when the caller already read it (a driver writing every
+            fold reads ``folds.yaml`` once, not once per fold).
 
     Returns:
         Row counts: ``train_rows``, ``test_rows``, ``removed_rows`` (dropped by the near-duplicate guard).
@@ -93,7 +96,7 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
     """
     from taskmill.fileio import atomic_dir, claim_output, sha256_file, write_json
 
-    header, entries = load_folds(folds_dir)
+    header, entries = loaded if loaded is not None else load_folds(folds_dir)
     entry = find_fold(entries, fold_name)
     source = corpus_file(corpus_dir or header["corpus"]["path"])
     target = claim_output(out_dir, "folds corpus", inputs=[folds_dir, source], overwrite=overwrite)

@@ -1,6 +1,13 @@
-"""Automatic cluster names from the terms that distinguish a cluster's texts from the others'.
+"""Automatic cluster names from what the member tasks are, and the terms that distinguish them.
 
-Class-based TF-IDF: a term's weight in cluster c is ``tf(t, c) * log(1 + K / sum_c' tf(t, c'))``,
+A cluster is named after the task types of its members (``nli+paraphrase``, ``sentiment``,
+``topic-classification``): a
+task's type comes from a user's task-type file (by task name, then dataset id), else from the
+taxonomies shipped in ``clusters/reference/`` (by dataset id); a task of unknown type stands for
+itself (``sentiment+my-task``). Names are made unique in cluster order (``sentiment-2``); users
+rename clusters in the manifest's ``overrides`` and re-runs keep those.
+
+Distinctive terms (shown beside the names) are class-based TF-IDF: a term's weight in cluster c is ``tf(t, c) * log(1 + K / sum_c' tf(t, c'))``,
 where ``tf(t, c)`` is the mean, over the cluster's tasks, of the share of the task's sampled texts
 that contain the term. Shares (not raw counts) keep one long-passage task from naming the cluster.
 """
@@ -8,7 +15,14 @@ that contain the term. Shares (not raw counts) keep one long-passage task from n
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from taskmill.clusters.compare import load_reference
+
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+MAX_TYPES_IN_NAME = 3
 
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"  # words of 3+ letters: numbers and ids make poor names
 
@@ -46,9 +60,42 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "cluster"
 
 
-def auto_names(terms: Sequence[Sequence[str]]) -> list[str]:
-    """Names ``term1-term2-term3``, made unique with ``-2``, ``-3`` suffixes in cluster order."""
-    return unique_names([slug("-".join(words)) if words else f"cluster-{i}" for i, words in enumerate(terms)])
+def shipped_task_types() -> dict[str, str]:
+    """Dataset id -> task type, from every taxonomy shipped in ``clusters/reference/``."""
+    types: dict[str, str] = {}
+    for path in sorted(REFERENCE_DIR.glob("*.yaml")):
+        types.update(load_reference(path))
+    return types
+
+
+def task_types(datasets: Mapping[str, str], given: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Task -> type for the tasks of ``datasets`` (task -> dataset id) whose type is known.
+
+    Args:
+        datasets: Each task's dataset id, as corpus rows carry it.
+        given: A user's mapping (task name or dataset id -> type); wins over the shipped taxonomies.
+    """
+    given = dict(given or {})
+    shipped = shipped_task_types()
+    out = {}
+    for task, dataset in datasets.items():
+        label = given.get(task) or given.get(dataset) or shipped.get(dataset)
+        if label:
+            out[task] = label
+    return out
+
+
+def type_names(clusters: Sequence[Sequence[str]], type_of: Mapping[str, str]) -> list[str]:
+    """One name per cluster: its members' types (a task of unknown type stands for itself), most
+    common first, at most three and a count of the rest, joined by ``+``; unique in cluster order."""
+    bases = []
+    for i, members in enumerate(clusters):
+        counts = Counter(slug(type_of.get(t, t)) for t in members)
+        labels = sorted(counts, key=lambda label: (-counts[label], label))
+        if len(labels) > MAX_TYPES_IN_NAME:
+            labels = labels[:MAX_TYPES_IN_NAME] + [f"{len(labels) - MAX_TYPES_IN_NAME}-more"]
+        bases.append("+".join(labels) or f"cluster-{i}")
+    return unique_names(bases)
 
 
 def unique_names(bases: Sequence[str]) -> list[str]:

@@ -15,10 +15,12 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from taskmill.clusters import plots
 from taskmill.clusters.cluster import ClusterConfig, ClusterResult, cluster_tasks, cosine_distance, cosine_similarity, silhouette_from_distances
+from taskmill.clusters.compare import load_reference
 from taskmill.clusters.corpus import corpus_file, rows_by_task
 from taskmill.clusters.manifest import (
     MANIFEST_FILE,
@@ -31,7 +33,7 @@ from taskmill.clusters.manifest import (
     load_manifest,
     load_overrides,
 )
-from taskmill.clusters.naming import auto_names, distinctive_terms
+from taskmill.clusters.naming import distinctive_terms, task_types, type_names
 from taskmill.clusters.represent import RepresentConfig, embed_tasks, l2_normalise, make_embedder, task_texts
 from taskmill.records import Row
 
@@ -117,8 +119,12 @@ def previous_overrides(out_dir: Path, overrides_file: Path | None) -> Overrides:
     return Overrides()
 
 
-def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: ClusterConfig, overrides: Overrides) -> ClusterRun:
-    """Represent, cluster and name the tasks of a corpus, then apply ``overrides`` (nothing written)."""
+def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: ClusterConfig, overrides: Overrides,
+                   types: Mapping[str, str] | None = None) -> ClusterRun:
+    """Represent, cluster and name the tasks of a corpus, then apply ``overrides`` (nothing written).
+
+    ``types`` (task name or dataset id -> task type) names clusters ahead of the shipped taxonomies.
+    """
     clock = StageClock()
     represent.validate()
     config.validate()
@@ -131,10 +137,11 @@ def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: Cluster
     result = cluster_tasks(X, config)
     clock.lap("cluster")
     algo_groups = _groups(tasks, result.labels)
-    names = auto_names(distinctive_terms(texts, algo_groups))
+    datasets = task_datasets(groups)
+    names = type_names(algo_groups, task_types(datasets, types))
     final, unresolved = apply_overrides(dict(zip(names, algo_groups)), overrides)
     auto_of = {t: name for name, members in zip(names, algo_groups) for t in members}
-    entries = build_entries(final, auto_of, X, tasks, texts, task_datasets(groups))
+    entries = build_entries(final, auto_of, X, tasks, texts, datasets)
     manifest = _manifest(corpus_dir, represent, config, result, overrides, unresolved, entries)
     order = [t for c in entries for t in c.task_names]
     position = {t: i for i, t in enumerate(tasks)}
@@ -225,6 +232,7 @@ def run_clustering(
     overrides_file: str | Path | None = None,
     draw: bool = True,
     overwrite: bool = False,
+    task_types_file: str | Path | None = None,
 ) -> ClusterRun:
     """Cluster the tasks of a corpus and write the outputs to ``out_dir`` atomically.
 
@@ -236,6 +244,8 @@ def run_clustering(
         overrides_file: YAML with an ``overrides`` block; replaces the previous manifest's.
         draw: Write the PNG plots.
         overwrite: Replace ``out_dir`` even when it is not an earlier clustering folder.
+        task_types_file: YAML mapping task name or dataset id -> task type (a top-level
+            ``labels:`` key is accepted), used to name clusters before the shipped taxonomies.
 
     Returns:
         The run (manifest, vectors, similarity, timings).
@@ -243,10 +253,11 @@ def run_clustering(
     from taskmill.fileio import atomic_dir, claim_output
 
     out = Path(out_dir)
-    inputs = [corpus_dir] + ([overrides_file] if overrides_file else [])
+    inputs = [corpus_dir] + [f for f in (overrides_file, task_types_file) if f]
     target = claim_output(out, "cluster run", inputs=inputs, overwrite=overwrite)
     overrides = previous_overrides(out, Path(overrides_file) if overrides_file else None)
-    run = cluster_corpus(Path(corpus_dir), represent or RepresentConfig(), config or ClusterConfig(), overrides)
+    types = load_reference(task_types_file) if task_types_file else None
+    run = cluster_corpus(Path(corpus_dir), represent or RepresentConfig(), config or ClusterConfig(), overrides, types)
     clock = StageClock()
     with atomic_dir(out, marker=target.write_marker) as tmp:
         write_outputs(run, tmp, draw)

@@ -8,11 +8,11 @@ from a seeded ``random.Random``: the same arguments give the same rows.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from taskmill.builders import keys
 from taskmill.records import Row
 
 Render = Callable[[random.Random, list[str]], tuple[str, str]]
@@ -102,9 +102,10 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 
-def row_id(task: str, split: str, row_index: int, template_id: str, fmt: str) -> str:
-    """The corpus schema's content id: sha1 of (task, split, row_index, template_id, format), 16 hex."""
-    return hashlib.sha1(f"{task}\t{split}\t{row_index}\t{template_id}\t{fmt}".encode()).hexdigest()[:16]
+def row_id(task: str, split: str, row_index: int, template_id: str, fmt: str, seed: int = 0) -> str:
+    """The corpus schema's id, as ``taskmill build`` makes it: from the sha256 of (seed, task, split,
+    row_index, template_id) and the format, 16 hex digits."""
+    return keys.row_id(keys.row_digest(seed, task, split, row_index, template_id), fmt)
 
 
 def make_row(task: str, dataset: str, row_index: int, prompt: str, completion: str, template_id: str = "t0", split: str = "train") -> Row:

@@ -145,11 +145,12 @@ def run_loco(config: LocoConfig, backend_factory: Any = None, *, overwrite: bool
             (the base backend is built once and reused for every fold).
         overwrite: Write into ``config.out`` even when it is not an earlier LOCO folder.
     """
-    from taskmill.clusters.fold_corpus import load_folds, write_fold_corpora
+    from taskmill.clusters.fold_corpus import find_fold, load_folds, write_fold_corpora
 
     out = claim_output(config.out, "loco", inputs=[config.folds, config.model], overwrite=overwrite,
                        mode="update").ensure()
-    _, entries = load_folds(config.folds)
+    folds = load_folds(config.folds)  # read once: folds.yaml holds every fold's removed-row list
+    entries = folds[1]
     names = list(config.fold_names) or [e.fold.name for e in entries]
     factory = backend_factory or _default_factory(config)
     base_backend = factory(None)
@@ -158,9 +159,9 @@ def run_loco(config: LocoConfig, backend_factory: Any = None, *, overwrite: bool
         fold_dir = out / "folds" / _slug(name)
         data = fold_dir / "data"
         if not (data / "test" / "manifest.json").is_file():
-            write_fold_corpora(config.folds, name, data)
+            write_fold_corpora(config.folds, name, data, loaded=folds)
         fold_file = fold_dir / "fold.json"
-        entry = next(e for e in entries if e.fold.name == name or e.fold.name.split(":", 1)[-1] == name)
+        entry = find_fold(entries, name)
         write_json(fold_file, {"name": entry.fold.name, "held_out": list(entry.fold.held_out),
                                "train_tasks": list(entry.fold.train_tasks), "test_tasks": list(entry.fold.test_tasks)})
         adapter = train_fold(config, data / "train", fold_dir / "train")

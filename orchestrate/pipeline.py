@@ -66,6 +66,9 @@ class PipelineConfig:
         for key in ("formats", "recipes"):
             if raw.get(key) is not None and not isinstance(raw[key], list):
                 problems.append(f"{key}: expected a list")
+        if isinstance(raw.get("cluster"), dict):
+            problems += [f"cluster.{k}: unknown key (expected represent, cluster, task_types)"
+                         for k in sorted(set(raw["cluster"]) - {"represent", "cluster", "task_types"})]
         if not problems:
             from taskmill.orchestrate.recipes import check_serving_ranks
 
@@ -75,9 +78,12 @@ class PipelineConfig:
             raise ConfigError(problems, file=file)
         rel = lambda p: str((base / p).resolve()) if p is not None else None  # noqa: E731
         model = raw["model"] if raw["model"] == "smollm2" or not (base / raw["model"]).exists() else rel(raw["model"])
+        cluster = dict(raw.get("cluster") or {})
+        if cluster.get("task_types"):
+            cluster["task_types"] = rel(cluster["task_types"])
         return cls(
             out=rel(raw["out"]), model=model, collection=rel(raw.get("collection")),
-            formats=tuple(raw.get("formats") or ()), cluster=dict(raw.get("cluster") or {}),
+            formats=tuple(raw.get("formats") or ()), cluster=cluster,
             folds=dict(raw.get("folds") or {}), train=dict(raw.get("train") or {}), eval=dict(raw.get("eval") or {}),
             recipes=tuple(raw.get("recipes") or ("sft",)), dpo=dict(raw.get("dpo") or {}),
             report=bool(raw.get("report", True)),
@@ -178,8 +184,9 @@ def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print, *, 
         config.collection, corpus, formats=config.formats or None, progress=False))
     represent = RepresentConfig(**config.cluster.get("represent", {}))
     clustering = ClusterConfig(**config.cluster.get("cluster", {}))
-    stages.run("cluster", config.cluster, clusters / "clusters.yaml",
-               lambda: run_clustering(corpus, clusters, represent, clustering))
+    types = config.cluster.get("task_types")
+    stages.run("cluster", {**config.cluster, "task_types_sha": _file_sha(types)}, clusters / "clusters.yaml",
+               lambda: run_clustering(corpus, clusters, represent, clustering, task_types_file=types))
     fold_settings = dict(config.folds)
     dedup = DedupConfig(**fold_settings.pop("dedup", {}))
     fold_config = FoldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fold_settings.items()}, dedup=dedup)
