@@ -25,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from taskmill.fileio import write_text  # noqa: E402
 import gen_classify  # noqa: E402
 import gen_qa  # noqa: E402
 import gen_reasoning  # noqa: E402
@@ -97,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not path.is_file() or path.read_text(encoding="utf-8") != text:
                     stale.append(str(path.relative_to(HERE)))
                 continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
+            write_text(path, text)
     if stale:
         print("out of date: " + ", ".join(stale), file=sys.stderr)
         return 1
