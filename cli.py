@@ -50,7 +50,7 @@ def user_errors(func: F) -> F:
 def templates_lint(
     files: Annotated[list[Path], typer.Argument(help="Template files (taskmill or PromptSource YAML).")],
     data: Annotated[Optional[Path], typer.Option(help="JSONL dataset rows (HF schema) to check against.")] = None,
-    rows: Annotated[int, typer.Option(help="How many rows of --data to render.")] = 50,
+    rows: Annotated[Optional[int], typer.Option(help="Render only the first N rows of --data (default: every row, as build does).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the `choice` filter.")] = 0,
     plain: Annotated[bool, typer.Option(help="No colour.")] = False,
 ) -> None:
