@@ -95,13 +95,15 @@ def templates_convert_flan(
     mapping: Annotated[Optional[str], typer.Option(help="Shipped mapping name, FILE.yaml or FILE.yaml:NAME.")] = None,
     field: Annotated[Optional[list[str]], typer.Option(help="FLAN_FIELD=JINJA_EXPR over the HF row (repeatable).")] = None,
     choices: Annotated[Optional[str], typer.Option(help="Answer choices Jinja source, split on |||.")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="HF dataset id or id/config of the output file.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="HF dataset id of the output file: name, owner/name, name/config or owner/name/config.")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="FLAN task kind (classification, summarisation, translation, qa, ...); default: FLAN's.")] = None,
 ) -> None:
     """Convert FLAN's format-string patterns for TASK into a taskmill template file."""
     from taskmill.templates.flan import convert_flan
 
     fields = dict(_key_value(item) for item in field or [])
-    result = convert_flan(task, out, flan=flan, mapping=mapping, fields=fields, answer_choices=choices, dataset=dataset)
+    result = convert_flan(task, out, flan=flan, mapping=mapping, fields=fields, answer_choices=choices, dataset=dataset,
+                          kind=kind)
     typer.echo(f"wrote {len(result.template_file.templates)} template(s) for {result.template_file.dataset_id} to {out}")
     for note in result.skipped:
         typer.echo(f"skipped {note}")
