@@ -129,12 +129,14 @@ def build_cmd(
     format: Annotated[Optional[list[str]], typer.Option("--format", help="Formats to build, replacing the collection's (repeat).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="datasets cache folder (default: HF_DATASETS_CACHE).")] = None,
+    max_size: Annotated[Optional[str], typer.Option("--max-size", help="Refuse, before writing, a corpus.jsonl larger than this (500MB, 20GB; 0: no limit) [default: 1GB].")] = None,
 ) -> None:
     """Build an instruction-tuning corpus: corpus.jsonl, corpus.parquet, card.md, manifest.json."""
-    from taskmill.builders.build import build_collection
+    from taskmill.builders.build import DEFAULT_MAX_SIZE, build_collection, parse_size
 
+    limit = parse_size(max_size) if max_size is not None else DEFAULT_MAX_SIZE
     result = build_collection(collection, out, num_proc=num_proc, save_to_disk=save_to_disk, formats=format,
-                              progress=progress, cache_dir=cache_dir)
+                              progress=progress, cache_dir=cache_dir, max_size=limit)
     typer.echo(f"wrote {result.rows} rows ({result.rendered} rendered) to {result.out}")
 
 
