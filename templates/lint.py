@@ -257,7 +257,7 @@ def _row_problems(template: Template, row: dict[str, Any], seed: int) -> list[tu
 
 
 def _row_findings(template: Template, file: str, rows: Sequence[tuple[str, dict[str, Any]]], seed: int) -> list[Finding]:
-    """Render the sample rows; one finding per check, at its first row, with how many rows hit it."""
+    """Render the rows; one finding per check, at its first row, with how many rows hit it."""
     first: dict[str, Finding] = {}
     counts: dict[str, int] = {}
     for label, row in rows:
@@ -273,7 +273,7 @@ def _row_findings(template: Template, file: str, rows: Sequence[tuple[str, dict[
 
 
 def lint_file(path: str | Path, rows: Sequence[tuple[str, dict[str, Any]]] | None = None, seed: int = 0) -> tuple[list[Finding], int]:
-    """Lint one template file, optionally against sample rows; returns findings and template count."""
+    """Lint one template file, optionally against data rows; returns findings and template count."""
     path = Path(path)
     tf, problems = load_for_lint(path)
     findings = [Finding("error", "duplicate" if p.startswith("duplicate") else "parse", p, str(path)) for p in problems]
