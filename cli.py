@@ -63,7 +63,7 @@ def user_errors(func: F) -> F:
 def templates_lint(
     files: Annotated[list[Path], typer.Argument(help="Template files (taskmill or PromptSource YAML).")],
     data: Annotated[Optional[Path], typer.Option(help="JSONL dataset rows (HF schema) to check against.")] = None,
-    rows: Annotated[int, typer.Option(help="How many rows of --data to render.")] = 50,
+    rows: Annotated[Optional[int], typer.Option(help="Render only the first N rows of --data (default: every row, as build does).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the `choice` filter.")] = 0,
     plain: Annotated[bool, typer.Option(help="No colour.")] = False,
 ) -> None:
@@ -108,13 +108,15 @@ def templates_convert_flan(
     mapping: Annotated[Optional[str], typer.Option(help="Shipped mapping name, FILE.yaml or FILE.yaml:NAME.")] = None,
     field: Annotated[Optional[list[str]], typer.Option(help="FLAN_FIELD=JINJA_EXPR over the HF row (repeatable).")] = None,
     choices: Annotated[Optional[str], typer.Option(help="Answer choices Jinja source, split on |||.")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="HF dataset id or id/config of the output file.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="HF dataset id of the output file: name, owner/name, name/config or owner/name/config.")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="FLAN task kind (classification, summarisation, translation, qa, ...); default: FLAN's.")] = None,
 ) -> None:
     """Convert FLAN's format-string patterns for TASK into a taskmill template file."""
     from taskmill.templates.flan import convert_flan
 
     fields = dict(_key_value(item) for item in field or [])
-    result = convert_flan(task, out, flan=flan, mapping=mapping, fields=fields, answer_choices=choices, dataset=dataset)
+    result = convert_flan(task, out, flan=flan, mapping=mapping, fields=fields, answer_choices=choices, dataset=dataset,
+                          kind=kind)
     typer.echo(f"wrote {len(result.template_file.templates)} template(s) for {result.template_file.dataset_id} to {out}")
     for note in result.skipped:
         typer.echo(f"skipped {note}")
@@ -141,12 +143,14 @@ def build_cmd(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="datasets cache folder (default: HF_DATASETS_CACHE).")] = None,
     overwrite: Overwrite = False,
+    max_size: Annotated[Optional[str], typer.Option("--max-size", help="Refuse, before writing, a corpus.jsonl larger than this (500MB, 20GB; 0: no limit) [default: 1GB].")] = None,
 ) -> None:
     """Build an instruction-tuning corpus: corpus.jsonl, corpus.parquet, card.md, manifest.json."""
-    from taskmill.builders.build import build_collection
+    from taskmill.builders.build import DEFAULT_MAX_SIZE, build_collection, parse_size
 
+    limit = parse_size(max_size) if max_size is not None else DEFAULT_MAX_SIZE
     result = build_collection(collection, out, num_proc=num_proc, save_to_disk=save_to_disk, formats=format,
-                              progress=progress, cache_dir=cache_dir, overwrite=overwrite)
+                              progress=progress, cache_dir=cache_dir, max_size=limit, overwrite=overwrite)
     typer.echo(f"wrote {result.rows} rows ({result.rendered} rendered) to {result.out}")
 
 

@@ -1,8 +1,10 @@
 """``taskmill build``: collection file -> corpus folder (JSONL, Parquet, card, manifest).
 
 Steps: validate the collection; load every task's splits and templates and check them; render
-chunks of rows (in ``num_proc`` processes, merged in chunk order); drop exact duplicates; mix;
-write everything into a temporary folder that replaces ``DIR`` at the end.
+chunks of rows (in ``num_proc`` processes, merged in chunk order, with a progress bar giving rows/s
+and the projected size); drop exact duplicates; mix; check the corpus's size against ``max_size``
+and say it (rows, bytes) before writing; write everything into a temporary folder that replaces
+``DIR`` at the end.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import random
+import re
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +34,11 @@ from taskmill.fileio import OutputFolder, atomic_dir, claim_output, sha256_file,
 from taskmill.records import FORMATS, Template
 
 RENDERS_PER_CHUNK = 4000  # (row, template) renders per unit of parallel work
+# Largest corpus.jsonl written unless asked for more (--max-size): a forgotten max_examples or
+# mixing cap should cost one line, not an hour and gigabytes of disk.
+DEFAULT_MAX_SIZE = 1_000_000_000
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(i)?)?b?\s*$", re.I)
+_SIZE_POWERS = {"k": 1, "m": 2, "g": 3, "t": 4}
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,31 @@ def _check_formats(formats: Sequence[str]) -> None:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ConfigError([f"unknown format '{f}' (expected one of {list(FORMATS)})" for f in unknown])
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes from ``500MB``, ``2GB``, ``1.5G``, ``1GiB`` or ``123`` (decimal units; ``0``/``none``: None, no limit).
+
+    Raises:
+        ConfigError: Not a size.
+    """
+    if text.strip().lower() in ("none", "off", "inf"):
+        return None
+    match = _SIZE.match(text)
+    if match is None:
+        raise ConfigError([f"--max-size must be a size such as 500MB or 2GB (0: no limit), got '{text}'"])
+    number, unit, binary = match.groups()
+    scale = (1024 if binary else 1000) ** _SIZE_POWERS[unit.lower()] if unit else 1
+    size = int(float(number) * scale)
+    return size or None
+
+
+def format_size(size: float) -> str:
+    """``1.68 GB``, ``12.3 MB``, ``4.0 kB`` or ``512 B`` (decimal units)."""
+    for unit, scale, digits in (("GB", 1e9, 2), ("MB", 1e6, 1), ("kB", 1e3, 1)):
+        if size >= scale:
+            return f"{size / scale:.{digits}f} {unit}"
+    return f"{int(size)} B"
 
 
 def template_path(collection: Collection, task: TaskConfig) -> Path:
@@ -187,26 +222,48 @@ def render_all(plans: list[TaskPlan], num_proc: int = 1, progress: bool = True, 
                 entry = out.skips.setdefault((chunk.task, *key), [0, []])
                 entry[0] += count
                 entry[1] = (entry[1] + examples)[:SKIP_EXAMPLES_KEPT]
-            advance(chunk.hi - chunk.lo)
+            advance(chunk.hi - chunk.lo, len(result.metas), result.offsets[-1] if result.offsets else 0)
     return out
 
 
+def progress_console() -> Any:
+    """The rich console progress bars draw on: stderr (a seam for tests)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 class _progress:
-    """A rich progress bar on stderr over source rows (silent when off or not a terminal)."""
+    """A rich progress bar on stderr over source rows, with corpus rows made, rows/s and the
+    projected JSONL size (before dedup and mixing); silent when off or not a terminal.
+
+    Entering gives ``advance(source_rows, corpus_rows, jsonl_bytes)`` for each merged chunk.
+    """
 
     def __init__(self, enabled: bool, total: int) -> None:
         self.enabled, self.total = enabled, total
+        self.done = self.rows = self.bytes = 0
 
     def __enter__(self) -> Any:
         if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import Progress
+            return lambda n, rows, size: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("source rows · {task.fields[stats]}"), TimeRemainingColumn(),
+                            console=progress_console(), transient=True)
         self.bar.__enter__()
-        task = self.bar.add_task("rendering rows", total=self.total)
-        return lambda n: self.bar.advance(task, n)
+        self.task = self.bar.add_task("rendering rows", total=self.total, stats="")
+        self.start = time.perf_counter()
+        return self.advance
+
+    def advance(self, source_rows: int, rows: int, size: int) -> None:
+        """Count a merged chunk and redraw the rate and the projection."""
+        self.done, self.rows, self.bytes = self.done + source_rows, self.rows + rows, self.bytes + size
+        rate = self.rows / max(time.perf_counter() - self.start, 1e-9)
+        projected = self.bytes * self.total / max(self.done, 1)
+        self.bar.update(self.task, advance=source_rows,
+                        stats=f"{self.rows:,} rows · {rate:,.0f} rows/s · ≈ {format_size(projected)} before dedup/mixing")
 
     def __exit__(self, *exc: object) -> None:
         if self.enabled:
@@ -292,6 +349,25 @@ def _write(out: OutputFolder, collection: Collection, plans: Sequence[TaskPlan],
     return outputs
 
 
+def _check_size(collection: Collection, rendered: Rendered, positions: list[int], max_size: int | None,
+                out: Path, progress: bool) -> None:
+    """Refuse a corpus larger than ``max_size`` before anything is written; else say what comes.
+
+    Raises:
+        TaskmillError: corpus.jsonl would exceed ``max_size`` bytes (one line with its size and rows).
+    """
+    size = rendered.jsonl.size(positions)
+    if max_size is not None and size > max_size:
+        raise TaskmillError(
+            f"{writer.CORPUS_JSONL} would be {format_size(size)} ({len(positions):,} rows), over the --max-size limit "
+            f"of {format_size(max_size)}; nothing was written: raise --max-size (0: no limit) or make the corpus "
+            f"smaller (max_examples, mixing cap/total, fewer formats)", file=str(collection.path))
+    if progress:
+        limit = format_size(max_size) if max_size is not None else "none"
+        print(f"taskmill: writing {len(positions):,} rows, {writer.CORPUS_JSONL} {format_size(size)} (limit {limit})"
+              f" to {out}", file=sys.stderr, flush=True)
+
+
 def build_collection(
     collection_file: str | Path | None,
     out: str | Path,
@@ -302,6 +378,7 @@ def build_collection(
     progress: bool = True,
     cache_dir: str | Path | None = None,
     overwrite: bool = False,
+    max_size: int | None = DEFAULT_MAX_SIZE,
 ) -> BuildResult:
     """Build a corpus folder from a collection file.
 
@@ -311,26 +388,30 @@ def build_collection(
         num_proc: Worker processes for rendering (the output does not depend on it).
         save_to_disk: Also write the corpus as an HF ``datasets`` folder (``DIR/hf_dataset``).
         formats: Replace every task's formats.
-        progress: Show a progress bar on stderr.
+        progress: Show a progress bar on stderr, and the corpus's rows and size before writing.
         cache_dir: The ``datasets`` cache folder (None: ``HF_DATASETS_CACHE`` or its default).
         overwrite: Replace ``out`` even when it is not an earlier corpus folder (never the current
             or home directory, nor a folder holding the collection's inputs).
+        max_size: Refuse (before writing) a corpus.jsonl larger than this many bytes (None: no limit).
 
     Raises:
-        TaskmillError: Bad collection, data or template, or an output folder that must not be
-            replaced (one line); nothing is written.
+        TaskmillError: Bad collection, data or template, a corpus over ``max_size``, or an output
+            folder that must not be replaced (one line); nothing is written.
     """
     if formats:
         _check_formats(formats)
     collection = load_collection(collection_file if collection_file is not None else starter_collection(), formats)
     if num_proc < 1:
         raise ConfigError([f"--num-proc must be >= 1 (got {num_proc})"])
+    if max_size is not None and max_size < 1:
+        raise ConfigError([f"--max-size must be a positive number of bytes or None (got {max_size})"])
     target = claim_output(out, "build", inputs=_input_paths(collection), overwrite=overwrite)
     cache = str(cache_dir) if cache_dir is not None else None
     plans = [plan_task(collection, i, task, cache) for i, task in enumerate(collection.tasks)]
     with _spill_folder(num_proc) as spill:
         rendered = render_all(plans, num_proc, progress, spill)
         positions, stats = _select(collection, plans, rendered)
+        _check_size(collection, rendered, positions, max_size, Path(out), progress)
         outputs = _write(target, collection, plans, rendered, positions, stats, save_to_disk)
         return BuildResult(Path(out), len(positions), len(rendered.metas), outputs)
 

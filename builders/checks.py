@@ -16,10 +16,12 @@ from typing import Any
 
 from taskmill.errors import DataError, TemplateError
 from taskmill.records import Template
+from taskmill.templates.labels import index_fields, label_problem
+
+__all__ = ["check_labels", "check_template", "index_fields", "single_brace_fields", "sources"]
 
 _JINJA_CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _SINGLE_BRACE = re.compile(r"(?<!\{)\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}(?!\})")
-_CHOICE_INDEX = re.compile(r"answer_choices\s*\[\s*([A-Za-z_][A-Za-z0-9_]*)\s*\]")
 
 
 def sources(template: Template) -> list[tuple[str, str]]:
@@ -36,16 +38,6 @@ def single_brace_fields(source: str, columns: Sequence[str]) -> list[str]:
     """Dataset fields written as ``{field}`` outside Jinja constructs (they would render literally)."""
     text = _JINJA_CONSTRUCT.sub("", source)
     return [name for name in _SINGLE_BRACE.findall(text) if name in columns]
-
-
-def index_fields(template: Template) -> tuple[str, ...]:
-    """Fields used directly as an index into ``answer_choices`` (``answer_choices[label]``)."""
-    found: list[str] = []
-    for _, source in sources(template):
-        for name in _CHOICE_INDEX.findall(source):
-            if name not in found:
-                found.append(name)
-    return tuple(found)
 
 
 def check_template(template: Template, columns: Sequence[str], *, file: str, task: str, row: str) -> None:
@@ -82,16 +74,11 @@ def check_labels(row: Mapping[str, Any], fields: tuple[str, ...], choices: Seque
                  file: str, task: str, template: str, where: str) -> None:
     """Raise when an integer field indexing ``answer_choices`` is out of range for this row.
 
+    The check is :func:`taskmill.templates.labels.label_problem`, which lint reports with the same text.
+
     Raises:
         DataError: ``row[field]`` is an int outside ``0 .. len(choices) - 1``.
     """
-    if choices is None:
-        return
-    for name in fields:
-        value = row.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < len(choices):
-            raise DataError(
-                f"{name} {value} is out of range of the template's {len(choices)} answer_choices "
-                f"{list(choices)}; expected 0..{len(choices) - 1}",
-                file=file, task=task, template=template, row=where,
-            )
+    problem = label_problem(row, fields, choices)
+    if problem is not None:
+        raise DataError(problem, file=file, task=task, template=template, row=where)

@@ -8,7 +8,7 @@ dedup: true                   # drop exact duplicates (same split, prompt and co
 mixing: {cap: 3000, temperature: 2.0, total: null, splits: [train]}   # optional
 tasks:
   - name: sst2
-    dataset: glue/sst2        # HF id/config ("owner/name/config" also works; or give `subset:`)
+    dataset: glue/sst2        # HF id and config; owner/name is one hub repo (see _dataset_id), or give `subset:`
     data_files: {train: data/train.jsonl}   # optional local JSONL/CSV/Parquet (HF schema)
     splits: [train]           # default: the data_files keys
     templates: sst2.yaml      # taskmill or PromptSource YAML; default: the template library
@@ -195,8 +195,15 @@ def _mixing(raw: Any, problems: list[str]) -> MixingConfig | None:
     return MixingConfig(cap, float(temperature), total, tuple(splits))
 
 
-def _dataset_id(raw: dict[str, Any], where: str, problems: list[str]) -> tuple[str, str, str | None]:
-    """(provenance id, HF id, HF config) from `dataset` and the optional `subset`."""
+def _dataset_id(raw: dict[str, Any], root: Path, where: str, problems: list[str]) -> tuple[str, str, str | None]:
+    """(provenance id, HF id, HF config) from `dataset` and the optional `subset`.
+
+    Read as ``load_dataset`` names datasets (:func:`taskmill.templates.dataset_ids.split_dataset_id`):
+    ``owner/name`` is one hub repo, so ``knkarthick/dialogsum`` is not dataset ``knkarthick``
+    with config ``dialogsum``; ``glue/sst2`` stays name/config because the template library says so.
+    """
+    from taskmill.templates.dataset_ids import split_dataset_id
+
     dataset = raw["dataset"]
     if "subset" in raw:
         subset = raw["subset"]
@@ -206,11 +213,13 @@ def _dataset_id(raw: dict[str, Any], where: str, problems: list[str]) -> tuple[s
         return (f"{dataset}/{subset}" if subset else dataset), dataset, subset
     parts = dataset.split("/")
     if len(parts) > 3 or not all(parts):
-        problems.append(f"{where}dataset '{dataset}' must be 'id', 'id/config' or 'owner/id/config'")
+        problems.append(f"{where}dataset '{dataset}' must be 'name', 'owner/name', 'name/config' or "
+                        "'owner/name/config' (or give the config as `subset:`)")
         return dataset, dataset, None
-    if len(parts) == 1:
-        return dataset, dataset, None
-    return dataset, "/".join(parts[:-1]), parts[-1]
+    templates = raw.get("templates")
+    template_file = root / templates if isinstance(templates, str) and templates else None
+    hf_id, subset = split_dataset_id(dataset, template_file)
+    return dataset, hf_id, subset
 
 
 def _data_files(raw: Any, root: Path, where: str, problems: list[str]) -> dict[str, tuple[str, ...]] | None:
@@ -272,7 +281,7 @@ def _source(raw: dict[str, Any], root: Path, where: str, problems: list[str]) ->
     if not isinstance(raw.get("dataset"), str) or not raw["dataset"]:
         problems.append(f"{where}needs 'dataset' (HF id/config) or 'sni' (task file)")
         return {"dataset": "", "hf_id": "", "subset": None, "data_files": None, "sni": None}
-    dataset, hf_id, subset = _dataset_id(raw, where, problems)
+    dataset, hf_id, subset = _dataset_id(raw, root, where, problems)
     files = _data_files(raw.get("data_files"), root, where, problems)
     return {"dataset": dataset, "hf_id": hf_id, "subset": subset, "data_files": files, "sni": None}
 

@@ -88,9 +88,13 @@ def _load_hub(task: TaskConfig, splits: tuple[str, ...], cache_dir: str | None) 
             rows[split] = datasets.load_dataset(task.hf_id, task.subset, split=split, cache_dir=cache_dir).to_list()
         except Exception as err:  # offline, unknown id/config/split: all one line for the user
             config = f" config '{task.subset}'" if task.subset else ""
+            owner, _, name = task.hf_id.partition("/")
+            # `a/b` was read as the hub repo owner/name (collection._dataset_id): say how to mean a config.
+            hint = (f" ('{task.hf_id}' was read as a hub repo; for dataset '{owner}' with config '{name}'"
+                    f" write dataset: {owner} and subset: {name})" if name and "/" not in name and not task.subset else "")
             raise DataError(
                 f"cannot load dataset '{task.hf_id}'{config} split '{split}' from the Hugging Face Hub "
-                f"({_root_cause(err)}); check the id, or give data_files for a local copy",
+                f"({_root_cause(err)}); check the id, or give data_files for a local copy{hint}",
                 task=task.name,
             ) from None
     return SourceData(rows, "hub")

@@ -61,6 +61,10 @@ class JsonlChunks:
                 h.update(piece)
         return h.hexdigest()
 
+    def size(self, positions: Sequence[int]) -> int:
+        """Bytes :meth:`write` would write for ``positions`` (ascending), without writing them."""
+        return sum(len(piece) for piece in self._pieces(positions))
+
     def _pieces(self, positions: Sequence[int]) -> Iterator[memoryview]:
         if len(positions) == self.starts[-1]:
             yield from (memoryview(b) for b in self.blobs)

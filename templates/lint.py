@@ -8,20 +8,26 @@ Checks, each finding naming file, template and row:
   the promptsource dialect, where PromptSource renders it as empty text);
 * ``single-brace``: literal text such as ``{premise}`` whose name is a row field (or a variable of
   the template): Jinja prints it verbatim, the classic silent template bug (error);
-* ``render``: the template fails on a sample row (error);
-* ``not-applicable``: a promptsource-dialect template renders no ``|||`` target on a row, which
-  PromptSource's convention treats as "skip this row" (warning);
-* ``empty-render``: the input or the target renders empty on a sample row (warning);
+* ``render``: the template fails on a row (error), with the message ``taskmill build`` stops on;
+* ``label-out-of-range``: an integer label indexing ``answer_choices`` is outside the choices
+  (``-1``, HF's "no label"): the row ``taskmill build`` rejects, with build's message (error);
+* ``not-applicable``: a promptsource-dialect template renders empty on a row, PromptSource's
+  "this template does not apply", which build skips (warning);
+* ``empty-render``: the input or the target renders empty on a row (warning);
 * ``target-not-choice``: the target is not one of the answer choices (error for templates of the
   original task, warning when ``original_task`` is false).
 
-Row-level findings are reported once per template and check, at the first row, with a count.
+Every row of the data file is checked unless a sample (the first N rows) is asked for: the row
+checks are those of ``taskmill build`` (shared with it, :mod:`taskmill.templates.labels`), so a file
+that lints clean against the rows also builds. Row-level findings are reported once per template
+and check, at the first row, with a count.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +40,7 @@ from taskmill.errors import DataError, TaskmillError, TemplateError
 from taskmill.records import Rendered, Template, TemplateFile
 from taskmill.templates.engine import compile_template, environment, variables
 from taskmill.templates.fileformat import collect_taskmill, duplicate_problems, parse_yaml
+from taskmill.templates.labels import index_fields, label_problem
 from taskmill.templates.promptsource import load_promptsource
 
 Level = Literal["error", "warning"]
@@ -71,6 +78,8 @@ class LintReport:
     files: int = 0
     templates: int = 0
     rows: int = 0
+    sample: int | None = None
+    seconds: float = 0.0
 
     @property
     def errors(self) -> int:
@@ -83,9 +92,14 @@ class LintReport:
         return sum(f.level == "warning" for f in self.findings)
 
     def summary(self) -> str:
-        """One line: counts of errors, warnings, files, templates and sample rows."""
-        return (f"{self.errors} error(s), {self.warnings} warning(s) in {self.files} file(s),"
-                f" {self.templates} template(s), {self.rows} sample row(s)")
+        """One line: counts of errors, warnings, files, templates and rows (which, and how fast)."""
+        line = (f"{self.errors} error(s), {self.warnings} warning(s) in {self.files} file(s),"
+                f" {self.templates} template(s), {self.rows} row(s)")
+        if self.sample is not None and self.rows >= self.sample:
+            line += f" (the first {self.sample} row(s) only; omit --rows to check every row)"
+        if self.rows and self.seconds > 0:
+            line += f" in {self.seconds:.2f} s ({self.rows / self.seconds:,.0f} rows/s)"
+        return line
 
 
 def read_rows(path: str | Path, limit: int | None) -> list[tuple[str, dict[str, Any]]]:
@@ -185,26 +199,50 @@ def _static_findings(template: Template, file: str, fields: set[str] | None) -> 
 
 
 def _render(template: Template, row: dict[str, Any], seed: int) -> Rendered | tuple[Level, str, str]:
-    """The rendered row, or the (level, code, message) problem that stopped it."""
+    """The rendered row, or the (level, code, message) problem that stopped it.
+
+    Decided as ``taskmill build`` decides (``builders.render.TemplateRenderer.render``): a failed
+    render is an error, except a promptsource-dialect render that is empty throughout.
+    """
     compiled = compile_template(template)
     try:
-        if template.dialect != "promptsource":
-            return compiled.render(row, seed=seed)
-        parts, choices = compiled.render_parts_and_choices(row, seed=seed)
-        if len(parts) == 1:
-            # PromptSource's convention for "this template does not apply to this row" (its
-            # builders drop such rows), e.g. trec's per-category templates.
-            return ("warning", "not-applicable", "renders no '|||' target on this row, so the row is skipped")
-        if len(parts) != 2:
-            return ("error", "render", f"rendered to {len(parts)} parts; expected 'prompt ||| target'")
-        return Rendered(parts[0], parts[1], choices)
+        return compiled.render(row, seed=seed)
     except TemplateError as err:
+        if template.dialect == "promptsource":
+            try:
+                parts = compiled.render_parts(row, seed=seed)
+            except TemplateError:
+                parts = ["?"]
+            if not any(parts):
+                # PromptSource's convention for "this template does not apply to this row" (e.g.
+                # trec's per-category templates): build skips the row and counts it on the card.
+                return ("warning", "not-applicable", "renders empty on this row, so the row is skipped")
         return ("error", "render", err.message)
+
+
+def _label_problem(template: Template, row: dict[str, Any], seed: int, out: Rendered | tuple[Level, str, str]) -> str | None:
+    """Build's label check on a row (after a render, or where the render failed), or None."""
+    fields = index_fields(template)
+    if not fields:
+        return None
+    if isinstance(out, Rendered):
+        # build skips a row that renders empty throughout before looking at its labels
+        return label_problem(row, fields, out.answer_choices) if out.input or out.target else None
+    if out[1] != "render" or template.answer_choices is None:
+        return None
+    try:
+        choices = compile_template(template).choices(row, seed)
+    except TemplateError:
+        return None
+    return label_problem(row, fields, choices)
 
 
 def _row_problems(template: Template, row: dict[str, Any], seed: int) -> list[tuple[Level, str, str]]:
     """(level, code, message) problems of rendering one row."""
     out = _render(template, row, seed)
+    label = _label_problem(template, row, seed, out)
+    if label is not None:
+        return [("error", "label-out-of-range", label)]
     if isinstance(out, tuple):
         return [out]
     problems: list[tuple[Level, str, str]] = []
@@ -219,7 +257,7 @@ def _row_problems(template: Template, row: dict[str, Any], seed: int) -> list[tu
 
 
 def _row_findings(template: Template, file: str, rows: Sequence[tuple[str, dict[str, Any]]], seed: int) -> list[Finding]:
-    """Render the sample rows; one finding per check, at its first row, with how many rows hit it."""
+    """Render the rows; one finding per check, at its first row, with how many rows hit it."""
     first: dict[str, Finding] = {}
     counts: dict[str, int] = {}
     for label, row in rows:
@@ -229,13 +267,13 @@ def _row_findings(template: Template, file: str, rows: Sequence[tuple[str, dict[
     out = []
     for code, finding in first.items():
         more = counts[code] - 1
-        suffix = f" (and {more} more of {len(rows)} sample rows)" if more else ""
+        suffix = f" (and {more} more of {len(rows)} rows)" if more else ""
         out.append(Finding(finding.level, code, finding.message + suffix, file, template.name, finding.row))
     return out
 
 
 def lint_file(path: str | Path, rows: Sequence[tuple[str, dict[str, Any]]] | None = None, seed: int = 0) -> tuple[list[Finding], int]:
-    """Lint one template file, optionally against sample rows; returns findings and template count."""
+    """Lint one template file, optionally against data rows; returns findings and template count."""
     path = Path(path)
     tf, problems = load_for_lint(path)
     findings = [Finding("error", "duplicate" if p.startswith("duplicate") else "parse", p, str(path)) for p in problems]
@@ -255,22 +293,25 @@ def lint_file(path: str | Path, rows: Sequence[tuple[str, dict[str, Any]]] | Non
     return findings, len(tf.templates)
 
 
-def lint_paths(paths: Sequence[str | Path], data: str | Path | None = None, rows: int = 50, seed: int = 0) -> LintReport:
-    """Lint template files (taskmill or PromptSource format) against the first ``rows`` data rows.
+def lint_paths(paths: Sequence[str | Path], data: str | Path | None = None, rows: int | None = None,
+               seed: int = 0) -> LintReport:
+    """Lint template files (taskmill or PromptSource format) against the rows of a data file.
 
     Args:
         paths: Template files.
         data: A JSONL file of dataset rows (HF schema), or None to skip the row checks.
-        rows: How many rows of ``data`` to render.
+        rows: Render only the first ``rows`` rows of ``data`` (None: every row, as build does).
         seed: Seed of the ``choice`` filter.
 
     Raises:
         DataError: The data file is missing or malformed.
     """
+    start = time.perf_counter()
     sample = read_rows(data, rows) if data is not None else None
-    report = LintReport(files=len(paths), rows=len(sample or []))
+    report = LintReport(files=len(paths), rows=len(sample or []), sample=rows if data is not None else None)
     for path in paths:
         findings, count = lint_file(path, sample, seed)
         report.findings += findings
         report.templates += count
+    report.seconds = time.perf_counter() - start
     return report

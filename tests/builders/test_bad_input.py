@@ -202,3 +202,25 @@ def test_label_index_in_a_branch_not_taken_is_not_an_error(project: Path, tmp_pa
     assert result.exit_code == 0, result.output
     assert sorted((r["split"], r["row_index"]) for r in read_rows(tmp_path / "out")) == [
         ("train", 0), ("train", 1), ("validation", 0), ("validation", 1)]
+
+
+@pytest.mark.parametrize("progress", ["--no-progress", "--progress"])
+def test_corpus_over_max_size_is_refused_before_writing(project: Path, tmp_path: Path, cli: Any, cache_dir: Path,
+                                                       progress: str) -> None:
+    """The size guard: one line with the projected size and rows, exit 2, nothing written."""
+    out = tmp_path / "out"
+    result = cli(["build", project / "collection.yaml", "--out", out, "--max-size", "2KB", progress,
+                  "--cache-dir", cache_dir])
+    line = _fails(result, out, "collection.yaml", "corpus.jsonl would be", "rows)", "over the --max-size limit of 2.0 kB",
+                  "--max-size")
+    ok = cli(["build", project / "collection.yaml", "--out", out, "--max-size", "10MB", "--no-progress",
+              "--cache-dir", cache_dir])
+    assert ok.exit_code == 0, ok.output
+    rows = len((out / "corpus.jsonl").read_text().splitlines())
+    assert f"would be {(out / 'corpus.jsonl').stat().st_size / 1000:.1f} kB ({rows} rows)" in line
+
+
+def test_bad_max_size_is_one_line(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    result = cli(["build", project / "collection.yaml", "--out", tmp_path / "out", "--max-size", "lots",
+                  "--no-progress", "--cache-dir", cache_dir])
+    _fails(result, tmp_path / "out", "--max-size must be a size such as 500MB or 2GB (0: no limit), got 'lots'")

@@ -210,3 +210,34 @@ def test_no_collection_builds_the_embedded_starter(tmp_path: Path, cache_dir: Pa
     manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
     assert manifest["collection"]["sha256"] == hashlib.sha256(starter_collection().read_bytes()).hexdigest()
     assert {r["task"] for r in read_rows(tmp_path / "corpus")} == {t.name for t in load_collection(starter_collection()).tasks}
+
+
+def test_size_parsing() -> None:
+    from taskmill.builders.build import DEFAULT_MAX_SIZE, parse_size
+    from taskmill.errors import ConfigError
+
+    assert [parse_size(s) for s in ("1.5GB", "500 MB", "2g", "300kB", "123", "1GiB")] == [
+        1_500_000_000, 500_000_000, 2_000_000_000, 300_000, 123, 2**30]
+    assert parse_size("0") is None and parse_size("none") is None
+    assert DEFAULT_MAX_SIZE == 1_000_000_000  # a 1.68 GB corpus is refused unless --max-size is raised
+    with pytest.raises(ConfigError):
+        parse_size("-1GB")
+
+
+def test_projected_size_and_progress_rate_on_stderr(project: Path, cache_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before writing: the corpus's rows and JSONL size on stderr; while rendering: a bar with rows/s."""
+    import io
+
+    from rich.console import Console
+
+    from taskmill.builders import build as build_module
+
+    screen = Console(file=io.StringIO(), force_terminal=True, width=160)
+    monkeypatch.setattr(build_module, "progress_console", lambda: screen)
+    result = build_collection(project / "collection.yaml", tmp_path / "out", progress=True, cache_dir=cache_dir)
+    size = (tmp_path / "out" / "corpus.jsonl").stat().st_size
+    err = capsys.readouterr().err
+    assert f"writing {result.rows} rows, corpus.jsonl {size / 1000:.1f} kB (limit 1.00 GB) to {tmp_path / 'out'}" in err
+    bar = screen.file.getvalue()
+    assert "rendering rows" in bar and "rows/s" in bar and f"{result.rendered} rows" in bar

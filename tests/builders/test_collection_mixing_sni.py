@@ -157,3 +157,67 @@ def test_seed_changes_draws_but_not_zero_shot_text(project: Path, cache_dir: Pat
 def test_load_collection_reads_the_assets(project: Path) -> None:
     c = load_collection(project / "collection.yaml")
     assert c.seed == 7 and c.tasks[0].data_files == {"train": ("tiny/train.jsonl",), "validation": ("tiny/validation.jsonl",)}
+
+
+def test_owner_name_hub_ids_are_one_repo_not_name_and_config(project: Path) -> None:
+    """``knkarthick/dialogsum`` is a hub repo (HF's owner/name), not dataset ``knkarthick`` config
+    ``dialogsum``; ``a/b`` is name/config only when taskmill's or the task's template files say so."""
+    (project / "emoji.yaml").write_text("dataset: tweet_eval\nsubset: emoji\ntemplates:\n"
+                                        "  - {id: e, name: e, input: '{{ sentence }}', target: 'x'}\n")
+    files = {"data_files": {"train": "tiny/train.jsonl"}}
+    raw = {"tasks": [
+        {"name": "dialogsum", "dataset": "knkarthick/dialogsum", "templates": "templates.yaml", **files},
+        {"name": "hub", "dataset": "knkarthick/dialogsum", "splits": ["train"], "templates": "templates.yaml"},
+        {"name": "sst2", "dataset": "glue/sst2", **files},                    # library glue__sst2.yaml: glue + sst2
+        {"name": "ax", "dataset": "glue/ax", "templates": "templates.yaml", **files},  # glue has configs in the library
+        {"name": "sst5", "dataset": "SetFit/sst5", **files},                  # library SetFit__sst5.yaml: owner/name
+        {"name": "emoji", "dataset": "tweet_eval/emoji", "templates": "emoji.yaml", **files},  # the file's header
+        {"name": "cfg", "dataset": "knkarthick/dialogsum", "subset": "default", "templates": "templates.yaml", **files},
+        {"name": "three", "dataset": "knkarthick/dialogsum/default", "templates": "templates.yaml", **files},
+    ]}
+    c = parse_collection(raw, project / "x.yaml")
+    assert [(t.hf_id, t.subset, t.dataset) for t in c.tasks] == [
+        ("knkarthick/dialogsum", None, "knkarthick/dialogsum"),
+        ("knkarthick/dialogsum", None, "knkarthick/dialogsum"),
+        ("glue", "sst2", "glue/sst2"),
+        ("glue", "ax", "glue/ax"),
+        ("SetFit/sst5", None, "SetFit/sst5"),
+        ("tweet_eval", "emoji", "tweet_eval/emoji"),
+        ("knkarthick/dialogsum", "default", "knkarthick/dialogsum/default"),
+        ("knkarthick/dialogsum", "default", "knkarthick/dialogsum/default"),
+    ]
+    assert {t["name"]: (t["hf_id"], t["subset"]) for t in c.resolved()["tasks"]}["dialogsum"] == ("knkarthick/dialogsum", None)
+
+
+def test_owner_name_hub_id_is_loaded_as_one_repo(project: Path, cache_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub is asked for repo ``knkarthick/dialogsum`` with no config, as ``load_dataset`` expects."""
+    import datasets
+
+    calls = []
+
+    class _Split:
+        def to_list(self) -> list[dict[str, Any]]:
+            return [{"sentence": "a fine film .", "label": 1, "idx": 0}]
+
+    def fake_load(path: str, name: str | None = None, **kwargs: Any) -> _Split:
+        calls.append((path, name, kwargs.get("split")))
+        return _Split()
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    (project / "hub.yaml").write_text(yaml.safe_dump({"formats": ["zero_shot"], "tasks": [
+        {"name": "dialogsum", "dataset": "knkarthick/dialogsum", "splits": ["train"], "templates": "templates.yaml"}]}))
+    build_collection(project / "hub.yaml", tmp_path / "out", progress=False, cache_dir=cache_dir)
+    assert calls == [("knkarthick/dialogsum", None, "train")]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    task = manifest["config"]["tasks"][0]
+    assert (task["hf_id"], task["subset"], manifest["sources"][0]["dataset"]) == ("knkarthick/dialogsum", None,
+                                                                                   "knkarthick/dialogsum")
+    from taskmill.errors import DataError
+
+    def missing(path: str, name: str | None = None, **kwargs: Any) -> None:
+        raise FileNotFoundError(f"Dataset '{path}' doesn't exist on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", missing)
+    with pytest.raises(DataError, match="write dataset: knkarthick and subset: dialogsum"):
+        build_collection(project / "hub.yaml", tmp_path / "out2", progress=False, cache_dir=cache_dir)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from taskmill.cli import app
 from taskmill.errors import ConfigError, TaskmillError
 from taskmill.templates import compile_template, load_template_file
-from taskmill.templates.flan import FlanMapping, convert_pattern, convert_task, load_mappings, resolve_mapping
+from taskmill.templates.flan import Conversion, FlanMapping, convert_pattern, convert_task, load_mappings, resolve_mapping
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 NLI = FlanMapping("toy_nli", "toy_nli", "glue", "rte",
@@ -120,3 +120,72 @@ def test_every_shipped_mapping_renders_its_dataset() -> None:
                     assert out.target_index is not None, (name, template.id, out.target, out.answer_choices)
                 if template.metadata.choices_in_prompt:
                     assert "OPTIONS:\n- " + out.answer_choices[0] in out.input
+
+
+TASK_PATTERNS = {
+    "samsum": [("{dialogue}\n\nWhat was that dialogue about, in two sentences or less?", "{summary}"),
+               ("Write a dialog about anything you want", "{dialogue}")],
+    "wmt16_translate": [("{sent1}\n\nTranslate to {lang2}", "{sent2}"), ("{sent2}\n\nTranslate to {lang1}", "{sent1}"),
+                        ("Write a sentence not in {lang1}.", "{sent2}"), ("{sent2}\n\nWhich language is this?", "{lang2}")],
+    "sst2": [("Review:\n{sentence}\nIs this movie review sentence negative or positive?\n{options_}", "{answer}"),
+             ("Generate a short movie review that has {answer} sentiment.", "{sentence}")],
+    "my_own_task": [("{text}\n\nWhat is the headline?", "{headline}"), ("{text}\nHeadline:", "{headline}"),
+                    ("Write an article titled \"{headline}\"", "{text}")],
+}
+
+
+def _metadata(conv: Conversion) -> list[tuple[bool | None, bool | None, tuple[str, ...]]]:
+    return [(t.metadata.original_task, t.metadata.choices_in_prompt, t.metadata.metrics) for t in conv.template_file.templates]
+
+
+def test_custom_mappings_get_metadata_from_the_flan_task_kind() -> None:
+    """Custom field mappings (no metrics given): summarisation and translation patterns are their
+    dataset's original task, classification ones are scored by accuracy."""
+    dialogsum = FlanMapping("d", "samsum", "knkarthick/dialogsum", None, {"dialogue": "dialogue", "summary": "summary"})
+    assert _metadata(convert_task(TASK_PATTERNS, dialogsum)) == [(True, False, ("ROUGE",)), (False, False, ("ROUGE",))]
+    wmt = FlanMapping("w", "wmt16_translate", "wmt16", "de-en",
+                      {"sent1": "translation.de", "sent2": "translation.en", "lang1": "'German'", "lang2": "'English'"})
+    assert _metadata(convert_task(TASK_PATTERNS, wmt)) == [
+        (True, False, ("BLEU",)), (True, False, ("BLEU",)),        # either direction translates
+        (False, False, ("ROUGE",)), (False, False, ("ROUGE",))]     # writing a sentence, naming the language
+    sst = FlanMapping("s", "sst2", "rotten_tomatoes", None, {"sentence": "text", "answer": "answer_choices[label]"},
+                      "negative ||| positive")
+    assert _metadata(convert_task(TASK_PATTERNS, sst)) == [(True, True, ("Accuracy",)), (False, False, ("ROUGE",))]
+    # A task FLAN does not have: a generation task whose own target is its most frequent one.
+    own = FlanMapping("o", "my_own_task", "news", None, {"text": "text", "headline": "title"})
+    assert _metadata(convert_task(TASK_PATTERNS, own)) == [(True, False, ("ROUGE",))] * 2 + [(False, False, ("ROUGE",))]
+
+
+def test_mapping_overrides_kind_and_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "headlines:\n  flan_task: my_own_task\n  dataset: news\n  fields: {text: text, headline: title}\n"
+        "  kind: summarisation\n  metrics: [ROUGE, BLEU]\n  metadata: {languages: [de]}\n"
+        "  pattern_metadata: {2: {original_task: true, metrics: [Exact Match]}}\n", encoding="utf-8")
+    mapping = load_mappings(path)["headlines"]
+    conv = convert_task(TASK_PATTERNS, mapping)
+    assert _metadata(conv) == [(True, False, ("ROUGE", "BLEU"))] * 2 + [(True, False, ("Exact Match",))]
+    assert {t.metadata.languages for t in conv.template_file.templates} == {("de",)}
+    path.write_text("x:\n  dataset: d\n  kind: poetry\n  metadata: {colour: red}\n  pattern_metadata: {a: {}}\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_mappings(path)
+    assert len(info.value.problems) == 3 and "unknown kind 'poetry'" in info.value.problems[0]
+
+
+def test_cli_custom_mapping_for_a_summarisation_task(tmp_path: Path) -> None:
+    flan = tmp_path / "flan.json"
+    flan.write_text(json.dumps(TASK_PATTERNS), encoding="utf-8")
+    out = tmp_path / "dialogsum.yaml"
+    args = ["templates", "convert-flan", "samsum", "--flan", str(flan), "--out", str(out),
+            "--dataset", "knkarthick/dialogsum", "--field", "dialogue=dialogue", "--field", "summary=summary"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    tf = load_template_file(out)
+    assert (tf.dataset, tf.subset) == ("knkarthick/dialogsum", None)  # an owner/name hub id, not id/config
+    assert [(t.metadata.original_task, t.metadata.metrics) for t in tf.templates] == [(True, ("ROUGE",)), (False, ("ROUGE",))]
+    kinded = CliRunner().invoke(app, [*args, "--kind", "qa"])
+    assert kinded.exit_code == 0, kinded.output
+    assert load_template_file(out).templates[0].metadata.metrics == ("Squad",)
+    bad = CliRunner().invoke(app, [*args, "--kind", "poetry"])
+    assert bad.exit_code == 2 and "unknown FLAN task kind 'poetry'" in bad.output

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from taskmill.cli import app
+from taskmill.errors import TaskmillError
 from taskmill.templates.lint import lint_paths
 from taskmill.templates.show import format_example, show_examples
 
@@ -51,7 +52,8 @@ def test_lint_finds_each_problem(files: dict[str, Path]) -> None:
     assert ("syntax", "parse", "error", None) in found
     assert ("outside", "target-not-choice", "error", "rows.jsonl:1") in found
     assert ("empty", "empty-render", "warning", "rows.jsonl:2") in found
-    assert ("fails", "render", "error", "rows.jsonl:3") in found
+    # answer_choices[2] of two choices: build rejects the row for its label, and so does lint
+    assert ("fails", "label-out-of-range", "error", "rows.jsonl:3") in found
     assert any(f.code == "duplicate" and "'d'" in f.message for f in report.findings)
     assert not any(f.template == "good" and f.level == "error" for f in report.findings)
     line = next(f for f in report.findings if f.code == "single-brace").line()
@@ -117,3 +119,75 @@ def test_show_examples(files: dict[str, Path]) -> None:
     result = runner.invoke(app, ["templates", "show", str(fails), "--data", str(files["data"]), "-n", "3", "--template", "fails"])
     assert result.exit_code == 0, result.output
     assert "── fails [f] · row rows.jsonl:1" in result.output and "ERROR: target:" in result.output
+
+
+def _labelled_rows(n: int, bad: dict[int, int]) -> list[dict[str, object]]:
+    return [{"sentence": f"film number {i}", "label": bad.get(i, i % 2)} for i in range(n)]
+
+
+def test_lint_checks_every_row_and_rejects_labels_as_build_does(tmp_path: Path) -> None:
+    """A label of -1 on row 56 (past any small sample) is an error in lint, with build's own message."""
+    from taskmill.builders.build import build_collection
+
+    template, data = tmp_path / "good.yaml", tmp_path / "rows.jsonl"
+    template.write_text(GOOD, encoding="utf-8")
+    data.write_text("".join(json.dumps(r) + "\n" for r in _labelled_rows(60, {55: -1})), encoding="utf-8")
+    report = lint_paths([template], data)
+    assert report.rows == 60 and report.errors == 1
+    (finding,) = report.findings
+    assert (finding.code, finding.level, finding.row) == ("label-out-of-range", "error", "rows.jsonl:56")
+    collection = tmp_path / "c.yaml"
+    collection.write_text("tasks:\n  - {name: t, dataset: glue/sst2, data_files: {train: rows.jsonl}, templates: good.yaml}\n")
+    with pytest.raises(TaskmillError) as info:
+        build_collection(collection, tmp_path / "out", progress=False, cache_dir=tmp_path / "cache")
+    assert info.value.line() == f"{template}: task 't': template 'good': row train[55]: {finding.message}"
+    assert "label -1 is out of range" in finding.message
+    # A stated sample still exists, and says so: the first 50 rows miss row 56.
+    sampled = lint_paths([template], data, rows=50)
+    assert sampled.errors == 0 and "the first 50 row(s)" in sampled.summary()
+
+
+def test_lint_reports_an_out_of_range_label_where_the_render_fails(tmp_path: Path) -> None:
+    """``answer_choices[2]`` of two choices fails to render; build reports the label, so lint does too."""
+    from taskmill.builders.checks import check_labels, index_fields
+
+    template, data = tmp_path / "two.yaml", tmp_path / "rows.jsonl"
+    template.write_text(GOOD.replace(" ||| neutral", ""), encoding="utf-8")
+    data.write_text("".join(json.dumps(r) + "\n" for r in _labelled_rows(4, {2: 2, 3: 7})), encoding="utf-8")
+    (finding,) = lint_paths([template], data).findings
+    assert (finding.code, finding.row) == ("label-out-of-range", "rows.jsonl:3")
+    assert finding.message.startswith("label 2 is out of range") and "(and 1 more of 4 rows)" in finding.message
+    from taskmill.templates.fileformat import load_template_file
+
+    t = load_template_file(template).templates[0]
+    with pytest.raises(TaskmillError) as info:
+        check_labels({"label": 2}, index_fields(t), ("negative", "positive"), file="f", task="t", template="g", where="w")
+    assert finding.message.startswith(info.value.message)
+
+
+def test_cli_lint_checks_every_row_by_default(tmp_path: Path) -> None:
+    template, data = tmp_path / "good.yaml", tmp_path / "rows.jsonl"
+    template.write_text(GOOD, encoding="utf-8")
+    data.write_text("".join(json.dumps(r) + "\n" for r in _labelled_rows(80, {70: -1})), encoding="utf-8")
+    runner = CliRunner()
+    every = runner.invoke(app, ["templates", "lint", str(template), "--data", str(data), "--plain"])
+    assert every.exit_code == 1 and "row rows.jsonl:71: error [label-out-of-range] label -1" in every.output
+    assert "80 row(s) in " in every.output and " rows/s)" in every.output
+    sample = runner.invoke(app, ["templates", "lint", str(template), "--data", str(data), "--rows", "50", "--plain"])
+    assert sample.exit_code == 0 and "the first 50 row(s)" in sample.output
+
+
+def test_lint_promptsource_render_without_target_is_an_error_as_in_build(tmp_path: Path) -> None:
+    """A non-empty promptsource render with no ``|||`` fails the build, so lint says error (not 'skipped')."""
+    from taskmill.builders.build import build_collection
+
+    path, data = tmp_path / "templates.yaml", tmp_path / "rows.jsonl"
+    path.write_text("dataset: trec\ntemplates:\n  1: !Template\n    id: 1\n    name: half\n"
+                    "    jinja: '{{ text }}{% if label == 1 %} ||| loc{% endif %}'\n", encoding="utf-8")
+    data.write_text('{"text": "where?", "label": 1}\n{"text": "who?", "label": 0}\n', encoding="utf-8")
+    (finding,) = lint_paths([path], data).findings
+    assert (finding.code, finding.level, finding.row) == ("render", "error", "rows.jsonl:2")
+    (tmp_path / "c.yaml").write_text("tasks:\n  - {name: t, dataset: trec, data_files: {train: rows.jsonl}, templates: templates.yaml}\n")
+    with pytest.raises(TaskmillError) as info:
+        build_collection(tmp_path / "c.yaml", tmp_path / "out", progress=False, cache_dir=tmp_path / "cache")
+    assert info.value.line().endswith(f"row train[1]: {finding.message}")
