@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 from taskmill.errors import ConfigError
 from taskmill.fileio import atomic_dir, claim_output, write_text
 
-_KEYS = {"out", "collection", "formats", "cluster", "folds", "model", "train", "eval", "recipes", "dpo", "report"}
+_KEYS = {"out", "collection", "formats", "build", "cluster", "folds", "model", "train", "eval", "recipes", "dpo", "report"}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -45,6 +45,7 @@ class PipelineConfig:
     model: str
     collection: str | None = None
     formats: tuple[str, ...] = ()
+    max_size: str | None = None
     cluster: dict[str, Any] = field(default_factory=dict)
     folds: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
@@ -60,12 +61,14 @@ class PipelineConfig:
             raise ConfigError(["expected a mapping with out, model, train, eval"], file=file)
         problems = [f"{k}: unknown key (expected one of {', '.join(sorted(_KEYS))})" for k in sorted(set(raw) - _KEYS)]
         problems += [f"{k}: required" for k in ("out", "model") if not isinstance(raw.get(k), str)]
-        for key in ("cluster", "folds", "train", "eval", "dpo"):
+        for key in ("build", "cluster", "folds", "train", "eval", "dpo"):
             if raw.get(key) is not None and not isinstance(raw[key], dict):
                 problems.append(f"{key}: expected a mapping")
         for key in ("formats", "recipes"):
             if raw.get(key) is not None and not isinstance(raw[key], list):
                 problems.append(f"{key}: expected a list")
+        if isinstance(raw.get("build"), dict):
+            problems += [f"build.{k}: unknown key (expected max_size)" for k in sorted(set(raw["build"]) - {"max_size"})]
         if isinstance(raw.get("cluster"), dict):
             problems += [f"cluster.{k}: unknown key (expected represent, cluster, task_types)"
                          for k in sorted(set(raw["cluster"]) - {"represent", "cluster", "task_types"})]
@@ -84,6 +87,7 @@ class PipelineConfig:
         return cls(
             out=rel(raw["out"]), model=model, collection=rel(raw.get("collection")),
             formats=tuple(raw.get("formats") or ()), cluster=cluster,
+            max_size=str((raw.get("build") or {}).get("max_size")) if (raw.get("build") or {}).get("max_size") is not None else None,
             folds=dict(raw.get("folds") or {}), train=dict(raw.get("train") or {}), eval=dict(raw.get("eval") or {}),
             recipes=tuple(raw.get("recipes") or ("sft",)), dpo=dict(raw.get("dpo") or {}),
             report=bool(raw.get("report", True)),
@@ -168,7 +172,7 @@ def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print, *, 
         overwrite: Write into ``config.out`` even when it is not an earlier pipeline folder.
         inputs: Files the pipeline was read from (the output folder may not hold them).
     """
-    from taskmill.builders.build import build_collection
+    from taskmill.builders.build import DEFAULT_MAX_SIZE, build_collection, parse_size
     from taskmill.clusters import ClusterConfig, FoldConfig, RepresentConfig, run_clustering, write_folds
     from taskmill.clusters.leakage import DedupConfig
     from taskmill.orchestrate.loco import LocoConfig, run_loco
@@ -180,8 +184,9 @@ def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print, *, 
     corpus, clusters, folds, loco = out / "corpus", out / "clusters", out / "folds", out / "loco"
     build_settings = {"collection": config.collection, "formats": config.formats,
                       "sha": _file_sha(config.collection)}
+    max_size = parse_size(config.max_size) if config.max_size is not None else DEFAULT_MAX_SIZE
     stages.run("build", build_settings, corpus / "manifest.json", lambda: build_collection(
-        config.collection, corpus, formats=config.formats or None, progress=False))
+        config.collection, corpus, formats=config.formats or None, progress=False, max_size=max_size))
     represent = RepresentConfig(**config.cluster.get("represent", {}))
     clustering = ClusterConfig(**config.cluster.get("cluster", {}))
     types = config.cluster.get("task_types")

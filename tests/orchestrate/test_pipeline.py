@@ -74,3 +74,27 @@ def test_every_shipped_pipeline_validates_all_its_sections(path):
     train.setdefault("data", {})["corpus"] = "corpus"
     assert config_from_dict(train).lora.enabled  # raises ConfigError listing problems if invalid
     EvalConfig(corpus="c", out="o", model="m", **config.eval)
+
+
+def test_pipeline_build_max_size_reaches_the_build_and_bad_keys_are_listed(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from taskmill.cli import app
+
+    assets = Path(__file__).resolve().parents[1] / "builders" / "assets"
+    shutil.copytree(assets, tmp_path / "project")
+    spec = {"out": "run", "collection": "project/collection.yaml", "model": "some/model", "train": {}, "eval": {},
+            "build": {"max_size": "10B"}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 2, result.output
+    assert "max-size" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "run" / "corpus").exists()
+    spec["build"] = {"max_size": "1GB", "num_proc": 2}
+    spec["cluster"] = {"embeder": "tfidf"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 2
+    assert "build.num_proc: unknown key" in result.stderr and "cluster.embeder: unknown key" in result.stderr
