@@ -209,3 +209,18 @@ def test_no_collection_builds_the_embedded_starter(tmp_path: Path, cache_dir: Pa
     manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
     assert manifest["collection"]["sha256"] == hashlib.sha256(starter_collection().read_bytes()).hexdigest()
     assert {r["task"] for r in read_rows(tmp_path / "corpus")} == {t.name for t in load_collection(starter_collection()).tasks}
+
+
+def test_cot_with_no_cot_target_anywhere_is_an_error(project: Path, cache_dir: Path, tmp_path: Path) -> None:
+    from taskmill.errors import TaskmillError
+
+    data = yaml.safe_load((project / "collection.yaml").read_text())
+    data["tasks"][0]["template_ids"] = ["tiny-mood", "tiny-positive-only"]  # the two without a cot_target
+    (project / "collection.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(TaskmillError) as info:
+        build_collection(project / "collection.yaml", tmp_path / "out", formats=["cot"], progress=False,
+                         cache_dir=cache_dir)
+    assert info.value.line() == (
+        f"{project / 'collection.yaml'}: no rows to write; task 'tiny' (templates.yaml): cot: none of the 2 "
+        "templates has a cot_target, so this task has no cot rows; expected at least one row")
+    assert not (tmp_path / "out").exists()
