@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.builders import keys
-from taskmill.builders.card import BuildStats, render_card
+from taskmill.builders.card import BuildStats, no_rows_error, render_card
 from taskmill.builders.checks import check_template
 from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection, starter_collection
 from taskmill.builders.mixing import dedup, mix
@@ -410,6 +410,8 @@ def build_collection(
     plans = [plan_task(collection, i, task, cache) for i, task in enumerate(collection.tasks)]
     with _spill_folder(num_proc) as spill:
         rendered = render_all(plans, num_proc, progress, spill)
+        if not rendered.metas:  # e.g. --format cot and no template has a cot_target
+            raise no_rows_error(str(collection.path), plans, rendered.skips)
         positions, stats = _select(collection, plans, rendered)
         _check_size(collection, rendered, positions, max_size, Path(out), progress)
         outputs = _write(target, collection, plans, rendered, positions, stats, save_to_disk)

@@ -13,6 +13,7 @@ from typing import Any
 
 from taskmill.builders.mixing import GroupKey, MixReport
 from taskmill.builders.render import Meta, TaskPlan
+from taskmill.errors import TaskmillError
 
 TOP_LABELS = 6
 
@@ -80,6 +81,7 @@ def _task_section(plan: TaskPlan, metas: list[Meta], stats: BuildStats) -> list[
     for split in cfg.splits:
         total, used = len(plan.data.splits[split]), len(plan.selected[split])
         lines.append(f"- {split}: {total} source rows, {used} used")
+    lines += [f"- {note}" for note in format_notes(plan)]
     lines.append("")
     names = {t.id: t.name for t in plan.templates}
     others = {m[1] for m in metas} | {k[1] for k in stats.skips if k[0] == plan.index}
@@ -92,6 +94,31 @@ def _task_section(plan: TaskPlan, metas: list[Meta], stats: BuildStats) -> list[
         dups = [(s, f, n) for (t, i, s, f), n in stats.duplicates.items() if t == plan.index and i == tid]
         lines += _template_section(names.get(tid, tid), tid, by_template.get(tid, []), skips, dups)
     return lines
+
+
+def format_notes(plan: TaskPlan) -> list[str]:
+    """Formats a task asks for that none of its templates can give (said once per task, not
+    only per template): ``cot`` without any ``cot_target``."""
+    if "cot" in plan.config.formats and plan.templates and all(t.cot_target is None for t in plan.templates):
+        return [f"cot: none of the {len(plan.templates)} templates has a cot_target, so this task has no cot rows"]
+    return []
+
+
+def no_rows_error(collection_file: str, plans: Sequence[TaskPlan],
+                  skips: dict[tuple[int, str, str, str, str], list[Any]]) -> TaskmillError:
+    """The error for a build that rendered no row at all: per task, why (its format notes, else
+    its most frequent skip reason)."""
+    reasons = []
+    for plan in plans:
+        notes = format_notes(plan)
+        if not notes:
+            counts: Counter[str] = Counter()
+            for (t, _, _, fmt, reason), (count, _) in skips.items():
+                if t == plan.index:
+                    counts[f"{fmt}: {reason}"] += count
+            notes = [f"{counts.most_common(1)[0][0]} ({counts.most_common(1)[0][1]} rows)"] if counts else ["no rows selected"]
+        reasons.append(f"task '{plan.config.name}' ({plan.template_label}): {notes[0]}")
+    return TaskmillError(f"no rows to write; {'; '.join(reasons)}; expected at least one row", file=collection_file)
 
 
 def _mix_section(plans: Sequence[TaskPlan], mix: MixReport) -> list[str]:

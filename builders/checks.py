@@ -6,6 +6,8 @@
 * An integer label indexing ``answer_choices`` out of range (``answer_choices[7]`` with two
   choices renders empty in the PromptSource dialect, and ``-1``, the HF "no label" value, would
   silently pick the last choice).
+* A Jinja source that does not compile, or uses a filter or test that does not exist (checked
+  before any row is rendered, so the error names the file and task).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def single_brace_fields(source: str, columns: Sequence[str]) -> list[str]:
 
 
 def check_template(template: Template, columns: Sequence[str], *, file: str, task: str, row: str) -> None:
-    """Reject a template that reads absent fields or has single-brace placeholders.
+    """Reject a template that does not compile, reads absent fields or has single-brace placeholders.
 
     Args:
         template: The template.
@@ -53,8 +55,12 @@ def check_template(template: Template, columns: Sequence[str], *, file: str, tas
     Raises:
         TemplateError: The first problem found.
     """
-    from taskmill.templates.engine import variables
+    from taskmill.templates.engine import compile_template, variables
 
+    try:
+        compile_template(template)
+    except TemplateError as err:
+        raise TemplateError(err.message, file=file, task=task, template=template.name) from None
     for name, source in sources(template):
         braces = single_brace_fields(source, columns)
         if braces:

@@ -15,6 +15,8 @@ tasks:
     template_ids: [...]       # optional subset of the file's templates
     max_examples: 1000        # at most this many source rows per split (seeded sample)
     shots_split: train        # where few-shot exemplars come from
+    on_null: error            # a null field a template prints: error (default) | skip | default
+    null_default: ""          # with on_null: default, the text printed for a null
   - name: sni_task
     sni: tasks/task001.json   # a Super-NaturalInstructions task file instead of `dataset`
     negative_examples: 0
@@ -40,8 +42,9 @@ DATA_EXTENSIONS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet":
 _TOP_KEYS = {"name", "description", "seed", "formats", "shots", "dedup", "mixing", "tasks"}
 _TASK_KEYS = {
     "name", "dataset", "subset", "data_files", "splits", "templates", "template_ids", "max_examples",
-    "shots", "formats", "shots_split", "sni", "negative_examples", "instructions",
+    "shots", "formats", "shots_split", "sni", "negative_examples", "instructions", "on_null", "null_default",
 }
+ON_NULL = ("error", "skip", "default")
 _MIXING_KEYS = {"cap", "temperature", "total", "splits"}
 
 
@@ -82,6 +85,11 @@ class TaskConfig:
         sni: Super-NaturalInstructions task file (then there are no templates).
         negative_examples: SNI negative examples shown in the prompt.
         instructions: Hand-written instruction file (JSONL/YAML), the task's one split.
+        on_null: What a null field that a template prints (or converts, or indexes with) does:
+            ``error`` (one line naming the row and field), ``skip`` (the row is left out for that
+            template and format, and cannot be a few-shot exemplar; counted in the card) or
+            ``default`` (``null_default`` is printed instead).
+        null_default: The text printed for a null with ``on_null: default``.
     """
 
     name: str
@@ -99,6 +107,8 @@ class TaskConfig:
     sni: str | None = None
     negative_examples: int = 0
     instructions: str | None = None
+    on_null: str = "error"
+    null_default: str | None = None
 
 
 @dataclass(frozen=True)
@@ -322,6 +332,26 @@ def _splits(raw: dict[str, Any], source: dict[str, Any], where: str, problems: l
     return tuple(splits)
 
 
+def _nulls(raw: dict[str, Any], where: str, problems: list[str]) -> tuple[str, str | None]:
+    """``on_null`` and ``null_default``, checked together (a default without ``on_null: default``
+    would be silently unused)."""
+    on_null = raw.get("on_null", "error")
+    if on_null not in ON_NULL:
+        problems.append(f"{where}on_null must be one of {list(ON_NULL)} (got {on_null!r})")
+        on_null = "error"
+    default = raw.get("null_default")
+    if "null_default" in raw and not isinstance(default, str):
+        problems.append(f"{where}null_default must be a string (the text printed for a null)")
+        default = None
+    if on_null == "default" and "null_default" not in raw:
+        problems.append(f"{where}on_null: default needs null_default (the text printed for a null)")
+    if on_null != "default" and "null_default" in raw and raw.get("on_null", "error") in ON_NULL:
+        problems.append(f"{where}null_default applies only with on_null: default (have on_null: {on_null})")
+    if raw.get("sni") is not None and ("on_null" in raw or "null_default" in raw):
+        problems.append(f"{where}'on_null' does not apply to an SNI task")
+    return on_null, default
+
+
 def _task(raw: Any, index: int, defaults: dict[str, Any], root: Path, problems: list[str]) -> TaskConfig | None:
     if not isinstance(raw, dict):
         problems.append(f"tasks[{index}]: expected a mapping with name and dataset (or sni)")
@@ -352,6 +382,7 @@ def _task(raw: Any, index: int, defaults: dict[str, Any], root: Path, problems: 
                         f"data_files or set shots_split")
     if few and not shots:
         problems.append(f"{where}formats {few} need shots >= 1")
+    nulls = _nulls(raw, where, problems)
     return TaskConfig(
         name=name if isinstance(name, str) else "", dataset=source["dataset"], hf_id=source["hf_id"],
         subset=source["subset"], data_files=files, splits=splits, templates=templates,
@@ -359,7 +390,7 @@ def _task(raw: Any, index: int, defaults: dict[str, Any], root: Path, problems: 
         max_examples=_count(raw, "max_examples", None, where, problems, minimum=1), shots=shots or 0,
         formats=formats, shots_split=shots_split, sni=source["sni"],
         negative_examples=_count(raw, "negative_examples", 0, where, problems) or 0,
-        instructions=source.get("instructions"),
+        instructions=source.get("instructions"), on_null=nulls[0], null_default=nulls[1],
     )
 
 

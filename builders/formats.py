@@ -39,6 +39,13 @@ class Formatted:
 Exemplars = list[tuple[int, Rendered]] | str
 
 
+@dataclass(frozen=True)
+class Skip:
+    """Why a lazily rendered part (the chain-of-thought target) skips its row."""
+
+    reason: str
+
+
 def options_block(choices: Sequence[str]) -> str:
     """FLAN-style options listing: ``OPTIONS:`` then one ``- choice`` line each."""
     return "OPTIONS:\n" + "\n".join(f"- {c}" for c in choices)
@@ -74,7 +81,7 @@ def format_row(
     template: Template,
     rendered: Rendered,
     exemplars: Callable[[], Exemplars],
-    cot: Callable[[], str | None],
+    cot: Callable[[], str | Skip | None],
 ) -> Formatted | str:
     """One row in one format, or the reason it is skipped.
 
@@ -83,7 +90,8 @@ def format_row(
         template: The template the row was rendered with.
         rendered: The zero-shot render of the row.
         exemplars: Draws (once, lazily) the few-shot exemplars or a skip reason.
-        cot: Renders the chain-of-thought target (None when the template has none).
+        cot: Renders the chain-of-thought target (None when the template has none, a
+            :class:`Skip` when the row is skipped, e.g. for a null field).
     """
     if fmt == "zero_shot":
         return Formatted(fmt, rendered.input, rendered.target)
@@ -103,5 +111,7 @@ def format_row(
         text = cot()
         if text is None:
             return SKIP_NO_COT
+        if isinstance(text, Skip):
+            return text.reason
         return Formatted(fmt, rendered.input, text) if text else SKIP_EMPTY_COT
     raise ValueError(f"unknown format {fmt!r}")

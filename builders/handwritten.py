@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from taskmill.errors import DataError
+from taskmill.errors import DataError, TaskmillError
 
 INSTRUCTION_EXTENSIONS = (".jsonl", ".json", ".yaml", ".yml")
 _NOT_FOUND = "instruction file not found"
@@ -37,15 +37,24 @@ def builtin_templates() -> Path:
 
 
 def _records(path: Path) -> list[Any]:
+    from taskmill.templates.fileformat import read_text, utf8_problem
+
     if path.suffix.lower() not in (".yaml", ".yml"):
         from taskmill.fileio import read_jsonl
 
         # Records are checked afterwards by _problem, which says what each one lacks.
-        return read_jsonl(path, lambda record: True, "", missing=_NOT_FOUND, empty=_NO_RECORDS)
+        try:
+            return read_jsonl(path, lambda record: True, "", missing=_NOT_FOUND, empty=_NO_RECORDS)
+        except UnicodeDecodeError:
+            raise DataError(utf8_problem(path) or "not valid UTF-8", file=str(path)) from None
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = read_text(path, missing=_NOT_FOUND)
+    except TaskmillError as err:  # a DataError, so load_handwritten names the task
+        raise DataError(err.message, file=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise DataError(f"not valid YAML: {' '.join(str(err).split())}", file=str(path)) from None
     data = data.get("instructions") if isinstance(data, dict) else data

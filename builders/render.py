@@ -17,19 +17,33 @@ from typing import Any
 from taskmill.builders import keys
 from taskmill.builders.checks import check_labels, index_fields
 from taskmill.builders.collection import TaskConfig
-from taskmill.builders.formats import Exemplars, format_row
+from taskmill.builders.formats import Exemplars, Skip, format_row
 from taskmill.builders.lines import LineEncoder
 from taskmill.builders.sources import SourceData
 from taskmill.errors import TaskmillError, TemplateError
 from taskmill.records import Rendered, Template
+from taskmill.templates.engine import RAISE_ON_NULL, Nulls, NullValueError, describe_nulls
 
 SKIP_EMPTY = "template renders empty for this row"
 SKIP_EMPTY_INPUT = "empty input"
 SKIP_EMPTY_TARGET = "empty target"
 SKIP_FEW_EXEMPLARS = "fewer non-empty exemplars than shots"
 SKIP_EXAMPLES_KEPT = 3  # row indices kept per skip reason, as examples for the card
+SKIP_NULL = "{} (on_null: skip)"
 MAX_RANDOM_DRAWS = 256  # exemplar draws before falling back to a scan of the pool
 RENDER_CACHE_MAX = 500_000  # cached zero-shot renders per process (cleared when full)
+
+
+def task_nulls(task: TaskConfig) -> Nulls:
+    """The engine's null rule for a task: its ``null_default`` printed, or raise (error and skip)."""
+    return Nulls(task.null_default) if task.on_null == "default" and task.null_default is not None else RAISE_ON_NULL
+
+
+def null_skip_reason(fields: tuple[str, ...]) -> str:
+    """The card's skip reason for a row with null fields (``on_null: skip``)."""
+    names = ", ".join(f"'{f}'" for f in fields)
+    what = f"null field {names}" if len(fields) == 1 else f"null fields {names}" if fields else "null value inside a field"
+    return SKIP_NULL.format(what)
 
 
 @dataclass(frozen=True)
@@ -146,7 +160,7 @@ class TemplateRenderer:
 
         self.plan = plan
         self.task = plan.config
-        self.compiled = [compile_template(t) for t in plan.templates]
+        self.compiled = [compile_template(t, task_nulls(self.task)) for t in plan.templates]
         self.fields = {t.id: index_fields(t) for t in plan.templates}
         self.lines = LineEncoder(self.task.name, self.task.dataset)
         for t in plan.templates:
@@ -198,8 +212,14 @@ class TemplateRenderer:
                 drawn.append(self._exemplars(ct, split, idx, digest))
             return drawn[0]
 
-        def cot() -> str | None:
-            return ct.render_cot(row, keys.render_seed(digest))
+        def cot() -> str | Skip | None:
+            try:
+                return ct.render_cot(row, keys.render_seed(digest))
+            except NullValueError as err:
+                return Skip(self._null(t, split, idx, err))
+            except TemplateError as err:
+                raise TemplateError(err.message, file=self.plan.template_file, task=self.task.name,
+                                    template=t.name, row=f"{split}[{idx}]") from None
 
         choices, target_index = rendered.answer_choices, rendered.target_index
         for fmt in self.task.formats:
@@ -216,9 +236,25 @@ class TemplateRenderer:
         """The zero-shot render of a row, or why it is skipped.
 
         Raises:
-            TemplateError: The template fails on the row (missing field, bad expression, ...).
+            TemplateError: The template fails on the row (missing field, bad expression, a null
+                field it prints with ``on_null: error``, ...).
             DataError: A label indexing ``answer_choices`` is out of range.
         """
+        try:
+            return self._render(ct, split, idx, row, seed)
+        except NullValueError as err:
+            return self._null(ct.template, split, idx, err)
+
+    def _null(self, t: Template, split: str, idx: int, err: NullValueError) -> str:
+        """The skip reason of a row with a null field (``on_null: skip``), else its one-line error."""
+        if self.task.on_null == "skip":
+            return null_skip_reason(err.fields)
+        hint = "on_null: skip" if self.task.on_null == "default" else "on_null: skip or on_null: default"
+        raise TemplateError(f"{err.message}; expected a value (or set {hint} for the task)",
+                            file=self.plan.template_file, task=self.task.name, template=t.name,
+                            row=f"{split}[{idx}]")
+
+    def _render(self, ct: Any, split: str, idx: int, row: dict[str, Any], seed: int) -> Rendered | str:
         t: Template = ct.template
         try:
             rendered = ct.render(row, seed)
@@ -229,9 +265,14 @@ class TemplateRenderer:
         if self.fields[t.id]:
             check_labels(row, self.fields[t.id], rendered.answer_choices, file=self.plan.template_file,
                          task=self.task.name, template=t.name, where=f"{split}[{idx}]")
-        if not rendered.input:
-            return SKIP_EMPTY_INPUT
-        return rendered if rendered.target else SKIP_EMPTY_TARGET
+        if rendered.input and rendered.target:
+            return rendered
+        if t.dialect == "promptsource" and ct.null_fields(row):
+            # Lenient Jinja renders answer_choices[null] or null.attr as "": a null, not an empty part.
+            part = "target" if rendered.input else "input"
+            raise NullValueError(f"jinja: {part} renders empty and {describe_nulls(ct.null_fields(row))}",
+                                 fields=ct.null_fields(row), template=t.name)
+        return SKIP_EMPTY_TARGET if rendered.input else SKIP_EMPTY_INPUT
 
     def _failed(self, ct: Any, split: str, idx: int, row: dict[str, Any], seed: int,
                 err: TemplateError) -> str:
@@ -252,6 +293,8 @@ class TemplateRenderer:
                 choices = None
             check_labels(row, self.fields[t.id], choices, file=self.plan.template_file,
                          task=self.task.name, template=t.name, where=where)
+        if isinstance(err, NullValueError):
+            raise err  # render() decides: skipped or reported, per the task's on_null
         raise TemplateError(err.message, file=self.plan.template_file, task=self.task.name,
                             template=t.name, row=where)
 

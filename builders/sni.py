@@ -36,7 +36,7 @@ from taskmill.builders.collection import Collection, TaskConfig
 from taskmill.builders.lines import LineEncoder
 from taskmill.builders.render import Chunk, ChunkResult, TaskPlan
 from taskmill.builders.sources import SourceData
-from taskmill.errors import DataError
+from taskmill.errors import DataError, TaskmillError
 
 SNI_METRICS = ("ROUGE", "Exact Match")
 SKIP_NOT_SNI = "format does not apply to an SNI task"
@@ -101,8 +101,13 @@ def load_sni(task: TaskConfig, collection: Collection) -> SourceData:
     """
     assert task.sni is not None
     path = collection.resolve(task.sni)
+    from taskmill.templates.fileformat import read_text
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
+    except TaskmillError as err:
+        err.task = task.name
+        raise
     except json.JSONDecodeError as err:
         raise DataError(f"malformed JSON: line {err.lineno}, column {err.colno}: {err.msg}",
                         file=str(path), task=task.name) from None

@@ -74,10 +74,24 @@ def _load_files(task: TaskConfig, collection: Collection, splits: tuple[str, ...
     datasets = _quiet_datasets()
     try:
         loaded = datasets.load_dataset(kind, data_files=files, cache_dir=cache_dir)
+        # Arrow keeps invalid UTF-8 in JSON strings as it found it; converting them is what fails.
+        return SourceData({s: loaded[s].to_list() for s in splits}, "data_files")
     except Exception as err:  # datasets raises many types; all mean "this file cannot be read"
+        _raise_not_utf8(kind, files, task)
         shown = ", ".join(p for ps in files.values() for p in ps)
         raise DataError(f"cannot read {kind} data: {_root_cause(err)}", file=shown, task=task.name) from None
-    return SourceData({s: loaded[s].to_list() for s in splits}, "data_files")
+
+
+def _raise_not_utf8(kind: str, files: dict[str, list[str]], task: TaskConfig) -> None:
+    """After a failed load: name the text file that is not UTF-8, with where, if there is one."""
+    if kind == "parquet":
+        return
+    from taskmill.templates.fileformat import utf8_problem
+
+    for path in dict.fromkeys(p for ps in files.values() for p in ps):
+        problem = utf8_problem(Path(path))
+        if problem:
+            raise DataError(problem, file=path, task=task.name)
 
 
 def _load_hub(task: TaskConfig, splits: tuple[str, ...], cache_dir: str | None) -> SourceData:

@@ -12,6 +12,13 @@ Two dialects share one engine:
 
 Randomness is explicit: the ``choice`` filter draws from a :class:`random.Random` seeded by the
 caller, so the same seed gives the same output on every machine.
+
+Nulls are explicit too (:class:`Nulls`): in the taskmill dialect a null (``None``) that a template
+*prints* -- a ``{{ }}`` expression, or a filter that turns its input into text or a number
+(``string``, ``trim``, ``upper``, ``join`` of items, ``int``, ...) -- raises
+:class:`NullValueError` instead of writing the text ``None``; testing it (``{% if x is none %}``,
+``x | default('-', true)``) is fine. The promptsource dialect prints ``None`` as PromptSource does,
+unless the caller asks for another rule (the builders raise by default for both dialects).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -44,6 +51,47 @@ _PS_PIPE_GUARD = "3ed2dface8203c4c9dfb1a5dc58e41e0"
 # PromptSource truncates every {{ }} expression to this many characters (its TEXT_VAR_LENGTH).
 PROMPTSOURCE_TRUNCATE = 2048
 _RNG_KEY = "__taskmill_rng__"
+# Built-in filters that turn their input into text (None -> "None"), and those that turn it into a
+# number (None -> 0): a null reaching them is printed, so the null rule applies to their input
+# (``string`` too, fused into one function, and ``join`` per item).
+_TEXT_FILTERS = ("trim", "upper", "lower", "title", "capitalize", "replace")
+_NUMBER_FILTERS = ("int", "float")
+# taskmill's own filters, named in the unknown-filter message.
+_OWN_FILTERS = ("choice", "most_frequent", "highlight")
+
+
+class NullValueError(TemplateError):
+    """A template printed a null (``None``) value.
+
+    Attributes:
+        fields: The top-level fields the failing source reads whose value is null in the row
+            (empty when the null sits deeper, e.g. in a list item).
+    """
+
+    def __init__(self, message: str, *, fields: tuple[str, ...] = (), template: str | None = None) -> None:
+        self.fields = fields
+        super().__init__(message, template=template)
+
+
+@dataclass(frozen=True)
+class Nulls:
+    """What a printed null becomes.
+
+    Attributes:
+        text: The text printed in its place, or None to raise :class:`NullValueError`.
+    """
+
+    text: str | None = None
+
+
+RAISE_ON_NULL = Nulls()
+# PromptSource prints str(None); with this rule the engine adds no hook at all (Jinja's own output).
+PROMPTSOURCE_NULLS = Nulls("None")
+
+
+def dialect_nulls(dialect: str) -> Nulls:
+    """A dialect's own null rule: taskmill raises, promptsource prints ``None`` like PromptSource."""
+    return PROMPTSOURCE_NULLS if dialect == "promptsource" else RAISE_ON_NULL
 
 
 @pass_context
@@ -69,14 +117,78 @@ def _highlight(text: Any) -> str:
     return "<span style='color: #F08080'>" + text + "</span>"
 
 
-@lru_cache(maxsize=2)
-def environment(strict: bool = True) -> SandboxedEnvironment:
+def _null_rule(nulls: Nulls) -> Any:
+    """The function a value passes through before it is printed: None -> the rule's text, or raise."""
+    text = nulls.text
+
+    def rule(value: Any) -> Any:
+        if value is None:
+            if text is None:
+                raise NullValueError("prints a null value")
+            return text
+        return value
+
+    return rule
+
+
+def _number_rule(value: Any) -> Any:
+    """A null is never a number: Jinja's ``int``/``float`` would silently make it 0."""
+    if value is None:
+        raise NullValueError("converts a null value to a number")
+    return value
+
+
+def _guarded(func: Any, rule: Any) -> Any:
+    """``func`` (a Jinja filter) with ``rule`` applied to its input value, pass-arg kept."""
+    pass_arg = getattr(func, "jinja_pass_arg", None)
+    if pass_arg is None:
+        def guarded(value: Any, *args: Any, **kwargs: Any) -> Any:
+            return func(rule(value), *args, **kwargs)
+    else:
+        def guarded(first: Any, value: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return func(first, rule(value), *args, **kwargs)
+        guarded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+    return guarded
+
+
+def _guarded_string(nulls: Nulls) -> Any:
+    """Jinja's ``string`` filter (markupsafe's ``soft_str``) with the null rule fused in: the
+    promptsource dialect runs it on every ``{{ }}``, so it stays one call."""
+    text = nulls.text
+
+    def string(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if value is None:
+            if text is None:
+                raise NullValueError("prints a null value")
+            return text
+        return str(value)
+
+    return string
+
+
+def _guarded_join(func: Any, rule: Any) -> Any:
+    """``join`` with the rule applied to each item (``[a, None] | join`` would print ``None``)."""
+    def join(eval_ctx: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        items = value if value is None or isinstance(value, str) else [rule(v) for v in value]
+        return func(eval_ctx, items, *args, **kwargs)
+    join.jinja_pass_arg = func.jinja_pass_arg  # type: ignore[attr-defined]
+    return join
+
+
+@lru_cache(maxsize=8)
+def environment(strict: bool = True, nulls: Nulls | None = None) -> SandboxedEnvironment:
     """The sandboxed environment templates compile in.
 
     Args:
         strict: Use :class:`~jinja2.StrictUndefined` (a missing field raises). The promptsource
             dialect uses lenient undefined values, as PromptSource does, so that a field it would
             render as an empty string renders the same here.
+        nulls: What a printed null becomes (None: the dialect's own rule, :func:`dialect_nulls`).
+            :data:`PROMPTSOURCE_NULLS` adds no hook (Jinja prints ``None`` itself, so parity
+            renders are untouched); any other rule is a ``finalize`` hook on every ``{{ }}`` plus
+            guards on the text and number filters.
     """
     env = SandboxedEnvironment(
         undefined=jinja2.StrictUndefined if strict else jinja2.Undefined,
@@ -85,11 +197,32 @@ def environment(strict: bool = True) -> SandboxedEnvironment:
     )
     env.filters.update(choice=_choice, most_frequent=_most_frequent, highlight=_highlight)
     env.globals.update(zip=zip)
+    nulls = nulls if nulls is not None else dialect_nulls("taskmill" if strict else "promptsource")
+    if nulls != PROMPTSOURCE_NULLS:
+        rule = _null_rule(nulls)
+        env.finalize = rule
+        env.filters.update({name: _guarded(env.filters[name], rule) for name in _TEXT_FILTERS})
+        env.filters["string"] = _guarded_string(nulls)
+        env.filters.update({name: _guarded(env.filters[name], _number_rule) for name in _NUMBER_FILTERS})
+        env.filters["join"] = _guarded_join(env.filters["join"], rule)
     return env
 
 
 def _uses_choice(ast: nodes.Template) -> bool:
     return any(f.name == "choice" for f in ast.find_all(nodes.Filter))
+
+
+def _unknown_names(ast: nodes.Template, env: SandboxedEnvironment) -> str | None:
+    """The first filter or test the environment lacks, described for the error (Jinja itself only
+    fails on one when a render reaches it, so one inside an untaken ``{% if %}`` would pass)."""
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        is_filter = isinstance(node, nodes.Filter)
+        if node.name not in (env.filters if is_filter else env.tests):
+            kind = "filter" if is_filter else "test"
+            extra = f" or one of taskmill's ({', '.join(_OWN_FILTERS)})" if is_filter else ""
+            return (f"unknown Jinja {kind} '{node.name}' at line {node.lineno}; expected a Jinja built-in "
+                    f"{kind}{extra}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -104,6 +237,7 @@ class _Source:
     needs_rng: bool
     globals: dict[str, Any] = dataclasses.field(default_factory=dict)
     constant: str | None = None  # the output when the source reads no variable (e.g. "no ||| yes")
+    fields: tuple[str, ...] = ()  # the row fields it reads (to name a null one in errors)
 
     def render(self, ctx: Mapping[str, Any]) -> str:
         """Exactly ``compiled.render(ctx)``: same context contents (globals, then ctx), same output."""
@@ -115,23 +249,27 @@ class _Source:
         return "".join(t.root_render_func(context))
 
 
-def _compile(source: str, template: Template, field: str, *, strict: bool) -> _Source:
-    env = environment(strict)
+def _compile(source: str, template: Template, field: str, *, strict: bool, nulls: Nulls | None = None) -> _Source:
+    env = environment(strict, nulls)
     try:
         ast = env.parse(source)
+        unknown = _unknown_names(ast, env)
+        if unknown:
+            raise TemplateError(f"{field}: {unknown}", template=template.name)
         compiled = env.from_string(ast)
     except jinja2.TemplateSyntaxError as err:
         raise TemplateError(
             f"{field}: Jinja syntax error at line {err.lineno}: {err.message}", template=template.name
         ) from None
     needs_rng = _uses_choice(ast)
+    fields = tuple(sorted(jinja2.meta.find_undeclared_variables(ast) - set(env.globals)))
     constant = None
-    if not needs_rng and not jinja2.meta.find_undeclared_variables(ast) - set(env.globals):
+    if not needs_rng and not fields:
         try:  # reads no row field and draws nothing: the same text for every row
             constant = compiled.render()
         except Exception:  # noqa: BLE001 - left to fail (or not) per row, as before
             constant = None
-    return _Source(compiled, needs_rng, dict(compiled.globals), constant)
+    return _Source(compiled, needs_rng, dict(compiled.globals), constant, fields)
 
 
 def _guard(row: Mapping[str, Any], marker: str) -> dict[str, Any]:
@@ -144,17 +282,19 @@ class CompiledTemplate:
 
     Args:
         template: The template to compile.
+        nulls: What a printed null becomes (None: the dialect's own rule, :func:`dialect_nulls`).
 
     Raises:
-        TemplateError: A Jinja source does not parse.
+        TemplateError: A Jinja source does not parse, or uses a filter or test that does not exist.
     """
 
-    def __init__(self, template: Template) -> None:
+    def __init__(self, template: Template, nulls: Nulls | None = None) -> None:
         self.template = template
+        self.nulls = nulls if nulls is not None else dialect_nulls(template.dialect)
         strict = template.dialect == "taskmill"
         self._marker = _PIPE_GUARD if strict else _PS_PIPE_GUARD
         self._choices = (
-            _compile(template.answer_choices, template, "answer_choices", strict=strict)
+            _compile(template.answer_choices, template, "answer_choices", strict=strict, nulls=self.nulls)
             if template.answer_choices is not None
             else None
         )
@@ -164,19 +304,24 @@ class CompiledTemplate:
             # keeps its output (the truncation applies to the last filter-able term of each
             # expression, exactly as its textual rewrite does).
             source = source.replace("}}", f" | string | truncate({PROMPTSOURCE_TRUNCATE}) }}}}")
-            self._parts = [_compile(source, template, "jinja", strict=False)]
+            self._parts = [_compile(source, template, "jinja", strict=False, nulls=self.nulls)]
         else:
             self._parts = [
-                _compile(template.input, template, "input", strict=True),
-                _compile(template.target, template, "target", strict=True),
+                _compile(template.input, template, "input", strict=True, nulls=self.nulls),
+                _compile(template.target, template, "target", strict=True, nulls=self.nulls),
             ]
         self._cot = (
-            _compile(template.cot_target, template, "cot_target", strict=True)
+            _compile(template.cot_target, template, "cot_target", strict=True, nulls=self.nulls)
             if template.cot_target is not None
             else None
         )
         sources = [*self._parts, *([self._choices] if self._choices else []), *([self._cot] if self._cot else [])]
         self.needs_rng = any(s.needs_rng for s in sources)
+        self.fields = tuple(sorted({f for s in sources for f in s.fields} - {"answer_choices"}))
+
+    def null_fields(self, row: Mapping[str, Any]) -> tuple[str, ...]:
+        """The fields the template reads whose value is null in ``row`` (for error messages)."""
+        return tuple(f for f in self.fields if f in row and row[f] is None)
 
     def _context(self, row: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
         if "answer_choices" in row:
@@ -193,13 +338,39 @@ class CompiledTemplate:
     def _run(self, source: _Source, ctx: dict[str, Any], field: str) -> str:
         try:
             return source.render(ctx)
+        except NullValueError as err:
+            culprits = self._printed_nulls(source, ctx)
+            raise NullValueError(f"{field}: {err.message} ({describe_nulls(culprits)})", fields=culprits,
+                                 template=self.template.name) from None
         except TemplateError:
             raise
-        except jinja2.UndefinedError as err:
-            raise TemplateError(f"{field}: {err.message} (the row has: {_fields(ctx)})",
-                                template=self.template.name) from None
         except Exception as err:  # any failure inside a user's template is the template's problem
-            raise TemplateError(f"{field}: {type(err).__name__}: {err}", template=self.template.name) from None
+            if isinstance(err, jinja2.UndefinedError):
+                message = f"{field}: {err.message} (the row has: {_fields(ctx)})"
+            else:
+                message = f"{field}: {type(err).__name__}: {err}"
+            nulls = _null_reads(source, ctx)
+            if nulls:  # e.g. answer_choices[label] with a null label: a null problem, named as one
+                raise NullValueError(f"{message}; {describe_nulls(nulls)}", fields=nulls,
+                                     template=self.template.name) from None
+            raise TemplateError(message, template=self.template.name) from None
+
+    @staticmethod
+    def _printed_nulls(source: _Source, ctx: dict[str, Any]) -> tuple[str, ...]:
+        """The null fields whose value was printed: those that, set to "", stop the null error.
+
+        Runs only on the error path; a field that is null but only tested (``is none``) is not named.
+        """
+        culprits = []
+        for name in _null_reads(source, ctx):
+            try:
+                source.render({**ctx, name: ""})
+            except NullValueError:
+                continue
+            except Exception:  # noqa: BLE001 - another failure: this null was the one printed
+                pass
+            culprits.append(name)
+        return tuple(culprits)
 
     def choices(self, row: Mapping[str, Any], seed: int | None = 0) -> tuple[str, ...] | None:
         """The rendered answer choices for a row, or None when the template has none."""
@@ -264,21 +435,38 @@ class CompiledTemplate:
         return self._unguard(self._run(self._cot, ctx, "cot_target")).strip()
 
 
+def _null_reads(source: _Source, ctx: Mapping[str, Any]) -> tuple[str, ...]:
+    """The row fields a source reads whose value is null."""
+    return tuple(f for f in source.fields if f != "answer_choices" and f in ctx and ctx[f] is None)
+
+
+def describe_nulls(fields: Sequence[str]) -> str:
+    """For messages: ``field 'x' is null``, ``fields 'x', 'y' are null`` or, when none is, a nested value is."""
+    if not fields:
+        return "a value inside a field is null"
+    names = ", ".join(f"'{f}'" for f in fields)
+    return f"field {names} is null" if len(fields) == 1 else f"fields {names} are null"
+
+
 def _fields(ctx: Mapping[str, Any]) -> str:
     return ", ".join(k for k in ctx if k not in (_RNG_KEY, "answer_choices")) or "no fields"
 
 
 @lru_cache(maxsize=4096)
-def compile_template(template: Template) -> CompiledTemplate:
-    """Compile a template once per process (templates are frozen, so they key the cache)."""
-    return CompiledTemplate(template)
+def compile_template(template: Template, nulls: Nulls | None = None) -> CompiledTemplate:
+    """Compile a template once per process (templates and rules are frozen, so they key the cache).
+
+    Args:
+        template: The template.
+        nulls: What a printed null becomes (None: the dialect's own rule, :func:`dialect_nulls`).
+    """
+    return CompiledTemplate(template, nulls)
 
 
 def variables(source: str) -> set[str]:
     """Names a Jinja source reads from its context (for lint: fields the row must have)."""
     env = environment(True)
     try:
-        ast = env.parse(source)
-    except jinja2.TemplateSyntaxError:
+        return jinja2.meta.find_undeclared_variables(env.parse(source)) - set(env.globals)
+    except jinja2.TemplateSyntaxError:  # also an unknown filter; compiling the template reports it
         return set()
-    return jinja2.meta.find_undeclared_variables(ast) - set(env.globals)

@@ -72,14 +72,15 @@ def load_promptsource(path: str | Path) -> TemplateFile:
     Templates keep PromptSource's file order (the order of its uuid keys).
 
     Raises:
-        TaskmillError: Missing file or malformed YAML.
+        TaskmillError: Missing or non-UTF-8 file, or malformed YAML.
         ConfigError: The content is not a PromptSource template file.
     """
+    from taskmill.templates.fileformat import read_text
+
     path = Path(path)
+    text = read_text(path, missing="template file not found")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - safe subclass
-    except FileNotFoundError:
-        raise TaskmillError("template file not found", file=str(path)) from None
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - safe subclass
     except yaml.YAMLError as err:
         raise TaskmillError(f"malformed YAML: {err}", file=str(path)) from None
     if not isinstance(data, dict) or not isinstance(data.get("templates"), dict):

@@ -224,3 +224,141 @@ def test_bad_max_size_is_one_line(project: Path, tmp_path: Path, cli: Any, cache
     result = cli(["build", project / "collection.yaml", "--out", tmp_path / "out", "--max-size", "lots",
                   "--no-progress", "--cache-dir", cache_dir])
     _fails(result, tmp_path / "out", "--max-size must be a size such as 500MB or 2GB (0: no limit), got 'lots'")
+
+
+# --- nulls (issue 21, point 2) --------------------------------------------------------------------
+
+def _drop_field(project: Path, index: int, name: str) -> None:
+    path = project / "tiny" / "train.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    del rows[index][name]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_null_field_is_an_error_naming_row_and_field(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    # Before: the prompt read "Review: None", and so did every few-shot prompt drawing row 4. The
+    # first template to meet row 4 (as an instance or as an exemplar) reports it.
+    _edit_train(project, 4, sentence=None)
+    line = _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+                  "templates.yaml", "task 'tiny'", "row train[4]", "prints a null value (field 'sentence' is null)",
+                  "expected a value (or set on_null: skip or on_null: default for the task)")
+    assert "template 'mood'" in line or "template 'positive only'" in line
+
+
+def test_field_absent_from_a_later_row_is_an_error(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    # The datasets loader fills a key a row lacks with null: the same error, naming the row.
+    _drop_field(project, 6, "sentence")
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "templates.yaml", "task 'tiny'", "row train[6]", "field 'sentence' is null")
+
+
+def test_null_label_is_an_error_not_a_choice(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    _edit_train(project, 2, label=None)
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "templates.yaml", "task 'tiny'", "row train[2]", "field 'label' is null")
+
+
+def test_null_in_promptsource_file_is_an_error(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    # PromptSource itself prints "None"; a build refuses unless the task says otherwise (on_null).
+    (project / "templates.yaml").write_text(PS_TEMPLATES)
+    _edit_train(project, 3, sentence=None)
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "templates.yaml", "task 'tiny'", "template 'ps mood'", "row train[3]", "field 'sentence' is null")
+
+
+def test_null_label_in_promptsource_file_is_an_error(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    # PromptSource's lenient Jinja renders answer_choices[None] as "", an empty target.
+    (project / "templates.yaml").write_text(PS_TEMPLATES)
+    _edit_train(project, 3, label=None)
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "task 'tiny'", "template 'ps mood'", "row train[3]", "field 'label' is null")
+
+
+def test_on_null_options_are_validated_together(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    data = yaml.safe_load((project / "collection.yaml").read_text())
+    base = data["tasks"][0]
+    data["tasks"] = [{**base, "name": "a", "on_null": "ignore"}, {**base, "name": "b", "on_null": "default"},
+                     {**base, "name": "c", "null_default": "-"}, {**base, "name": "d", "on_null": "default", "null_default": 0}]
+    (project / "collection.yaml").write_text(yaml.safe_dump(data))
+    line = _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out", "collection.yaml")
+    for problem in ("task 'a': on_null must be one of ['error', 'skip', 'default'] (got 'ignore')",
+                    "task 'b': on_null: default needs null_default",
+                    "task 'c': null_default applies only with on_null: default",
+                    "task 'd': null_default must be a string"):
+        assert problem in line
+
+
+# --- encodings and filters (point 3) --------------------------------------------------------------
+
+def test_non_utf8_template_file(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    text = (project / "templates.yaml").read_bytes()
+    (project / "templates.yaml").write_bytes(text.replace(b"Review:", b"Crit\xe9:", 1))
+    line = text[:text.index(b"Review:")].count(b"\n") + 1
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "templates.yaml", "task 'tiny'", "not valid UTF-8: byte 0xe9", f"(line {line})")
+
+
+def test_non_utf8_promptsource_file(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    (project / "templates.yaml").write_bytes(PS_TEMPLATES.replace("Good or bad?", "Bon ou mauvais\xa0?").encode("latin-1"))
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "templates.yaml", "task 'tiny'", "not valid UTF-8: byte 0xa0", "(line 6)")
+
+
+def test_non_utf8_collection_file(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    path = project / "collection.yaml"
+    path.write_bytes(b"# caf\xe9\n" + path.read_bytes())
+    _fails(_build(cli, path, tmp_path / "out", cache_dir), tmp_path / "out",
+           "collection.yaml", "not valid UTF-8: byte 0xe9 at byte offset 5 (line 1)")
+
+
+def test_non_utf8_jsonl_data(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    path = project / "tiny" / "train.jsonl"
+    path.write_bytes(path.read_bytes().replace("très".encode(), b"tr\xe8s"))  # latin-1, as an old export would
+    offset = path.read_bytes().index(b"\xe8")
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "train.jsonl", "task 'tiny'", f"byte 0xe8 at byte offset {offset} (line 7)")
+
+
+def test_non_utf8_csv_data(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    (project / "tiny" / "train.csv").write_bytes(b"sentence,label,idx\nfine film,1,0\ncaf\xe9 scene,0,1\n")
+    data = yaml.safe_load((project / "collection.yaml").read_text())
+    data["tasks"][0]["data_files"] = {"train": "tiny/train.csv"}
+    data["tasks"][0]["splits"] = ["train"]
+    (project / "collection.yaml").write_text(yaml.safe_dump(data))
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "train.csv", "task 'tiny'", "not valid UTF-8: byte 0xe9 at byte offset 36 (line 3)")
+
+
+@pytest.mark.parametrize("source", ["{{ sentence | shout }}", "{% if label > 5 %}{{ sentence | shout }}{% endif %}{{ sentence }}"])
+def test_unknown_jinja_filter(project: Path, tmp_path: Path, cli: Any, cache_dir: Path, source: str) -> None:
+    # Jinja reports an unknown filter only when a render reaches it: in an untaken branch it passed.
+    _edit_template(project, "tiny-plain", input=source)
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "templates.yaml", "task 'tiny'", "template 'plain'", "input: unknown Jinja filter 'shout' at line 1")
+
+
+# --- cot without a cot_target (point 6) -----------------------------------------------------------
+
+def test_cot_without_any_cot_target_says_so_per_task(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    data = yaml.safe_load((project / "templates.yaml").read_text())
+    for t in data["templates"]:
+        t.pop("cot_target", None)
+    (project / "templates.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    result = cli(["build", project / "collection.yaml", "--out", tmp_path / "out", "--format", "cot",
+                  "--no-progress", "--cache-dir", cache_dir])
+    _fails(result, tmp_path / "out", "collection.yaml", "no rows to write",
+           "task 'tiny' (templates.yaml): cot: none of the 3 templates has a cot_target")
+
+
+@pytest.mark.parametrize("name, content, task", [
+    ("notes.jsonl", b'{"instruction": "Say hi", "output": "hi"}\n{"instruction": "Dis caf\xe9", "output": "x"}\n',
+     {"name": "mine", "instructions": "notes.jsonl"}),
+    ("notes.yaml", b"- instruction: Say hi\n  output: caf\xe9\n", {"name": "mine", "instructions": "notes.yaml"}),
+    ("task.json", b'{"Definition": ["caf\xe9"]}\n', {"name": "mine", "sni": "task.json"}),
+])
+def test_non_utf8_instruction_and_sni_files(tmp_path: Path, cli: Any, cache_dir: Path, name: str, content: bytes,
+                                            task: dict[str, Any]) -> None:
+    (tmp_path / name).write_bytes(content)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"tasks": [task]}))
+    _fails(_build(cli, tmp_path / "c.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           name, "task 'mine'", "not valid UTF-8: byte 0xe9 at byte offset")

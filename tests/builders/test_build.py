@@ -241,3 +241,18 @@ def test_projected_size_and_progress_rate_on_stderr(project: Path, cache_dir: Pa
     assert f"writing {result.rows} rows, corpus.jsonl {size / 1000:.1f} kB (limit 1.00 GB) to {tmp_path / 'out'}" in err
     bar = screen.file.getvalue()
     assert "rendering rows" in bar and "rows/s" in bar and f"{result.rendered} rows" in bar
+
+
+def test_cot_with_no_cot_target_anywhere_is_an_error(project: Path, cache_dir: Path, tmp_path: Path) -> None:
+    from taskmill.errors import TaskmillError
+
+    data = yaml.safe_load((project / "collection.yaml").read_text())
+    data["tasks"][0]["template_ids"] = ["tiny-mood", "tiny-positive-only"]  # the two without a cot_target
+    (project / "collection.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(TaskmillError) as info:
+        build_collection(project / "collection.yaml", tmp_path / "out", formats=["cot"], progress=False,
+                         cache_dir=cache_dir)
+    assert info.value.line() == (
+        f"{project / 'collection.yaml'}: no rows to write; task 'tiny' (templates.yaml): cot: none of the 2 "
+        "templates has a cot_target, so this task has no cot rows; expected at least one row")
+    assert not (tmp_path / "out").exists()

@@ -13,7 +13,16 @@ import pytest
 
 from taskmill.errors import TemplateError
 from taskmill.records import Template
-from taskmill.templates.engine import CompiledTemplate, compile_template, variables
+from taskmill.records import Rendered
+from taskmill.templates.engine import (
+    PROMPTSOURCE_NULLS,
+    RAISE_ON_NULL,
+    CompiledTemplate,
+    Nulls,
+    NullValueError,
+    compile_template,
+    variables,
+)
 
 
 def tm(input: str, target: str, choices: str | None = None, cot: str | None = None) -> CompiledTemplate:
@@ -136,3 +145,67 @@ def test_cot_target_and_variables() -> None:
 def test_compile_is_cached_per_template() -> None:
     template = Template(id="c", name="c", input="{{ a }}", target="{{ b }}")
     assert compile_template(template) is compile_template(Template(id="c", name="c", input="{{ a }}", target="{{ b }}"))
+
+
+# --- nulls and unknown filters (issue 21) ---------------------------------------------------------
+
+def test_printed_null_raises_naming_the_field() -> None:
+    cases = [("Review: {{ sentence }}", "x", "input", "prints a null value"),
+             ("{{ sentence | upper }}", "x", "input", "prints a null value"),
+             ("{{ sentence | string | truncate(10) }}", "x", "input", "prints a null value"),
+             ("ok", "{{ label | int }}", "target", "converts a null value to a number")]
+    for source, target, field, what in cases:
+        row = {"sentence": None, "label": None}
+        with pytest.raises(NullValueError) as info:
+            tm(source, target).render(row)
+        assert f"template 't': {field}: {what} (field " in info.value.line(), source
+    with pytest.raises(NullValueError, match="cot_target: prints a null value \\(field 'why' is null\\)"):
+        tm("{{ q }}", "{{ a }}", cot="{{ why }}").render_cot({"q": "q", "a": "a", "why": None})
+    with pytest.raises(NullValueError, match="a value inside a field is null"):
+        tm("{{ tags | join(', ') }}", "x").render({"tags": ["a", None]})
+    with pytest.raises(NullValueError, match="field 'label' is null") as info:
+        tm("x", "{{ answer_choices[label] }}", "no ||| yes").render({"label": None})
+    assert info.value.fields == ("label",)
+
+
+def test_null_that_is_tested_not_printed_renders() -> None:
+    t = tm("{% if sentence is none %}no text{% else %}{{ sentence }}{% endif %} / {{ sentence | default('-', true) }}"
+           " / {{ other }}", "{{ sentence if sentence else 'empty' }}")
+    assert t.render({"sentence": None, "other": "o"}) == Rendered("no text / - / o", "empty", None)
+    with pytest.raises(NullValueError) as info:  # names the printed null, not the tested one
+        t.render({"sentence": None, "other": None})
+    assert info.value.fields == ("other",)
+
+
+def test_null_rule_prints_a_declared_text() -> None:
+    template = Template(id="t", name="t", input="{{ a }} {{ a | upper }} {{ [a, b] | join('+') }}", target="{{ b }}")
+    assert compile_template(template, Nulls("n/a")).render({"a": None, "b": "x"}) == Rendered("n/a N/A n/a+x", "x", None)
+    number = Template(id="n", name="n", input="{{ answer_choices[label | int] }}", target="x", answer_choices="a ||| b")
+    with pytest.raises(NullValueError, match="converts a null value to a number"):  # never silently choice 0
+        compile_template(number, Nulls("n/a")).render({"label": None})
+
+
+def test_promptsource_dialect_prints_none_as_promptsource_unless_told() -> None:
+    jinja = "{{ a }} {{ a | upper }} {{ b if c else a }} ||| {{ [a, 'x'] | join(',') }}"
+    row = {"a": None, "b": "b", "c": False}
+    assert ps(jinja).render_parts(row) == ["None NONE None", "None,x"]
+    assert ps(jinja).render_parts(row) == promptsource_apply(jinja, row)
+    template = Template(id="p", name="p", input="", target="", dialect="promptsource", jinja=jinja)
+    with pytest.raises(NullValueError, match="jinja: prints a null value \\(field 'a' is null\\)"):
+        compile_template(template, RAISE_ON_NULL).render_parts(row)
+    assert compile_template(template, PROMPTSOURCE_NULLS).render_parts(row) == ["None NONE None", "None,x"]
+    full = {"a": "v", "b": "b", "c": False}
+    assert compile_template(template, RAISE_ON_NULL).render_parts(full) == ps(jinja).render_parts(full)
+
+
+@pytest.mark.parametrize("source, what", [
+    ("{{ x | shout }}", "unknown Jinja filter 'shout' at line 1"),
+    ("a\n{% if x > 5 %}{{ x | shout }}{% endif %}", "unknown Jinja filter 'shout' at line 2"),
+    ("{% if x is bogus %}y{% endif %}", "unknown Jinja test 'bogus' at line 1"),
+])
+def test_unknown_filter_or_test_is_a_compile_error(source: str, what: str) -> None:
+    with pytest.raises(TemplateError, match=f"template 'u': input: {what}; expected a Jinja built-in"):
+        compile_template(Template(id="u", name="u", input=source, target="y"))
+    with pytest.raises(TemplateError, match=what):
+        ps(f"{source} ||| y")
+    assert variables(source) in (set(), {"x"})  # lint's helper does not raise on it

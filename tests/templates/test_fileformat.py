@@ -83,3 +83,32 @@ def test_promptsource_file_detected_and_loaded(tmp_path: Path) -> None:
     assert (tf.dataset_id, t.id, t.name, t.dialect, t.answer_choices) == ("super_glue/cb", "1111", "can we infer", "promptsource", "Yes ||| No ||| Maybe")
     assert t.metadata == TemplateMetadata(True, False, ("Accuracy",), ("en",))
     assert (t.input, t.target) == ("{{premise}} Question: {{hypothesis}}?", "{{ answer_choices[label] }}")
+
+
+def test_non_utf8_files_are_one_line(tmp_path: Path) -> None:
+    from taskmill.templates.fileformat import read_yaml
+
+    taskmill_file = tmp_path / "t.yaml"
+    taskmill_file.write_bytes(b"dataset: glue\ntemplates:\n  - id: x\n    name: caf\xe9\n")
+    with pytest.raises(TaskmillError) as info:
+        load_template_file(taskmill_file)
+    assert info.value.line() == f"{taskmill_file}: not valid UTF-8: byte 0xe9 at byte offset 48 (line 4); expected UTF-8 text"
+    ps_file = tmp_path / "templates.yaml"
+    ps_file.write_bytes(b"dataset: x\ntemplates:\n  1: !Template\n    jinja: '\xff'\n")
+    with pytest.raises(TaskmillError, match=r"not valid UTF-8: byte 0xff at byte offset 49 \(line 4\)"):
+        load_template_file(ps_file)
+    with pytest.raises(TaskmillError, match=r"byte 0xe9 at byte offset 48 \(line 4\)"):
+        read_yaml(taskmill_file)
+
+
+def test_utf8_problem_finds_the_byte_across_chunks(tmp_path: Path) -> None:
+    from taskmill.templates.fileformat import utf8_problem
+
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes("é\n".encode() * 10 + b"ok \xe9t\xc3\xa9\n")
+    for chunk in (1, 2, 3, 5, 1 << 20):  # a chunk may end inside a two-byte character
+        assert utf8_problem(path, chunk) == "not valid UTF-8: byte 0xe9 at byte offset 33 (line 11); expected UTF-8 text"
+    path.write_bytes("é\n".encode() * 10)
+    assert utf8_problem(path, 1) is None
+    path.write_bytes(b"cut \xc3")
+    assert utf8_problem(path, 2) == "not valid UTF-8: byte 0xc3 at byte offset 4 (line 1); expected UTF-8 text"
