@@ -451,7 +451,7 @@ def load_collection(path: str | Path, formats: Sequence[str] | None = None) -> C
         TaskmillError: The file is missing or is not valid YAML.
         ConfigError: The content is invalid (all problems listed).
     """
-    from taskmill.templates.fileformat import read_yaml
+    from taskmill.fileio import read_yaml
 
     path = Path(path)
     data = read_yaml(path)

@@ -37,7 +37,7 @@ def builtin_templates() -> Path:
 
 
 def _records(path: Path) -> list[Any]:
-    from taskmill.templates.fileformat import read_text, utf8_problem
+    from taskmill.fileio import read_text, utf8_problem
 
     if path.suffix.lower() not in (".yaml", ".yml"):
         from taskmill.fileio import read_jsonl

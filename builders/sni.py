@@ -101,7 +101,7 @@ def load_sni(task: TaskConfig, collection: Collection) -> SourceData:
     """
     assert task.sni is not None
     path = collection.resolve(task.sni)
-    from taskmill.templates.fileformat import read_text
+    from taskmill.fileio import read_text
 
     try:
         data = json.loads(read_text(path))

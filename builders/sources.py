@@ -86,7 +86,7 @@ def _raise_not_utf8(kind: str, files: dict[str, list[str]], task: TaskConfig) ->
     """After a failed load: name the text file that is not UTF-8, with where, if there is one."""
     if kind == "parquet":
         return
-    from taskmill.templates.fileformat import utf8_problem
+    from taskmill.fileio import utf8_problem
 
     for path in dict.fromkeys(p for ps in files.values() for p in ps):
         problem = utf8_problem(Path(path))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.errors import ConfigError
+from taskmill.fileio import read_yaml
 
 MANIFEST_FILE = "clusters.yaml"
 FORMAT_VERSION = 1
@@ -151,16 +152,8 @@ def dump_yaml(obj: Any) -> str:
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a syntax error becomes a one-line :class:`ConfigError`."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError([f"file not found"], file=str(path))
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError([f"not valid YAML: {' '.join(str(err).split())}"], file=str(path)) from None
+    """Parse a YAML file; a missing, non-UTF-8 or malformed file is a one-line error."""
+    return read_yaml(Path(path))
 
 
 def _parse_clusters(raw: Any, problems: list[str]) -> list[ClusterEntry]:

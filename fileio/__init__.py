@@ -18,9 +18,18 @@ from taskmill.fileio.atomic import (
     write_text,
 )
 from taskmill.fileio.outdir import MARKER, OutputFolder, claim_output
-from taskmill.fileio.read import CORPUS_FILE, corpus_file, read_jsonl
+from taskmill.fileio.read import (
+    CORPUS_FILE,
+    corpus_file,
+    not_utf8,
+    parse_yaml,
+    read_jsonl,
+    read_text,
+    read_yaml,
+    utf8_problem,
+)
 
 __all__ = [
-    "CORPUS_FILE", "corpus_file", "read_jsonl", "MARKER", "OutputFolder", "atomic_dir", "claim_output", "replace_dir", "sha256_file", "temp_path",
+    "CORPUS_FILE", "corpus_file", "not_utf8", "parse_yaml", "read_jsonl", "read_text", "read_yaml", "utf8_problem", "MARKER", "OutputFolder", "atomic_dir", "claim_output", "replace_dir", "sha256_file", "temp_path",
     "write_atomic", "write_bytes", "write_json", "write_jsonl", "write_text",
 ]

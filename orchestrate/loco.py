@@ -65,7 +65,7 @@ class LocoConfig:
         problems += [f"{k}: unknown key" for k in sorted(unknown)]
         train = raw.get("train") or {}
         if isinstance(train, str):
-            from taskmill.templates.fileformat import read_yaml
+            from taskmill.fileio import read_yaml
 
             train = read_yaml(Path(train)) if Path(train).is_file() else None
         if not isinstance(train, dict):
@@ -85,7 +85,7 @@ class LocoConfig:
 
 def load_loco_config(path: str | Path) -> LocoConfig:
     """Read and validate a LOCO YAML file."""
-    from taskmill.templates.fileformat import read_yaml
+    from taskmill.fileio import read_yaml
 
     return LocoConfig.from_mapping(read_yaml(Path(path)), file=str(path))
 

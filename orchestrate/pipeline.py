@@ -101,7 +101,7 @@ def starter_pipeline() -> Path:
 
 def load_pipeline(path: str | Path | None, out: str | None = None) -> PipelineConfig:
     """Read a pipeline YAML (None: the embedded starter pipeline); ``out`` overrides its ``out``."""
-    from taskmill.templates.fileformat import read_yaml
+    from taskmill.fileio import read_yaml
 
     path = Path(path) if path is not None else starter_pipeline()
     raw = read_yaml(path)

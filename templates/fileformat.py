@@ -25,88 +25,12 @@ from typing import Any
 
 import yaml
 
-from taskmill.errors import ConfigError, TaskmillError
-from taskmill.fileio import write_text
+from taskmill.errors import ConfigError
+from taskmill.fileio import parse_yaml, read_text, write_text
 from taskmill.records import Template, TemplateFile, TemplateMetadata
 
 _TEMPLATE_KEYS = {"id", "name", "input", "target", "answer_choices", "cot_target", "reference", "metadata"}
 _METADATA_KEYS = {"original_task", "choices_in_prompt", "metrics", "languages"}
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file, turning I/O, encoding and syntax problems into one-line errors."""
-    return parse_yaml(read_text(path), path)
-
-
-def read_text(path: Path, missing: str = "file not found") -> str:
-    """A UTF-8 text file's contents; a missing, unreadable or non-UTF-8 file is a one-line error.
-
-    Args:
-        path: The file.
-        missing: The message when the file does not exist.
-
-    Raises:
-        TaskmillError: The file is missing, unreadable or not valid UTF-8 (the message gives the
-            first bad byte, its offset and its line).
-    """
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TaskmillError(missing, file=str(path)) from None
-    except UnicodeDecodeError as err:
-        raise TaskmillError(not_utf8(err.object, err.start), file=str(path)) from None
-    except OSError as err:
-        raise TaskmillError(f"cannot read: {err.strerror}", file=str(path)) from None
-
-
-def not_utf8(data: bytes, start: int, offset: int | None = None, lines_before: int = 0) -> str:
-    """The message for ``data`` that stops being UTF-8 at ``data[start]``.
-
-    Args:
-        data: The bytes (the whole file, or the part read so far).
-        start: Index of the first bad byte in ``data``.
-        offset: Its byte offset in the file (default: ``start``).
-        lines_before: Newlines in the file before ``data``.
-    """
-    line = lines_before + data.count(b"\n", 0, start) + 1
-    where = start if offset is None else offset
-    return f"not valid UTF-8: byte 0x{data[start]:02x} at byte offset {where} (line {line}); expected UTF-8 text"
-
-
-def utf8_problem(path: Path, chunk: int = 1 << 20) -> str | None:
-    """Why a file is not valid UTF-8 (as :func:`not_utf8` says it), or None when it is.
-
-    Reads the file in chunks, so it is cheap enough to run when a loader has already failed.
-    """
-    import codecs
-
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    done, lines = 0, 0
-    with path.open("rb") as fh:
-        while True:
-            data = fh.read(chunk)
-            try:
-                decoder.decode(data, final=not data)
-            except UnicodeDecodeError as err:
-                # err.object starts with the (at most 3, newline-free) bytes of an unfinished
-                # character the decoder held back from the previous chunk.
-                held = len(err.object) - len(data)
-                return not_utf8(err.object, err.start, done - held + err.start, lines)
-            if not data:
-                return None
-            done += len(data)
-            lines += data.count(b"\n")
-
-
-def parse_yaml(text: str, path: Path) -> Any:
-    """Parse YAML text read from ``path``, turning syntax problems into one-line errors."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise TaskmillError(f"malformed YAML: {where}{problem}", file=str(path)) from None
 
 
 def _metadata(raw: Any, where: str, problems: list[str]) -> TemplateMetadata:

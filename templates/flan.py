@@ -31,7 +31,8 @@ from taskmill.errors import ConfigError, TaskmillError
 from taskmill.records import Template, TemplateFile, TemplateMetadata
 from taskmill.templates.dataset_ids import split_dataset_id
 from taskmill.templates.engine import compile_template, variables
-from taskmill.templates.fileformat import read_yaml, write_template_file
+from taskmill.templates.fileformat import write_template_file
+from taskmill.fileio import read_yaml
 
 MAPPINGS_FILE = Path(__file__).with_name("flan_mappings.yaml")
 # FLAN fields that stand for the options block (record calls it options_str).

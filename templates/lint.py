@@ -39,7 +39,8 @@ from jinja2 import nodes
 from taskmill.errors import DataError, TaskmillError, TemplateError
 from taskmill.records import Rendered, Template, TemplateFile
 from taskmill.templates.engine import compile_template, environment, variables
-from taskmill.templates.fileformat import collect_taskmill, duplicate_problems, parse_yaml
+from taskmill.templates.fileformat import collect_taskmill, duplicate_problems
+from taskmill.fileio import parse_yaml, read_text, utf8_problem
 from taskmill.templates.labels import index_fields, label_problem
 from taskmill.templates.promptsource import load_promptsource
 
@@ -120,6 +121,8 @@ def read_rows(path: str | Path, limit: int | None) -> list[tuple[str, dict[str, 
                 rows.append((f"{path.name}:{number}", _json_object(line, path, number)))
     except FileNotFoundError:
         raise DataError("data file not found", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise DataError(utf8_problem(path) or "not valid UTF-8", file=str(path)) from None
     if not rows:
         raise DataError("no rows (expected JSON Lines, one object per line)", file=str(path))
     return rows
@@ -138,13 +141,11 @@ def _json_object(line: str, path: Path, number: int) -> dict[str, Any]:
 def load_for_lint(path: Path) -> tuple[TemplateFile | None, list[str]]:
     """Load a template file keeping the valid templates, with every problem as text."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         if "!Template" in text[:4096]:
             tf = load_promptsource(path)
             return tf, duplicate_problems(tf.templates)
         return collect_taskmill(parse_yaml(text, path), path)
-    except FileNotFoundError:
-        return None, ["file not found"]
     except TaskmillError as err:
         return None, list(getattr(err, "problems", [err.message]))
     except (OSError, UnicodeDecodeError) as err:

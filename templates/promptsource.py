@@ -75,7 +75,7 @@ def load_promptsource(path: str | Path) -> TemplateFile:
         TaskmillError: Missing or non-UTF-8 file, or malformed YAML.
         ConfigError: The content is not a PromptSource template file.
     """
-    from taskmill.templates.fileformat import read_text
+    from taskmill.fileio import read_text
 
     path = Path(path)
     text = read_text(path, missing="template file not found")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from taskmill.backends.vllm import MAX_LORA_RANKS
 from taskmill.errors import ConfigError
-from taskmill.fileio import write_text
+from taskmill.fileio import read_yaml, write_text
 from taskmill.trainer.objective_config import CptConfig, DpoConfig, check_objective
 
 
@@ -354,15 +354,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     Raises:
         ConfigError: the file is missing, not YAML, or fails validation (all problems listed).
     """
-    import yaml
-
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(["file not found"], file=str(path)) from None
-    except yaml.YAMLError as err:
-        raise ConfigError([f"not valid YAML: {err}"], file=str(path)) from None
+    data = read_yaml(path) or {}
     cfg = config_from_dict(data, overrides, file=str(path))
     _resolve_relative(cfg, path.parent)
     return cfg

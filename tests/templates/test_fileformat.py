@@ -86,7 +86,7 @@ def test_promptsource_file_detected_and_loaded(tmp_path: Path) -> None:
 
 
 def test_non_utf8_files_are_one_line(tmp_path: Path) -> None:
-    from taskmill.templates.fileformat import read_yaml
+    from taskmill.fileio import read_yaml
 
     taskmill_file = tmp_path / "t.yaml"
     taskmill_file.write_bytes(b"dataset: glue\ntemplates:\n  - id: x\n    name: caf\xe9\n")
@@ -102,7 +102,7 @@ def test_non_utf8_files_are_one_line(tmp_path: Path) -> None:
 
 
 def test_utf8_problem_finds_the_byte_across_chunks(tmp_path: Path) -> None:
-    from taskmill.templates.fileformat import utf8_problem
+    from taskmill.fileio import utf8_problem
 
     path = tmp_path / "rows.jsonl"
     path.write_bytes("é\n".encode() * 10 + b"ok \xe9t\xc3\xa9\n")

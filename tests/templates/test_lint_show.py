@@ -191,3 +191,22 @@ def test_lint_promptsource_render_without_target_is_an_error_as_in_build(tmp_pat
     with pytest.raises(TaskmillError) as info:
         build_collection(tmp_path / "c.yaml", tmp_path / "out", progress=False, cache_dir=tmp_path / "cache")
     assert info.value.line().endswith(f"row train[1]: {finding.message}")
+
+
+def test_lint_non_utf8_template_and_data_are_reported_not_raised(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from taskmill.cli import app
+
+    bad = tmp_path / "t.yaml"
+    bad.write_bytes(b"dataset: x\ntemplates:\n  - id: a\n    name: caf\xe9\n")
+    result = CliRunner().invoke(app, ["templates", "lint", str(bad)])
+    assert result.exit_code == 1, result.output
+    assert "not valid UTF-8: byte 0xe9" in result.output and "Traceback" not in result.output
+    good = tmp_path / "g.yaml"
+    good.write_text("dataset: x\ntemplates:\n  - {id: a, name: a, input: '{{ text }}', target: '{{ text }}'}\n")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    result = CliRunner().invoke(app, ["templates", "lint", str(good), "--data", str(rows)])
+    assert result.exit_code == 2, result.output
+    assert "rows.jsonl" in result.stderr and "not valid UTF-8" in result.stderr and "line 2" in result.stderr
