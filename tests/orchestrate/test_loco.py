@@ -47,18 +47,26 @@ def test_loco_trains_and_evaluates_every_fold_then_skips_all(tmp_path, tiny_mode
                "run": {"max_steps": 2, "device": "cpu", "progress": False}, "optim": {"lr": 1e-2, "warmup_steps": 0}},
         eval={"prompt_style": "plain", "bootstrap": 50},
     )
-    summary = run_loco(cfg)
+    ran: dict[str, dict] = {}
+    summary = run_loco(cfg, on_unit=lambda uid, res: ran.setdefault(uid, res))
     assert [f["fold"] for f in summary["folds"]] == ["cluster:opinion", "cluster:news"]
+    assert list(ran) == ["answers:cluster:opinion", "base:cluster:opinion", "sft:cluster:opinion",
+                         "answers:cluster:news", "base:cluster:news", "sft:cluster:news"]
     for fold, task in zip(summary["folds"], ["sent", "topic"]):
         assert [t["task"] for t in fold["tasks"]] == [task]
-        assert fold["adapter_hash"] and fold["base_model_calls"] > 0 and fold["tuned_model_calls"] > 0
-        assert fold["tasks"][0]["tuned"] is not None
+        assert fold["adapter_hash"] and fold["tasks"][0]["tuned"] is not None
+        assert ran[f"answers:{fold['fold']}"]["model_calls"] > 0 and ran[f"sft:{fold['fold']}"]["model_calls"] > 0
+        assert ran[f"base:{fold['fold']}"]["model_calls"] == 0  # scored from the answers unit's cache
     out = Path(cfg.out)
     assert (out / "folds" / "cluster_opinion" / "train" / "adapter" / "adapter_config.json").is_file()
-    assert json.loads((out / "loco.json").read_text()) == summary
-    again = run_loco(cfg)  # adapters and every answer cached: no training, no model call
-    assert all(f["base_model_calls"] == 0 and f["tuned_model_calls"] == 0 for f in again["folds"])
-    assert [f["tasks"] for f in again["folds"]] == [f["tasks"] for f in summary["folds"]]
+    loco_bytes = (out / "loco.json").read_bytes()
+    assert json.loads(loco_bytes) == summary
+    records = {p.name: p.stat().st_mtime_ns for p in (out / "units").iterdir()}
+    assert len(records) == 6 and all(json.loads((out / "units" / n).read_text())["state"] == "done" for n in records)
+    again: list[str] = []
+    run_loco(cfg, on_unit=lambda uid, res: again.append(uid))  # every unit finished: nothing dispatched
+    assert again == [] and (out / "loco.json").read_bytes() == loco_bytes
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "units").iterdir()} == records
 
 
 def test_loco_config_lists_every_problem():
