@@ -16,6 +16,7 @@ Checks before the first unit is submitted, each failing with one line:
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -71,16 +72,28 @@ def connect(config: ExecutorConfig) -> Callable[[], None]:
         check_reachable(address, config.connect_timeout_s)
     # Workers' output stays in Ray's session logs: the driver shows one progress bar and one line
     # per unit, which worker chatter would break up.
-    options: dict[str, Any] = {"log_to_driver": False}
+    options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         options["include_dashboard"] = False
     try:
         ray.init(address=address, **options)
-    except (ConnectionError, TimeoutError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TaskmillError(f"executor.address {address}: cannot connect to a Ray cluster ({first});"
-                            " start one with `ray start --head`") from None
+    except (ConnectionError, TimeoutError, RuntimeError) as err:
+        raise TaskmillError(f"executor.address {address}: {_connect_problem(err)}") from None
     return ray.shutdown
+
+
+def _connect_problem(err: BaseException) -> str:
+    """What went wrong connecting, in one line (Ray chains the real cause under a generic error)."""
+    chain, cause = [], err
+    while cause is not None:
+        chain.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__ or cause.__context__
+    if any("AuthToken" in c or "AuthenticationError" in c for c in chain):
+        # Ray sends its token only to clusters it finds itself (auto); an explicit address needs opting in.
+        return ("the Ray cluster refused this driver (token authentication): set RAY_AUTH_MODE=token and give it"
+                " the cluster's token (~/.ray/auth_token on the head node, or RAY_AUTH_TOKEN)")
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"cannot connect to a Ray cluster ({first}); start one with `ray start --head`"
 
 
 def _alive_nodes(ray: Any) -> list[dict[str, Any]]:

@@ -189,17 +189,22 @@ def run_loco(config: LocoConfig, backend_factory: Callable[[Path | None], Any] |
 
 
 def _ensure_checked(target: Any, executor: Any, inputs: list[str]) -> Path:
-    """Create the output folder and check that every node can write it; a folder made here is removed again
-    when that check fails."""
+    """Create the output folder and check that every node can write it; on failure, what this made is
+    removed again (the folder, or the marker of a folder that was empty)."""
     import shutil
 
+    from taskmill.fileio import MARKER
+
     existed = target.path.exists()
+    was_empty = existed and not any(target.path.iterdir())
     out = target.ensure()
     try:
         executor.check_nodes([out], inputs)
     except BaseException:
         if not existed:
             shutil.rmtree(out, ignore_errors=True)
+        elif was_empty:
+            (out / MARKER).unlink(missing_ok=True)
         raise
     return out
 

@@ -2,47 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from taskmill.errors import ConfigError
 from taskmill.orchestrate.loco import LocoConfig, run_loco
 
 
-def _row(task, i, prompt, choices, target):
-    return {"id": f"{task}-{i}", "task": task, "dataset": task, "split": "validation", "row_index": i,
-            "template_id": "t", "template_name": "t", "format": "zero_shot", "prompt": prompt,
-            "completion": choices[target], "messages": [{"role": "user", "content": prompt},
-                                                        {"role": "assistant", "content": choices[target]}],
-            "answer_choices": choices, "target_index": target, "shots": [], "metrics": ["Accuracy"], "original_task": True}
-
-
-def write_folds(tmp: Path) -> Path:
-    corpus = tmp / "corpus"
-    corpus.mkdir()
-    rows = [_row("sent", i, f"Review {i}: fine. Good?", ["yes", "no"], i % 2) for i in range(4)]
-    rows += [_row("topic", i, f"Headline {i}: goal scored. Topic?", ["sports", "politics"], 0) for i in range(4)]
-    text = "".join(json.dumps(r) + "\n" for r in rows)
-    (corpus / "corpus.jsonl").write_text(text)
-    folds = tmp / "folds"
-    folds.mkdir()
-    header = {"corpus": {"path": str(corpus), "sha256": hashlib.sha256(text.encode()).hexdigest()}}
-    entries = [{"name": "cluster:opinion", "kind": "cluster", "held_out": ["opinion"], "train_tasks": ["topic"],
-                "test_tasks": ["sent"]},
-               {"name": "cluster:news", "kind": "cluster", "held_out": ["news"], "train_tasks": ["sent"],
-                "test_tasks": ["topic"]}]
-    (folds / "folds.yaml").write_text(yaml.safe_dump({**header, "folds": entries}))
-    return folds
-
-
 @pytest.mark.slow
-def test_loco_trains_and_evaluates_every_fold_then_skips_all(tmp_path, tiny_model_dir):
+def test_loco_trains_and_evaluates_every_fold_then_skips_all(tmp_path, tiny_model_dir, write_loco_folds):
     cfg = LocoConfig(
-        folds=str(write_folds(tmp_path)), model=str(tiny_model_dir), out=str(tmp_path / "loco"),
+        folds=str(write_loco_folds(tmp_path)), model=str(tiny_model_dir), out=str(tmp_path / "loco"),
         train={"lora": {"r": 4, "alpha": 8}, "data": {"max_length": 64, "tokens_per_step": 256, "micro_batch_tokens": 256},
                "run": {"max_steps": 2, "device": "cpu", "progress": False}, "optim": {"lr": 1e-2, "warmup_steps": 0}},
         eval={"prompt_style": "plain", "bootstrap": 50},

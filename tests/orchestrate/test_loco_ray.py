@@ -8,12 +8,14 @@ is moved aside afterwards. Compared: every file under the LOCO folder except the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -197,3 +199,81 @@ def test_a_worker_killed_mid_unit_is_retried_and_the_files_are_identical(local_r
     assert record["state"] == "done" and record["pid"] != pid and not _alive(pid)
     got = result_files(_move(out, base / "killed_worker"))
     assert sorted(got) == sorted(expected) and [n for n in expected if got[n] != expected[n]] == []
+
+
+# --- bad input: one line, exit 2, nothing written --------------------------------------------------
+
+
+def _small_yaml(tmp_path: Path, folds: Path, model: Path, executor: dict) -> tuple[Path, Path]:
+    out = tmp_path / "loco"
+    raw = {"folds": str(folds), "model": str(model), "out": str(out), "executor": executor,
+           "train": {"run": {"max_steps": 1, "device": "cpu", "progress": False}}, "eval": {"bootstrap": 0}}
+    (tmp_path / "loco.yaml").write_text(yaml.safe_dump(raw))
+    return tmp_path / "loco.yaml", out
+
+
+def _taskmill(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "taskmill", *args], env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_an_unreachable_ray_address_is_one_line_within_the_timeout(tmp_path, write_loco_folds, tiny_model_dir, scheme):
+    cfg, out = _small_yaml(tmp_path, write_loco_folds(tmp_path), tiny_model_dir, {"kind": "ray", "connect_timeout_s": 2})
+    address = f"{scheme}127.0.0.1:{_free_port()}"  # nothing listens there
+    start = time.monotonic()
+    done = _taskmill("loco", str(cfg), "--address", address)
+    assert done.returncode == 2 and time.monotonic() - start < 60
+    assert done.stderr.strip().splitlines() == [
+        f"taskmill: error: executor.address {address}: no Ray cluster answers there within 2 s (Connection refused);"
+        " start one with `ray start --head` or pass the address it printed"]
+    assert not out.exists()
+
+
+def test_a_unit_asking_for_gpus_the_cluster_lacks_is_refused_before_any_work(tmp_path, write_loco_folds,
+                                                                            tiny_model_dir, ray_cluster):
+    cfg, out = _small_yaml(tmp_path, write_loco_folds(tmp_path), tiny_model_dir, {"kind": "ray", "num_gpus_per_unit": 1})
+    done = _taskmill("loco", str(cfg), "--address", ray_cluster)
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("taskmill: error: executor.num_gpus_per_unit: a unit asks for 1 CPU and 1 GPU, but no node")
+    assert not out.exists()
+
+
+def test_an_output_folder_the_workers_cannot_write_is_refused_before_any_work(tmp_path, write_loco_folds, tiny_model_dir,
+                                                                             ray_cluster):
+    """A Ray node whose workers see the output folder read-only: its processes live in a mount namespace
+    where the folder is bind-mounted read-only, while this driver can write it."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("needs unshare -m (root, or user namespaces) to give a Ray node its own view of the folder")
+    cfg, out = _small_yaml(tmp_path, write_loco_folds(tmp_path), tiny_model_dir, {"kind": "ray"})
+    out.mkdir()  # an empty folder is the driver's to claim; the node sees it read-only
+    port, ray_bin = _free_port(), Path(sys.executable).with_name("ray")
+    temp = Path(tempfile.mkdtemp(prefix="ray-ro-"))  # short: Ray's socket paths must fit in 107 bytes
+    script = (f"mount --bind -o ro {out} {out} && exec {ray_bin} start --head --block --port {port} --num-cpus 1"
+              f" --include-dashboard false --disable-usage-stats --temp-dir {temp}")
+    node = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        raylet = temp / "session_latest" / "sockets" / "raylet"
+        _wait(lambda: raylet.exists() or node.poll() is not None, 180, "the Ray node to start")
+        assert node.poll() is None, f"the Ray node did not start: {node.stderr.read().decode()[-2000:]}"
+        done = _taskmill("loco", str(cfg), "--address", f"127.0.0.1:{port}", timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(node.pid, signal.SIGKILL)  # the node's processes all share its session's group
+        node.wait(30)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"taskmill: error: {out}: executor: Ray node ")
+    assert line.endswith(f"its workers cannot write the output folder {out} (Read-only file system)")
+    assert list(out.iterdir()) == []  # nothing written, not even the ownership marker
