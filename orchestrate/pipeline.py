@@ -12,6 +12,7 @@ model: smollm2               # HF id or folder, a .gguf file, or `smollm2` (the 
 train: {lora: {r: 8}, run: {max_steps: 8}}      # trainer config (model/data/output set per fold)
 eval: {formats: [zero_shot], limit: 8}          # eval settings (see `taskmill eval`)
 recipes: [sft]
+executor: {kind: local}      # or ray: LOCO's units as Ray tasks (taskmill.executors.config)
 ```
 
 Each stage writes its own folder under ``out`` atomically and records a key (sha256 of its
