@@ -43,10 +43,15 @@ def test_loco_trains_and_evaluates_every_fold_then_skips_all(tmp_path, tiny_mode
 
 def test_loco_config_lists_every_problem():
     with pytest.raises(ConfigError) as err:
-        LocoConfig.from_mapping({"model": 3, "eval": {"bogus": 1}, "extra": 1})
+        LocoConfig.from_mapping({"model": 3, "eval": {"bogus": 1, "cache": "c.jsonl"}, "extra": 1,
+                                 "executor": {"kind": "ray", "num_gpus_per_unit": "one", "adress": "auto"}})
     text = str(err.value)
-    for needle in ("folds: required", "model: required", "out: required", "extra: unknown key", "eval.bogus"):
+    for needle in ("folds: required", "model: required", "out: required", "extra: unknown key", "eval.bogus",
+                   "eval.cache: not a LOCO setting", "executor.adress: unknown key", "executor.num_gpus_per_unit: 'one'"):
         assert needle in text
+    cfg = LocoConfig.from_mapping({"folds": "f", "model": "m", "out": "o",
+                                   "executor": {"kind": "ray", "address": "auto", "num_gpus_per_unit": 1}})
+    assert (cfg.executor.kind, cfg.executor.address, cfg.executor.num_gpus_per_unit) == ("ray", "auto", 1)
 
 
 def test_loco_file_problems_are_one_line(tmp_path):

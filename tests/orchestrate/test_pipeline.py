@@ -51,10 +51,11 @@ def test_run_builds_clusters_trains_evaluates_and_reports_then_skips(tmp_path, t
 
 def test_pipeline_config_lists_every_problem(tmp_path):
     with pytest.raises(ConfigError) as err:
-        PipelineConfig.from_mapping({"train": [], "bogus": 1, "formats": "x"}, tmp_path, file="p.yaml")
+        PipelineConfig.from_mapping({"train": [], "bogus": 1, "formats": "x", "executor": {"kind": "slurm"}},
+                                    tmp_path, file="p.yaml")
     text = err.value.line()
     for needle in ("p.yaml", "bogus: unknown key", "out: required", "model: required", "train: expected a mapping",
-                   "formats: expected a list"):
+                   "formats: expected a list", "executor.kind: 'slurm'"):
         assert needle in text
 
 
