@@ -33,8 +33,8 @@ Executor = Annotated[Optional[str], typer.Option(
     "--executor", help="Where the LOCO units run: local (one after another here; the default) or ray "
     "(one Ray task per unit; replaces the config's executor.kind).")]
 Address = Annotated[Optional[str], typer.Option(
-    "--address", help="Ray cluster for --executor ray: auto, HOST:PORT or ray://HOST:PORT "
-    "(default: a private Ray instance on this machine).")]
+    "--address", help="Ray cluster to run on (implies --executor ray): auto, HOST:PORT or ray://HOST:PORT "
+    "(without it, --executor ray starts a private Ray instance on this machine).")]
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Write even into an existing folder that is not this command's own output "
     "(never the current or home directory, nor a folder holding an input).")]

@@ -59,8 +59,11 @@ class ExecutorConfig:
         return cls(**(raw or {}))
 
     def overridden(self, kind: str | None = None, address: str | None = None) -> ExecutorConfig:
-        """This config with the command line's ``--executor`` / ``--address`` applied (and checked)."""
+        """This config with the command line's ``--executor`` / ``--address`` applied (and checked);
+        ``--address`` alone means the ray executor."""
         raw = {f: getattr(self, f) for f in _KEYS}
+        if kind is None and address is not None:
+            kind = "ray"
         if kind is not None:
             raw["kind"] = kind
         if address is not None:

@@ -167,7 +167,8 @@ def run_loco(config: LocoConfig, backend_factory: Callable[[Path | None], Any] |
     # model does not travel).
     factory = backend_factory or (default_factory(config) if config.executor.kind == "local" else None)
     todo = [as_executor_unit(u, config, factory) for u in plan if u.id not in done]
-    with Session(config.executor) as executor:
+    # nothing to run: no cluster to start or join
+    with Session(config.executor if todo else ExecutorConfig()) as executor:
         executor.check_fits(todo)
         out = _ensure_checked(target, executor, [p for p in (config.folds, config.model) if Path(p).exists()])
         write_fold_inputs(config, folds, loaded)

@@ -69,7 +69,8 @@ def test_executor_config_lists_every_problem_and_names_cli_flags():
     with pytest.raises(ConfigError, match=r"^--executor: 'dask'"):
         ExecutorConfig().overridden("dask")
     with pytest.raises(ConfigError, match=r"^--address: only used by the ray executor"):
-        ExecutorConfig().overridden(address="127.0.0.1:6379")
+        ExecutorConfig().overridden("local", address="127.0.0.1:6379")
+    assert ExecutorConfig().overridden(address="127.0.0.1:6379").kind == "ray"  # --address alone means ray
     assert ExecutorConfig().overridden("ray", "auto") == ExecutorConfig(kind="ray", address="auto")
 
 
