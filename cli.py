@@ -29,6 +29,12 @@ templates_app = typer.Typer(help="Lint, show and convert prompt templates.", no_
 app.add_typer(templates_app, name="templates")
 
 
+Executor = Annotated[Optional[str], typer.Option(
+    "--executor", help="Where the LOCO units run: local (one after another here; the default) or ray "
+    "(one Ray task per unit; replaces the config's executor.kind).")]
+Address = Annotated[Optional[str], typer.Option(
+    "--address", help="Ray cluster to run on (implies --executor ray): auto, HOST:PORT or ray://HOST:PORT "
+    "(without it, --executor ray starts a private Ray instance on this machine).")]
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Write even into an existing folder that is not this command's own output "
     "(never the current or home directory, nor a folder holding an input).")]
@@ -409,12 +415,14 @@ def eval_command(
 @user_errors
 def loco_command(
     config: Annotated[Path, typer.Argument(help="LOCO YAML: folds, model, out, train, eval.")],
+    executor: Executor = None,
+    address: Address = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Leave-one-cluster-out: per fold, train an adapter and evaluate base and adapter on the held-out cluster."""
     from taskmill.orchestrate.loco import cli_loco
 
-    typer.echo(cli_loco(str(config), overwrite))
+    typer.echo(cli_loco(str(config), overwrite, executor=executor, address=address))
 
 
 @app.command("report")
@@ -437,12 +445,15 @@ def report_command(
 def run_command(
     pipeline: Annotated[Optional[Path], typer.Argument(help="Pipeline YAML (default: the embedded starter pipeline).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (replaces the pipeline's `out`).")] = None,
+    executor: Executor = None,
+    address: Address = None,
     overwrite: Overwrite = False,
 ) -> None:
     """The whole job: build -> cluster -> folds -> train + eval per fold -> leaderboard (skips what is done)."""
     from taskmill.orchestrate.pipeline import cli_run
 
-    typer.echo(cli_run(str(pipeline) if pipeline else None, str(out) if out else None, overwrite))
+    typer.echo(cli_run(str(pipeline) if pipeline else None, str(out) if out else None, overwrite,
+                       executor=executor, address=address))
 
 
 def main() -> None:

@@ -2,9 +2,11 @@
 
 For every fold: write its train and held-out corpora (``taskmill.clusters``), train a LoRA adapter on
 the train corpus (``taskmill.trainer``), evaluate the base model and the adapter on the held-out
-corpus (this package), and record both. Steps already done are skipped: a fold's corpora, a finished
-adapter, and every evaluated example (one cache shared by all folds, so the base model's answers on a
-task are computed once however many folds hold it out).
+corpus (``taskmill.eval``), and record both. The work is cut into units (the base model's answers,
+each fold's base results, each fold x recipe; :mod:`taskmill.orchestrate.loco_units`) that an
+executor runs here one after another or across a Ray cluster (:mod:`taskmill.executors`), with the
+same bytes either way. Units already finished are skipped, so a killed run continues where it
+stopped; the base model answers each held-out task once, however many folds hold it out.
 
 Config (YAML)::
 
@@ -14,25 +16,31 @@ Config (YAML)::
     fold_names: []               # default: every fold
     train: {lora: {r: 8}, run: {max_steps: 100}}   # trainer config (mapping or YAML path);
                                  # model.path, data.corpus, run.output_dir are set per fold
-    eval: {backend: hf, formats: [zero_shot], limit: 200}   # EvalConfig fields
+    eval: {backend: hf, formats: [zero_shot], limit: 200}   # EvalConfig fields (but cache: each
+                                 # unit has its own)
     recipes: [sft, sft+dpo]      # optional: also DPO after SFT (see taskmill.orchestrate.recipes)
+    executor: {kind: ray, address: auto, num_gpus_per_unit: 1}   # optional (taskmill.executors.config)
 
-Output: ``OUT/folds/<fold>/{data,train,base,tuned}`` and ``OUT/loco.json`` (per fold and task:
-base score, tuned score, difference).
+Output: ``OUT/folds/<fold>/{data,train,base,tuned}``, ``OUT/base/<fold>/`` (the base model's answers),
+``OUT/units/<unit>.json`` (one record per unit: state, host, seconds, model calls) and
+``OUT/loco.json`` (per fold and task: base score, tuned score, difference).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from taskmill.errors import ConfigError
-from taskmill.eval.runner import EvalConfig, evaluate
+from taskmill.eval.runner import EvalConfig
+from taskmill.executors import ExecutorConfig, executor_problems
 from taskmill.fileio import claim_output, write_json
+from taskmill.orchestrate.loco_units import FoldInfo, as_executor_unit, finished, fold_summary, plan_units, slug
 
-_EVAL_FIELDS = {f.name for f in fields(EvalConfig)} - {"corpus", "out", "model", "adapter", "fold"}
+# cache: every unit keeps its own (one file appended by several processes would interleave lines)
+_EVAL_FIELDS = {f.name for f in fields(EvalConfig)} - {"corpus", "out", "model", "adapter", "fold", "cache"}
+_KEYS = {"folds", "model", "out", "fold_names", "train", "eval", "recipes", "dpo", "preference", "executor"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class LocoConfig:
     recipes: tuple[str, ...] = ("sft",)
     dpo: dict[str, Any] = field(default_factory=dict)
     preference: dict[str, Any] = field(default_factory=dict)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     @classmethod
     def from_mapping(cls, raw: Any, file: str | None = None) -> LocoConfig:
@@ -58,7 +67,7 @@ class LocoConfig:
         for key in ("folds", "model", "out"):
             if not isinstance(raw.get(key), str):
                 problems.append(f"{key}: required, a path")
-        unknown = set(raw) - {"folds", "model", "out", "fold_names", "train", "eval", "recipes", "dpo", "preference"}
+        unknown = set(raw) - _KEYS
         from taskmill.orchestrate.recipes import check_recipes
 
         check_recipes(raw, problems)
@@ -71,8 +80,11 @@ class LocoConfig:
         if not isinstance(train, dict):
             problems.append("train: expected a trainer config mapping or the path of one")
         ev = raw.get("eval") or {}
-        bad = sorted(set(ev) - _EVAL_FIELDS) if isinstance(ev, dict) else ["(not a mapping)"]
+        bad = sorted(set(ev) - _EVAL_FIELDS - {"cache"}) if isinstance(ev, dict) else ["(not a mapping)"]
         problems += [f"eval.{k}: not an eval setting (one of {', '.join(sorted(_EVAL_FIELDS))})" for k in bad]
+        if isinstance(ev, dict) and "cache" in ev:
+            problems.append("eval.cache: not a LOCO setting: every unit keeps its own cache in its output folder")
+        problems += executor_problems(raw.get("executor"))
         if isinstance(train, dict) and isinstance(raw.get("dpo") or {}, dict):
             from taskmill.orchestrate.recipes import check_serving_ranks
 
@@ -80,7 +92,8 @@ class LocoConfig:
         if problems:
             raise ConfigError(problems, file=file)
         return cls(raw["folds"], raw["model"], raw["out"], tuple(raw.get("fold_names") or ()), train, dict(ev),
-                   tuple(raw.get("recipes") or ("sft",)), dict(raw.get("dpo") or {}), dict(raw.get("preference") or {}))
+                   tuple(raw.get("recipes") or ("sft",)), dict(raw.get("dpo") or {}), dict(raw.get("preference") or {}),
+                   ExecutorConfig(**(raw.get("executor") or {})))
 
 
 def load_loco_config(path: str | Path) -> LocoConfig:
@@ -88,10 +101,6 @@ def load_loco_config(path: str | Path) -> LocoConfig:
     from taskmill.fileio import read_yaml
 
     return LocoConfig.from_mapping(read_yaml(Path(path)), file=str(path))
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "fold"
 
 
 def train_fold(config: LocoConfig, train_corpus: Path, out: Path) -> Path:
@@ -129,59 +138,106 @@ def train_adapter(config: LocoConfig, data: dict[str, Any], model: dict[str, Any
     return Path(result.saved)
 
 
-def _eval(config: LocoConfig, corpus: Path, out: Path, adapter: Path | None, fold_file: str, backend: Any) -> dict:
-    ev = {**config.eval, "cache": config.eval.get("cache") or str(Path(config.out) / "cache.jsonl")}
-    cfg = EvalConfig(corpus=str(corpus), out=str(out), model=config.model,
-                     adapter=str(adapter) if adapter else None, fold=fold_file, **ev)
-    return evaluate(cfg, backend=backend, progress=False)
+def run_loco(config: LocoConfig, backend_factory: Callable[[Path | None], Any] | None = None, *,
+             overwrite: bool = False, progress: bool = False,
+             on_unit: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run every selected fold's unfinished units on ``config.executor``; write and return ``OUT/loco.json``.
 
-
-def run_loco(config: LocoConfig, backend_factory: Any = None, *, overwrite: bool = False) -> dict[str, Any]:
-    """Run every selected fold; write and return ``OUT/loco.json``'s content.
+    The executor is connected and checked (the cluster has what a unit asks for, every node sees and
+    can write the output folder) before the fold corpora are written or any unit starts; a failed
+    check leaves no output folder behind that was not there before.
 
     Args:
         config: The run.
         backend_factory: ``(adapter or None) -> backend``; default builds one from ``config.eval``
-            (the base backend is built once and reused for every fold).
+            (here, the base backend is built once and reused; each Ray unit builds its own).
         overwrite: Write into ``config.out`` even when it is not an earlier LOCO folder.
+        progress: Show a progress bar over the units and print each one's line as it finishes.
+        on_unit: Called with each unit's id and result as it finishes (not for units skipped as finished).
     """
-    from taskmill.clusters.fold_corpus import find_fold, load_folds, write_fold_corpora
+    from taskmill.clusters.fold_corpus import load_folds
+    from taskmill.executors import Session
 
-    out = claim_output(config.out, "loco", inputs=[config.folds, config.model], overwrite=overwrite,
-                       mode="update").ensure()
-    folds = load_folds(config.folds)  # read once: folds.yaml holds every fold's removed-row list
-    entries = folds[1]
-    names = list(config.fold_names) or [e.fold.name for e in entries]
-    factory = backend_factory or _default_factory(config)
-    base_backend = factory(None)
-    report = []
-    for name in names:
-        fold_dir = out / "folds" / _slug(name)
-        data = fold_dir / "data"
-        if not (data / "test" / "manifest.json").is_file():
-            write_fold_corpora(config.folds, name, data, loaded=folds)
-        fold_file = fold_dir / "fold.json"
-        entry = find_fold(entries, name)
-        write_json(fold_file, {"name": entry.fold.name, "held_out": list(entry.fold.held_out),
-                               "train_tasks": list(entry.fold.train_tasks), "test_tasks": list(entry.fold.test_tasks)})
-        adapter = train_fold(config, data / "train", fold_dir / "train")
-        base = _eval(config, data / "test", fold_dir / "base", None, str(fold_file), base_backend)
-        tuned = _eval(config, data / "test", fold_dir / "tuned", adapter, str(fold_file), factory(adapter))
-        report.append(_fold_report(entry.fold.name, list(entry.fold.held_out), base, tuned))
-        for recipe in config.recipes[1:]:  # DPO after SFT (taskmill.orchestrate.recipes)
-            from taskmill.orchestrate.recipes import add_recipe, recipe_slug, train_dpo_after_sft
+    target = claim_output(config.out, "loco", inputs=[config.folds, config.model], overwrite=overwrite, mode="update")
+    loaded = load_folds(config.folds)  # read once: folds.yaml holds every fold's removed-row list
+    folds = fold_infos(config, target.path, loaded)
+    plan = plan_units(config, folds, target.path)
+    done = {u.id: r for u in plan if (r := finished(u)) is not None}
+    # Here the base backend is built once for every unit; a Ray worker builds its own (a loaded
+    # model does not travel).
+    factory = backend_factory or (default_factory(config) if config.executor.kind == "local" else None)
+    todo = [as_executor_unit(u, config, factory) for u in plan if u.id not in done]
+    # nothing to run: no cluster to start or join
+    with Session(config.executor if todo else ExecutorConfig()) as executor:
+        executor.check_fits(todo)
+        out = _ensure_checked(target, executor, [p for p in (config.folds, config.model) if Path(p).exists()])
+        write_fold_inputs(config, folds, loaded)
+        if progress:
+            print(f"{len(todo)} of {len(plan)} units to run ({len(done)} finished earlier) on the "
+                  f"{config.executor.kind} executor", flush=True)
 
-            extra = train_dpo_after_sft(config, data / "train", adapter, fold_dir / f"train_{recipe_slug(recipe)}")
-            res = _eval(config, data / "test", fold_dir / f"tuned_{recipe_slug(recipe)}", extra, str(fold_file), factory(extra))
-            add_recipe(report[-1], recipe, res)
-    summary = {"schema": "taskmill.orchestrate.loco/1", "model": config.model, "folds": report}
+        def describe(unit: Any, result: dict[str, Any]) -> str | None:
+            if on_unit is not None:
+                on_unit(unit.id, result)
+            return result["line"] if progress else None
+
+        executor.run(todo, done=done, describe=describe, progress=progress)
+    summary = {"schema": "taskmill.orchestrate.loco/1", "model": config.model, "folds": fold_summary(config, folds)}
     if len(config.recipes) > 1:
         summary["recipes"] = list(config.recipes)
     write_json(out / "loco.json", summary)
     return summary
 
 
-def _default_factory(config: LocoConfig) -> Any:
+def _ensure_checked(target: Any, executor: Any, inputs: list[str]) -> Path:
+    """Create the output folder and check that every node can write it; on failure, what this made is
+    removed again (the folder, or the marker of a folder that was empty)."""
+    import shutil
+
+    from taskmill.fileio import MARKER
+
+    existed = target.path.exists()
+    was_empty = existed and not any(target.path.iterdir())
+    out = target.ensure()
+    try:
+        executor.check_nodes([out], inputs)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        elif was_empty:
+            (out / MARKER).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def fold_infos(config: LocoConfig, out: Path, loaded: tuple[dict[str, Any], list[Any]]) -> list[FoldInfo]:
+    """The selected folds, in config order (unknown names fail here, before anything is written)."""
+    from taskmill.clusters.fold_corpus import find_fold
+
+    names = list(config.fold_names) or [e.fold.name for e in loaded[1]]
+    folds = []
+    for name in names:
+        fold = find_fold(loaded[1], name).fold
+        folds.append(FoldInfo(fold.name, tuple(fold.held_out), tuple(fold.test_tasks), str(out / "folds" / slug(name))))
+    return folds
+
+
+def write_fold_inputs(config: LocoConfig, folds: list[FoldInfo], loaded: tuple[dict[str, Any], list[Any]]) -> None:
+    """Write each fold's corpora (unless present) and ``fold.json``: done by the driver before any unit,
+    since every unit of a fold reads them."""
+    from taskmill.clusters.fold_corpus import find_fold, write_fold_corpora
+
+    for info in folds:
+        fold = find_fold(loaded[1], info.name).fold
+        data = Path(info.dir) / "data"
+        if not (data / "test" / "manifest.json").is_file():
+            write_fold_corpora(config.folds, info.name, data, loaded=loaded)
+        write_json(Path(info.dir) / "fold.json", {"name": fold.name, "held_out": list(fold.held_out),
+                                                  "train_tasks": list(fold.train_tasks), "test_tasks": list(fold.test_tasks)})
+
+
+def default_factory(config: LocoConfig) -> Callable[[Path | None], Any]:
+    """``(adapter or None) -> backend`` from ``config.eval``; the base backend is built once per factory."""
     from taskmill.backends import get_backend
 
     ev = config.eval
@@ -191,23 +247,16 @@ def _default_factory(config: LocoConfig) -> Any:
     def make(adapter: Path | None) -> Any:
         if name == "vllm" and "engine" in base:
             return base["engine"].with_adapter(adapter)  # one engine, one LoRARequest per fold
+        if adapter is None and "base" in base:
+            return base["base"]
         backend = get_backend(name, model=config.model, adapter=str(adapter) if adapter else None, **options)
-        if name == "vllm" and adapter is None:
-            base["engine"] = backend
+        if adapter is None:
+            base["base"] = backend
+            if name == "vllm":
+                base["engine"] = backend
         return backend
 
     return make
-
-
-def _fold_report(name: str, held_out: list[str], base: dict, tuned: dict) -> dict[str, Any]:
-    tuned_by = {(t["task"], t["format"]): t for t in tuned["per_task"]}
-    tasks = []
-    for b in base["per_task"]:
-        t = tuned_by.get((b["task"], b["format"]))
-        tasks.append({"task": b["task"], "format": b["format"], "metrics": b["metrics"], "base": b["score"],
-                      "tuned": t["score"] if t else None, "delta": round(t["score"] - b["score"], 4) if t else None})
-    return {"fold": name, "held_out": held_out, "base_model_calls": base["model_calls"],
-            "tuned_model_calls": tuned["model_calls"], "adapter_hash": tuned["adapter_hash"], "tasks": tasks}
 
 
 def format_loco(summary: dict[str, Any]) -> str:
@@ -221,10 +270,13 @@ def format_loco(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cli_loco(config_path: str, overwrite: bool = False) -> str:
-    """Run ``taskmill loco CONFIG`` and return the text to print."""
+def cli_loco(config_path: str, overwrite: bool = False, executor: str | None = None, address: str | None = None) -> str:
+    """Run ``taskmill loco CONFIG [--executor local|ray] [--address A]`` and return the text to print."""
+    from dataclasses import replace
+
     config = load_loco_config(config_path)
-    summary = run_loco(config, overwrite=overwrite)
+    config = replace(config, executor=config.executor.overridden(executor, address))
+    summary = run_loco(config, overwrite=overwrite, progress=True)
     if len(config.recipes) > 1:
         from taskmill.orchestrate.recipes import format_recipes
 

@@ -12,6 +12,7 @@ model: smollm2               # HF id or folder, a .gguf file, or `smollm2` (the 
 train: {lora: {r: 8}, run: {max_steps: 8}}      # trainer config (model/data/output set per fold)
 eval: {formats: [zero_shot], limit: 8}          # eval settings (see `taskmill eval`)
 recipes: [sft]
+executor: {kind: local}      # or ray: LOCO's units as Ray tasks (taskmill.executors.config)
 ```
 
 Each stage writes its own folder under ``out`` atomically and records a key (sha256 of its
@@ -31,9 +32,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from taskmill.errors import ConfigError
+from taskmill.executors import ExecutorConfig, executor_problems
 from taskmill.fileio import atomic_dir, claim_output, write_text
 
-_KEYS = {"out", "collection", "formats", "build", "cluster", "folds", "model", "train", "eval", "recipes", "dpo", "report"}
+_KEYS = {"out", "collection", "formats", "build", "cluster", "folds", "model", "train", "eval", "recipes", "dpo", "report",
+         "executor"}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -53,6 +56,7 @@ class PipelineConfig:
     recipes: tuple[str, ...] = ("sft",)
     dpo: dict[str, Any] = field(default_factory=dict)
     report: bool = True
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     @classmethod
     def from_mapping(cls, raw: Any, base: Path, file: str | None = None) -> PipelineConfig:
@@ -72,6 +76,9 @@ class PipelineConfig:
         if isinstance(raw.get("cluster"), dict):
             problems += [f"cluster.{k}: unknown key (expected represent, cluster, task_types)"
                          for k in sorted(set(raw["cluster"]) - {"represent", "cluster", "task_types"})]
+        problems += executor_problems(raw.get("executor"))
+        if isinstance(raw.get("eval"), dict) and "cache" in raw["eval"]:
+            problems.append("eval.cache: not a pipeline setting: every LOCO unit keeps its own cache in its output folder")
         if not problems:
             from taskmill.orchestrate.recipes import check_serving_ranks
 
@@ -90,7 +97,7 @@ class PipelineConfig:
             max_size=str((raw.get("build") or {}).get("max_size")) if (raw.get("build") or {}).get("max_size") is not None else None,
             folds=dict(raw.get("folds") or {}), train=dict(raw.get("train") or {}), eval=dict(raw.get("eval") or {}),
             recipes=tuple(raw.get("recipes") or ("sft",)), dpo=dict(raw.get("dpo") or {}),
-            report=bool(raw.get("report", True)),
+            report=bool(raw.get("report", True)), executor=ExecutorConfig(**(raw.get("executor") or {})),
         )
 
 
@@ -163,7 +170,7 @@ def _prepare_model(model: str, folder: Path) -> None:
 
 
 def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print, *, overwrite: bool = False,
-                 inputs: Sequence[str | Path] = ()) -> Path:
+                 inputs: Sequence[str | Path] = (), progress: bool = False) -> Path:
     """Run every stage; returns the leaderboard's HTML file (or the LOCO summary without report).
 
     Args:
@@ -171,6 +178,7 @@ def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print, *, 
         say: Where progress lines go.
         overwrite: Write into ``config.out`` even when it is not an earlier pipeline folder.
         inputs: Files the pipeline was read from (the output folder may not hold them).
+        progress: Show LOCO's progress bar and one line per finished unit.
     """
     from taskmill.builders.build import DEFAULT_MAX_SIZE, build_collection, parse_size
     from taskmill.clusters import ClusterConfig, FoldConfig, RepresentConfig, run_clustering, write_folds
@@ -204,10 +212,10 @@ def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print, *, 
         model = str(folder)
     eval_settings = {"clusters": str(clusters / "clusters.yaml"), **config.eval}
     loco_config = LocoConfig(folds=str(folds), model=model, out=str(loco), train=config.train, eval=eval_settings,
-                             recipes=config.recipes, dpo=config.dpo)
+                             recipes=config.recipes, dpo=config.dpo, executor=config.executor)
     # LOCO skips adapters and answers it already has, so it always runs and does only what is new.
     stages.run("loco", {"train": config.train, "eval": eval_settings, "recipes": config.recipes, "dpo": config.dpo},
-               loco / "loco.json", lambda: run_loco(loco_config), always=True)
+               loco / "loco.json", lambda: run_loco(loco_config, progress=progress), always=True)
     if not config.report:
         return loco / "loco.json"
     from taskmill.eval.leaderboard.report import write_report
@@ -224,10 +232,14 @@ def _file_sha(path: str | None) -> str | None:
     return sha256_file(Path(path)) if path and Path(path).is_file() else None
 
 
-def cli_run(pipeline: str | None, out: str | None = None, overwrite: bool = False) -> str:
-    """Run ``taskmill run`` and return the closing lines to print."""
+def cli_run(pipeline: str | None, out: str | None = None, overwrite: bool = False, executor: str | None = None,
+            address: str | None = None) -> str:
+    """Run ``taskmill run [--executor local|ray] [--address A]`` and return the closing lines to print."""
+    from dataclasses import replace
+
     config = load_pipeline(pipeline, out)
+    config = replace(config, executor=config.executor.overridden(executor, address))
     start = time.perf_counter()
-    result = run_pipeline(config, overwrite=overwrite, inputs=[pipeline] if pipeline else [])
+    result = run_pipeline(config, overwrite=overwrite, inputs=[pipeline] if pipeline else [], progress=True)
     minutes = (time.perf_counter() - start) / 60
     return f"finished in {minutes:.1f} min\nleaderboard: {result}"

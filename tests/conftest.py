@@ -97,3 +97,18 @@ def tiny_model_dir(tiny_model, smol_tokenizer, tmp_path_factory: pytest.TempPath
     tiny_model.save_pretrained(out)
     smol_tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real Ray cluster on this machine (2 CPUs, no dashboard, loopback addresses only), shared by the
+    session; yields its address for drivers in other processes. Skips without Ray installed."""
+    ray = pytest.importorskip("ray")
+    # Ray otherwise advertises the machine's routable address; this keeps every socket on 127.0.0.1
+    # (set in os.environ, so the workers and any driver subprocess inherit it).
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.errors import ConfigError, DataError
-from taskmill.fileio import atomic_dir, claim_output, replace_dir
+from taskmill.fileio import atomic_dir, claim_output, replace_dir, write_json
 
 BASE_FILE = "taskmill_base.json"
 
@@ -67,11 +67,26 @@ def _save_adapter(trainer: Any, tmp: Path, state: dict[str, Any] | None) -> None
 
         state = get_peft_model_state_dict(trainer.peft, state_dict={f"base_model.model.{k}": v for k, v in state.items()})
     trainer.peft.save_pretrained(str(tmp), state_dict=state)
+    stable_adapter_config(tmp / "adapter_config.json")
     if m.init_adapter:  # stacked on another adapter: save both as one, relative to the base itself
         from taskmill.trainer.adapters import concat_adapters
 
         concat_adapters(m.init_adapter, tmp, tmp)
     (tmp / BASE_FILE).write_text(json.dumps({"path": m.path, "gguf_file": m.gguf_file, "arch": m.arch}, indent=1))
+
+
+def stable_adapter_config(path: Path) -> None:
+    """Rewrite a PEFT ``adapter_config.json`` with its module lists sorted.
+
+    PEFT keeps ``target_modules`` as a set and saves it in set order, which changes with each
+    process's string-hash seed: the same training then gave different bytes (and adapter hashes,
+    which key the eval cache and LOCO's results) from one process to the next.
+    """
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("target_modules", "exclude_modules", "modules_to_save"):
+        if isinstance(cfg.get(key), list):
+            cfg[key] = sorted(cfg[key])
+    write_json(path, cfg, sort_keys=True)  # PEFT's own layout: indent 2, sorted keys
 
 
 def _save_model(trainer: Any, tmp: Path, state: dict[str, Any] | None) -> None:

@@ -2,71 +2,56 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from taskmill.errors import ConfigError
 from taskmill.orchestrate.loco import LocoConfig, run_loco
 
 
-def _row(task, i, prompt, choices, target):
-    return {"id": f"{task}-{i}", "task": task, "dataset": task, "split": "validation", "row_index": i,
-            "template_id": "t", "template_name": "t", "format": "zero_shot", "prompt": prompt,
-            "completion": choices[target], "messages": [{"role": "user", "content": prompt},
-                                                        {"role": "assistant", "content": choices[target]}],
-            "answer_choices": choices, "target_index": target, "shots": [], "metrics": ["Accuracy"], "original_task": True}
-
-
-def write_folds(tmp: Path) -> Path:
-    corpus = tmp / "corpus"
-    corpus.mkdir()
-    rows = [_row("sent", i, f"Review {i}: fine. Good?", ["yes", "no"], i % 2) for i in range(4)]
-    rows += [_row("topic", i, f"Headline {i}: goal scored. Topic?", ["sports", "politics"], 0) for i in range(4)]
-    text = "".join(json.dumps(r) + "\n" for r in rows)
-    (corpus / "corpus.jsonl").write_text(text)
-    folds = tmp / "folds"
-    folds.mkdir()
-    header = {"corpus": {"path": str(corpus), "sha256": hashlib.sha256(text.encode()).hexdigest()}}
-    entries = [{"name": "cluster:opinion", "kind": "cluster", "held_out": ["opinion"], "train_tasks": ["topic"],
-                "test_tasks": ["sent"]},
-               {"name": "cluster:news", "kind": "cluster", "held_out": ["news"], "train_tasks": ["sent"],
-                "test_tasks": ["topic"]}]
-    (folds / "folds.yaml").write_text(yaml.safe_dump({**header, "folds": entries}))
-    return folds
-
-
 @pytest.mark.slow
-def test_loco_trains_and_evaluates_every_fold_then_skips_all(tmp_path, tiny_model_dir):
+def test_loco_trains_and_evaluates_every_fold_then_skips_all(tmp_path, tiny_model_dir, write_loco_folds):
     cfg = LocoConfig(
-        folds=str(write_folds(tmp_path)), model=str(tiny_model_dir), out=str(tmp_path / "loco"),
+        folds=str(write_loco_folds(tmp_path)), model=str(tiny_model_dir), out=str(tmp_path / "loco"),
         train={"lora": {"r": 4, "alpha": 8}, "data": {"max_length": 64, "tokens_per_step": 256, "micro_batch_tokens": 256},
                "run": {"max_steps": 2, "device": "cpu", "progress": False}, "optim": {"lr": 1e-2, "warmup_steps": 0}},
         eval={"prompt_style": "plain", "bootstrap": 50},
     )
-    summary = run_loco(cfg)
+    ran: dict[str, dict] = {}
+    summary = run_loco(cfg, on_unit=lambda uid, res: ran.setdefault(uid, res))
     assert [f["fold"] for f in summary["folds"]] == ["cluster:opinion", "cluster:news"]
+    assert list(ran) == ["answers:cluster:opinion", "base:cluster:opinion", "sft:cluster:opinion",
+                         "answers:cluster:news", "base:cluster:news", "sft:cluster:news"]
     for fold, task in zip(summary["folds"], ["sent", "topic"]):
         assert [t["task"] for t in fold["tasks"]] == [task]
-        assert fold["adapter_hash"] and fold["base_model_calls"] > 0 and fold["tuned_model_calls"] > 0
-        assert fold["tasks"][0]["tuned"] is not None
+        assert fold["adapter_hash"] and fold["tasks"][0]["tuned"] is not None
+        assert ran[f"answers:{fold['fold']}"]["model_calls"] > 0 and ran[f"sft:{fold['fold']}"]["model_calls"] > 0
+        assert ran[f"base:{fold['fold']}"]["model_calls"] == 0  # scored from the answers unit's cache
     out = Path(cfg.out)
     assert (out / "folds" / "cluster_opinion" / "train" / "adapter" / "adapter_config.json").is_file()
-    assert json.loads((out / "loco.json").read_text()) == summary
-    again = run_loco(cfg)  # adapters and every answer cached: no training, no model call
-    assert all(f["base_model_calls"] == 0 and f["tuned_model_calls"] == 0 for f in again["folds"])
-    assert [f["tasks"] for f in again["folds"]] == [f["tasks"] for f in summary["folds"]]
+    loco_bytes = (out / "loco.json").read_bytes()
+    assert json.loads(loco_bytes) == summary
+    records = {p.name: p.stat().st_mtime_ns for p in (out / "units").iterdir()}
+    assert len(records) == 6 and all(json.loads((out / "units" / n).read_text())["state"] == "done" for n in records)
+    again: list[str] = []
+    run_loco(cfg, on_unit=lambda uid, res: again.append(uid))  # every unit finished: nothing dispatched
+    assert again == [] and (out / "loco.json").read_bytes() == loco_bytes
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "units").iterdir()} == records
 
 
 def test_loco_config_lists_every_problem():
     with pytest.raises(ConfigError) as err:
-        LocoConfig.from_mapping({"model": 3, "eval": {"bogus": 1}, "extra": 1})
+        LocoConfig.from_mapping({"model": 3, "eval": {"bogus": 1, "cache": "c.jsonl"}, "extra": 1,
+                                 "executor": {"kind": "ray", "num_gpus_per_unit": "one", "adress": "auto"}})
     text = str(err.value)
-    for needle in ("folds: required", "model: required", "out: required", "extra: unknown key", "eval.bogus"):
+    for needle in ("folds: required", "model: required", "out: required", "extra: unknown key", "eval.bogus",
+                   "eval.cache: not a LOCO setting", "executor.adress: unknown key", "executor.num_gpus_per_unit: 'one'"):
         assert needle in text
+    cfg = LocoConfig.from_mapping({"folds": "f", "model": "m", "out": "o",
+                                   "executor": {"kind": "ray", "address": "auto", "num_gpus_per_unit": 1}})
+    assert (cfg.executor.kind, cfg.executor.address, cfg.executor.num_gpus_per_unit) == ("ray", "auto", 1)
 
 
 def test_loco_file_problems_are_one_line(tmp_path):

@@ -41,18 +41,21 @@ def test_run_builds_clusters_trains_evaluates_and_reports_then_skips(tmp_path, t
     stages = json.loads((out / "pipeline.json").read_text())
     assert list(stages) == ["build", "cluster", "folds", "loco", "report"]
     said.clear()
+    records = {p.name: p.stat().st_mtime_ns for p in (out / "loco" / "units").iterdir()}
     run_pipeline(config, say=said.append)  # nothing changed: the file stages are skipped
     assert sum("up to date" in line for line in said) == 3
     again = json.loads((out / "loco" / "loco.json").read_text())
-    assert all(f["base_model_calls"] == 0 and f["tuned_model_calls"] == 0 for f in again["folds"])
+    assert again == loco  # every LOCO unit was finished: none ran again
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "loco" / "units").iterdir()} == records
 
 
 def test_pipeline_config_lists_every_problem(tmp_path):
     with pytest.raises(ConfigError) as err:
-        PipelineConfig.from_mapping({"train": [], "bogus": 1, "formats": "x"}, tmp_path, file="p.yaml")
+        PipelineConfig.from_mapping({"train": [], "bogus": 1, "formats": "x", "executor": {"kind": "slurm"}},
+                                    tmp_path, file="p.yaml")
     text = err.value.line()
     for needle in ("p.yaml", "bogus: unknown key", "out: required", "model: required", "train: expected a mapping",
-                   "formats: expected a list"):
+                   "formats: expected a list", "executor.kind: 'slurm'"):
         assert needle in text
 
 

@@ -67,3 +67,29 @@ def test_merge_rejects_a_folder_without_adapter(tmp_path):
 
     done = CliRunner().invoke(app, ["merge", str(tmp_path), str(tmp_path / "out")])
     assert done.exit_code == 2 and "adapter_config.json" in done.output
+
+
+@pytest.mark.slow
+def test_adapter_files_do_not_depend_on_the_process_hash_seed(tm, tmp_path, smol_tok_dir, toy_corpus):
+    """PEFT keeps target_modules as a set: saved in set order, the adapter's bytes (and hash, which keys
+    the eval cache and LOCO results) changed from one process to the next."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    saved = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"run{seed}"
+        cfg = tm.file_config(out, smol_tok_dir, toy_corpus, lora={"enabled": True, "r": 4, "alpha": 8},
+                             run={"max_steps": 1})
+        (tmp_path / f"c{seed}.yaml").write_text(yaml.safe_dump(cfg))
+        env = {**os.environ, "PYTHONHASHSEED": seed, "TOKENIZERS_PARALLELISM": "false"}
+        done = subprocess.run([sys.executable, "-m", "taskmill", "train", str(tmp_path / f"c{seed}.yaml")], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        saved.append((out / "adapter" / "adapter_config.json").read_bytes())
+    assert saved[0] == saved[1]
+    modules = json.loads(saved[0])["target_modules"]
+    assert modules == sorted(modules) and len(modules) == 7
