@@ -8,7 +8,8 @@ count changes CPU float rounding, so the executors must agree on it to write the
 at the same path one after the other, and their ``loco.json`` files are compared. Ray is started
 (``num_cpus`` = workers, no dashboard, loopback, workers at the driver's priority as taskmill's
 own private instance runs them: Ray's default niceness 15 starves them on a shared machine) before
-the timed run, as a cluster would be; its start-up is printed apart. The machine's load average is printed before and after: other work on
+the timed run, as a cluster would be, and each worker imports torch, transformers and peft once, as
+the sequential driver already has; that start-up is printed apart. The machine's load average is printed before and after: other work on
 a shared machine slows the parallel run more than the sequential one.
 
 Every training unit costs the same (``max_steps`` x ``tokens_per_step`` tokens), so the folds are
@@ -106,6 +107,18 @@ def spin(iterations: int) -> float:
     return time.perf_counter() - start
 
 
+def warm(seconds: float) -> int:
+    """Import what units use (as the sequential driver already has), then hold the worker a moment."""
+    import peft  # noqa: F401
+    import transformers  # noqa: F401
+
+    import taskmill.eval.runner  # noqa: F401
+    import taskmill.trainer.loop  # noqa: F401
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def control(kind: str, n: int, iterations: int) -> float:
     """Wall seconds of ``n`` spin units on the executor ``kind``."""
     from taskmill.executors import ExecutorConfig, Unit, run_units
@@ -142,8 +155,12 @@ def main() -> None:
         seq_s, seq_sha, units = timed_run(local, root / "local")
         ray_start = time.perf_counter()
         ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        ray_start_s = time.perf_counter() - ray_start
         try:
+            from taskmill.executors import Unit, run_units
+
+            # one warm-up per worker (each holds its worker a moment, so they land on different ones)
+            run_units([Unit(f"warm{i}", warm, (2.0,)) for i in range(args.workers)], ExecutorConfig(kind="ray"))
+            ray_start_s = time.perf_counter() - ray_start
             parallel = replace(config, executor=ExecutorConfig(kind="ray", num_cpus_per_unit=1))
             ray_s, ray_sha, _ = timed_run(parallel, root / "ray")
             control("ray", args.workers, 10)  # warm the workers' torch import
@@ -159,7 +176,8 @@ def main() -> None:
           f"{args.layers}x{args.hidden}, {args.steps} steps per fold, 1 torch thread per unit; {os.cpu_count()} CPUs")
     print(f"{'executor':34s} {'wall s':>8s}")
     print(f"{'local (sequential)':34s} {seq_s:8.1f}")
-    print(f"{f'ray, {args.workers} workers':34s} {ray_s:8.1f}   (+ {ray_start_s:.1f} s to start Ray, not counted)")
+    print(f"{f'ray, {args.workers} workers':34s} {ray_s:8.1f}   (+ {ray_start_s:.1f} s to start Ray and import"
+          " torch/transformers/peft in its workers, as the driver had: not counted)")
     print(f"{'speed-up':34s} {ratio:7.2f}x   (goal >= {GOAL}x on 2 cores)")
     print(f"control, {2 * args.workers} x pure torch work: local {ctl_local:.1f} s, ray {ctl_ray:.1f} s, "
           f"{ctl_local / ctl_ray:.2f}x (what 2 processes get from this machine now)")
