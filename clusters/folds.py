@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from taskmill.clusters.corpus import corpus_file, rows_by_task
-from taskmill.clusters.leakage import DedupConfig, RowPrints, find_duplicates, fingerprint
+from taskmill.clusters.leakage import DedupConfig, DuplicateReport, RowPrints, find_duplicates, fingerprint
 from taskmill.clusters.manifest import MANIFEST_FILE, ClusterManifest, dump_yaml, load_manifest
 from taskmill.clusters.naming import slug, unique_names
 from taskmill.clusters.sources import INDEPENDENT_CONFIGS, Resolved, corpus_datasets, task_sources
@@ -36,6 +36,7 @@ from taskmill.records import Fold, Row
 FOLDS_FILE = "folds.yaml"
 FORMAT_VERSION = 2  # 2: paths relative to folds.yaml's folder (1: as given to `folds make`)
 KINDS = ("cluster", "task")
+EXAMPLES = 5  # removed and kept pairs reported per fold
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,12 @@ class FoldConfig:
 
 @dataclass
 class FoldPlan:
-    """A fold, its kind and the training rows its guards removed."""
+    """A fold, its kind and the training rows its guards removed.
+
+    ``examples`` are the removed (train id, held-out id, similarity) pairs nearest the threshold,
+    ``kept`` the closest pairs the guard let through (best first), ``words`` the instance words
+    the detector compared for the rows they name.
+    """
 
     fold: Fold
     kind: str
@@ -87,6 +93,8 @@ class FoldPlan:
     examples: list[tuple[str, str, float]] = field(default_factory=list)
     slug: str = ""
     sources: dict[str, str] = field(default_factory=dict)
+    kept: list[tuple[str, str, float]] = field(default_factory=list)
+    words: dict[str, str] = field(default_factory=dict)
 
 
 def _resolve_groups(manifest: ClusterManifest, groups: Sequence[Sequence[str]]) -> list[list[str]]:
@@ -151,12 +159,12 @@ def plan_fold(name: str, kind: str, held_out: list[str], test: list[str], cluste
         if mine and theirs and mine != theirs:
             siblings += 1
             excluded[task] += f" ({mine} and {theirs} are configs of one dataset)"
-    removed, examples, counts = _dedup(prints, rows, train, test, config)
+    report, counts = _dedup(prints, rows, train, test, config)
     own = {cluster_of[t] for t in test}
     leakage = {
         "train_tasks": len(train),
         "test_tasks": len(test),
-        "train_rows": sum(len(rows[t]) for t in train) - len(removed),
+        "train_rows": sum(len(rows[t]) for t in train) - len(report.exact) - len(report.near),
         "test_rows": sum(len(rows[t]) for t in test),
         "same_source_tasks_excluded": len(excluded),
         "same_source_rows_excluded": sum(len(rows[t]) for t in excluded),
@@ -165,19 +173,22 @@ def plan_fold(name: str, kind: str, held_out: list[str], test: list[str], cluste
         "train_tasks_same_cluster": sum(1 for t in train if cluster_of[t] in own),
     }
     fold = Fold(name=name, held_out=tuple(held_out), train_tasks=tuple(train), test_tasks=tuple(test), excluded=excluded, leakage=leakage)
-    return FoldPlan(fold, kind, removed, examples)
+    # the removed pairs nearest the threshold show what it let through least surely
+    examples = sorted(report.pairs, key=lambda p: p[2])[:EXAMPLES]
+    shown = {i for p in examples + report.kept for i in p[:2]}
+    return FoldPlan(fold, kind, sorted(report.exact + report.near), examples, kept=report.kept,
+                    words={i: w for i, w in report.words.items() if i in shown})
 
 
-def _dedup(prints: RowPrints | None, rows: dict[str, list[Row]], train: list[str], test: list[str], config: FoldConfig) -> tuple[list[str], list[tuple[str, str, float]], dict[str, int]]:
+def _dedup(prints: RowPrints | None, rows: dict[str, list[Row]], train: list[str], test: list[str], config: FoldConfig) -> tuple[DuplicateReport, dict[str, int]]:
     if prints is None:
-        return [], [], {"exact_duplicates_removed": 0, "near_duplicates_removed": 0}
+        return DuplicateReport(), {"exact_duplicates_removed": 0, "near_duplicates_removed": 0}
     index = prints.index
     train_idx = [index[r.id] for t in train for r in rows[t]]
     test_idx = [index[r.id] for t in test for r in rows[t]]
-    report = find_duplicates(prints, train_idx, test_idx, config.dedup.threshold)
-    removed = sorted(report.exact + report.near)
+    report = find_duplicates(prints, train_idx, test_idx, config.dedup.threshold, keep=EXAMPLES)
     counts = {"exact_duplicates_removed": len(report.exact), "near_duplicates_removed": len(report.near)}
-    return removed, report.pairs[:5], counts
+    return report, counts
 
 
 def make_folds(manifest: ClusterManifest, rows: dict[str, list[Row]], config: FoldConfig, resolved: Resolved | None = None) -> list[FoldPlan]:
@@ -234,7 +245,7 @@ def folds_yaml(plans: list[FoldPlan], manifest_path: Path, corpus_path: Path, co
         "sources": dict(plans[0].sources) if plans else {},
         "folds": [
             {**_fold_yaml(p.fold), "kind": p.kind, "removed_rows": f"removed/{p.slug}.txt",
-             "removed_examples": [list(e) for e in p.examples]}
+             "removed_examples": [list(e) for e in p.examples], "kept_examples": [list(e) for e in p.kept]}
             for p in plans
         ],
     }
@@ -260,7 +271,32 @@ def summary_markdown(plans: list[FoldPlan]) -> str:
         lines.append(f"| {p.fold.name} | {k['test_tasks']} | {k['train_tasks']} | {k['train_tasks_same_cluster']} | {k['same_source_tasks_excluded']} | "
                      f"{k['exact_duplicates_removed']} | {k['near_duplicates_removed']} | {k['train_rows']} | {k['test_rows']} |")
     lines += _exclusions_markdown(plans)
+    lines += _duplicates_markdown(plans)
     return "\n".join(lines) + "\n"
+
+
+def _snippet(words: str, width: int = 90) -> str:
+    return words if len(words) <= width else words[: width - 3].rstrip() + "..."
+
+
+def _duplicates_markdown(plans: list[FoldPlan]) -> list[str]:
+    shown = [p for p in plans if p.examples or p.kept]
+    if not shown:
+        return []
+    lines = ["", "## Near duplicates", "",
+             "Per fold, the removed pair nearest the threshold and the closest pair kept: similarity, then the "
+             "instance words compared (training row ~ held-out row; folds.yaml lists five of each by row id):", ""]
+    for p in shown:
+        k = p.fold.leakage
+        lines.append(f"- {p.fold.name}: {k['exact_duplicates_removed']} exact and {k['near_duplicates_removed']} near duplicates removed")
+        for label, pair in (("nearest removed", p.examples[0] if p.examples else None), ("closest kept", p.kept[0] if p.kept else None)):
+            if pair is not None:
+                train, test, score = pair
+                if train in p.words:
+                    lines.append(f"  - {label} {score:.3f}: \"{_snippet(p.words[train])}\" ~ \"{_snippet(p.words.get(test, ''))}\"")
+                else:
+                    lines.append(f"  - {label}: exact duplicates only (equal prompts after normalisation)")
+    return lines
 
 
 def _exclusions_markdown(plans: list[FoldPlan]) -> list[str]:
