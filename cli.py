@@ -264,7 +264,7 @@ def folds_make_cmd(
         "--independent-configs", help="Comma-separated datasets whose configs are independent datasets, each its own source "
         "(default: glue,super_glue,taskmill_starter; '' for none).")] = None,
     dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Remove near-duplicate training rows.")] = True,
-    threshold: Annotated[float, typer.Option(help="IDF-weighted similarity of instance words at which a training row counts as a near duplicate of a held-out row.")] = 0.8,
+    threshold: Annotated[float, typer.Option(help="IDF-weighted similarity of instance words at which a training row counts as a near duplicate of a held-out row.")] = 0.75,
     ngram: Annotated[int, typer.Option(help="Words per n-gram when learning template text.")] = 3,
     min_words: Annotated[int, typer.Option(help="Instance words (template text removed) below which only exact prompts match.")] = 4,
     overwrite: Overwrite = False,

@@ -67,7 +67,11 @@ def build(collection: dict, folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "collection.yaml"
-    path.write_text(yaml.safe_dump(collection, sort_keys=False), encoding="utf-8")
+    text = yaml.safe_dump(collection, sort_keys=False)
+    if path.is_file() and path.read_text(encoding="utf-8") == text and (folder / "corpus" / "corpus.jsonl").is_file():
+        print(f"  reusing {folder / 'corpus'} (same collection)", flush=True)
+        return folder / "corpus"
+    path.write_text(text, encoding="utf-8")
     start = time.perf_counter()
     result = build_collection(path, folder / "corpus", progress=False, overwrite=True)
     print(f"  built {result.rows} rows -> {folder / 'corpus'} ({time.perf_counter() - start:.0f} s)", flush=True)
@@ -133,7 +137,7 @@ def write_copies(base: dict, corpus: Path, work: Path, per_task: int, seed: int)
     tasks, mapping = list(base["tasks"]), {}
     for task in base["tasks"]:
         split = task["splits"][0]
-        source = [json.loads(x) for x in Path(task["data_files"][split]).read_text(encoding="utf-8").splitlines() if x.strip()]
+        source = [json.loads(x) for x in Path(task["data_files"][split]).read_text(encoding="utf-8").split("\n") if x.strip()]
         present = sorted(i for s, i in own_instances(groups[task["name"]]) if s == split)
         vocab = [w for r in source[:2000] for _, t in _strings(r) for w in WORD.findall(t)]
         template = task.get("templates") or str(LIBRARY / (task["dataset"].replace("/", "__") + ".yaml"))
@@ -162,43 +166,66 @@ def write_copies(base: dict, corpus: Path, work: Path, per_task: int, seed: int)
     return {**base, "tasks": tasks}, mapping
 
 
+def _own_text(prints) -> np.ndarray:
+    # each row's own block's text (-1: too short or generic, matched only exactly)
+    own = np.full(len(prints.ids), -1, dtype=np.int64)
+    units = np.flatnonzero(prints.unit_own)
+    own[prints.unit_row[units]] = prints.unit_text[units]
+    return own
+
+
 def recall(corpus: Path, mapping: dict, config: DedupConfig, thresholds: list[float]) -> None:
-    """Measurement 1: per kind and threshold, the copy rows of shown source rows that the guard removes."""
+    """Measurement 1, per kind and threshold: (a) pair recall - a copy row's own block scored against
+    the held-out rows of its own source row (all templates, and those under the same template); (b)
+    the copy rows a fold holding the original out removes for any reason (an exemplar too)."""
     groups = rows_by_task(corpus)
     rows = [r for t in groups for r in groups[t]]
     start = time.perf_counter()
     prints = fingerprint(rows, config)
-    print(f"  fingerprint of {len(rows)} rows: {time.perf_counter() - start:.1f} s", flush=True)
-    # per copy row: the best similarity to the held-out original task (1.0 for exact / identical)
-    best: dict[str, list[tuple[float, Row, int]]] = defaultdict(list)
+    print(f"  fingerprint of {len(rows)} rows: {time.perf_counter() - start:.1f} s; {len(prints.pairs)} candidate pairs scored", flush=True)
+    pair_score = dict(zip(map(tuple, prints.pairs.tolist()), prints.scores.tolist()))
+    own = _own_text(prints)
+
+    def score(i: int, j: int) -> float:
+        a, b = int(own[i]), int(own[j])
+        if prints.exact[i] == prints.exact[j] or (a >= 0 and a == b):
+            return 1.0
+        return pair_score.get((min(a, b), max(a, b)), 0.0) if a >= 0 and b >= 0 else 0.0
+
+    got: dict[str, list[tuple[float, float | None, float, Row, bool]]] = defaultdict(list)
     for name, (orig, split, origin) in sorted(mapping.items()):
-        shown = own_instances(groups[orig])
-        test = [prints.index[r.id] for r in groups[orig]]
-        copies = [r for r in groups[name] if (split, origin[r.row_index]) in shown]
-        report = find_duplicates(prints, [prints.index[r.id] for r in copies], test, min(thresholds), keep=len(copies))
-        score = {p[0]: p[2] for p in report.pairs}
-        kept = {p[0]: p[2] for p in report.kept}
-        words = report.words
+        of_source = defaultdict(list)
+        for r in groups[orig]:
+            of_source[(r.split, r.row_index)].append(r)
+        copies = [r for r in groups[name] if (split, origin[r.row_index]) in of_source]
+        report = find_duplicates(prints, [prints.index[r.id] for r in copies], [prints.index[r.id] for r in groups[orig]],
+                                 min(thresholds), keep=len(copies))
+        removed = {p[0]: p[2] for p in report.pairs} | {p[0]: p[2] for p in report.kept}
         for r in copies:
-            s = score.get(r.id, kept.get(r.id, 0.0))
-            best[name.split("~")[1]].append((s, r, len(words.get(r.id, "").split())))
+            tests = of_source[(split, origin[r.row_index])]
+            i = prints.index[r.id]
+            best = max(score(i, prints.index[t.id]) for t in tests)
+            same = [score(i, prints.index[t.id]) for t in tests if t.template_id == r.template_id]
+            got[name.split("~")[1]].append((best, max(same) if same else None, removed.get(r.id, 0.0), r, own[i] < 0))
+    pct = lambda v, t: f"{np.mean(np.asarray(v) >= t):.1%}" if len(v) else "-"
     for kind in KINDS:
-        got = best[kind]
-        scores = np.array([s for s, _, _ in got])
-        short = np.array([n < 8 for _, _, n in got])
-        print(f"  {kind}: {len(got)} copy rows of {len({r.task for _, r, _ in got})} tasks; removed at threshold " + ", ".join(
-            f"{t}: {np.mean(scores >= t):.1%}" for t in thresholds)
-            + f"  (texts of < 8 instance words, {short.sum()} rows: " + ", ".join(f"{t}: {np.mean(scores[short] >= t):.1%}" for t in thresholds) + ")")
+        rows_k = got[kind]
+        best = [g[0] for g in rows_k]
+        same = [g[1] for g in rows_k if g[1] is not None]
+        other = [g[0] for g in rows_k if g[1] is None]
+        guard = [g[2] for g in rows_k]
+        print(f"  {kind}: {len(rows_k)} copy rows of {len({g[3].task for g in rows_k})} tasks "
+              f"({sum(g[4] for g in rows_k)} with an own block too short or generic to compare)")
+        for label, values in (("pair caught, any template", best), ("  same template as a held-out row of the source row", same),
+                              ("  only other templates", other), ("removed by the fold (any block)", guard)):
+            print(f"    {label} [{len(values)}]: " + ", ".join(f"{t}: {pct(values, t)}" for t in thresholds))
         t = config.threshold
-        per_task = defaultdict(list)
-        for s, r, _ in got:
-            per_task[r.task].append(s >= t)
-        worst = sorted((np.mean(v), name, len(v)) for name, v in per_task.items())
-        print(f"    lowest per task at {t}: " + ", ".join(f"{name} {share:.0%} of {n}" for share, name, n in worst[:6]))
-        by_format = defaultdict(list)
-        for s, r, _ in got:
-            by_format[r.format].append(s >= t)
-        print(f"    by format at {t}: " + ", ".join(f"{f} {np.mean(v):.1%} of {len(v)}" for f, v in sorted(by_format.items())))
+        for label, key in (("format", lambda r: r.format), ("task", lambda r: r.task.split("~")[0])):
+            split_by = defaultdict(list)
+            for g in rows_k:
+                split_by[key(g[3])].append(g[0])
+            shown = sorted(split_by.items(), key=lambda kv: np.mean(np.asarray(kv[1]) >= t))[: 8 if label == "task" else None]
+            print(f"    pair caught at {t} by {label}{' (lowest)' if label == 'task' else ''}: " + ", ".join(f"{k} {pct(v, t)} of {len(v)}" for k, v in shown))
 
 
 def halves(rows: list[Row]) -> list[Row]:

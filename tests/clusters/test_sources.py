@@ -118,3 +118,15 @@ def test_corpus_manifest_resolution_is_used_only_for_the_same_dataset_id(tmp_pat
 
     with pytest.raises(DataError, match="manifest.json.*not JSON|not JSON"):
         corpus_datasets(tmp_path)
+
+
+def test_the_starter_collection_keeps_all_its_tasks_in_training(tmp_path, real):
+    # The starter's eleven tasks are configs of `taskmill_starter` (name/config) but independent
+    # datasets, like GLUE's: no fold may drop one for sharing a source.
+    assert real.taskmill("build", "--out", tmp_path / "corpus").exit_code == 0
+    result = real.taskmill("cluster", "run", tmp_path / "corpus", "--out", tmp_path / "clusters", "--embedder", "tfidf", "--no-plots")
+    assert result.exit_code == 0, result.output
+    by_name, raw, summary = folds(real, tmp_path, "folds")
+    assert len(by_name) == 11 and all(f["excluded"] == {} for f in by_name.values())
+    assert set(raw["sources"].values()) == {f"taskmill_starter/{t}" for t in raw["sources"]}
+    assert "## Same-source exclusions" not in summary
