@@ -69,7 +69,10 @@ class FoldConfig:
         if not self.kinds:
             problems.append("kinds: expected at least one of cluster, task")
         problems += [f"groups[{i}]: expected 2+ cluster references, got {list(g)}" for i, g in enumerate(self.groups) if len(g) < 2]
-        problems += [f"independent_configs: expected dataset names, got {d!r}" for d in self.independent_configs if not isinstance(d, str) or not d]
+        if isinstance(self.independent_configs, str):
+            problems.append(f"independent_configs: expected a list of dataset names, got the string {self.independent_configs!r}")
+        else:
+            problems += [f"independent_configs: expected dataset names, got {d!r}" for d in self.independent_configs if not isinstance(d, str) or not d]
         try:
             self.dedup.validate()
         except ConfigError as err:

@@ -105,6 +105,16 @@ def test_source_of_reads_dataset_ids_as_the_hub_names_them():
     assert "glue" in INDEPENDENT_CONFIGS and "super_glue" in INDEPENDENT_CONFIGS
 
 
+def test_independent_configs_must_be_a_list_of_names():
+    from taskmill.clusters.folds import FoldConfig
+    from taskmill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="independent_configs: expected a list of dataset names"):
+        FoldConfig(independent_configs="glue").validate()  # a pipeline file's `independent_configs: glue`
+    with pytest.raises(ConfigError, match="expected dataset names, got ''"):
+        FoldConfig(independent_configs=("glue", "")).validate()
+
+
 def test_corpus_manifest_resolution_is_used_only_for_the_same_dataset_id(tmp_path):
     (tmp_path / "manifest.json").write_text('{"config": {"tasks": [{"name": "a", "dataset": "wino_bias/type1_pro", '
                                             '"hf_id": "wino_bias", "subset": "type1_pro"}]}}')
