@@ -264,17 +264,21 @@ def folds_make_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output folder (replaced atomically).")],
     kind: Annotated[Optional[list[str]], typer.Option(help="cluster and/or task (repeat; default both).")] = None,
     group: Annotated[Optional[list[str]], typer.Option(help="Clusters held out together, comma-separated (names or task:<t>); repeat.")] = None,
-    alias: Annotated[Optional[list[str]], typer.Option(help="DATASET=SOURCE: datasets sharing instances (repeat).")] = None,
-    same_source: Annotated[bool, typer.Option("--same-source/--no-same-source", help="Drop train tasks sharing a held-out task's source dataset.")] = True,
+    alias: Annotated[Optional[list[str]], typer.Option(help="DATASET=SOURCE: datasets sharing instances, or a config given a source of its own (repeat).")] = None,
+    same_source: Annotated[bool, typer.Option("--same-source/--no-same-source", help="Drop train tasks sharing a held-out task's source dataset (all configs of one dataset are one source).")] = True,
+    independent_configs: Annotated[Optional[str], typer.Option(
+        "--independent-configs", help="Comma-separated datasets whose configs are independent datasets, each its own source "
+        "(default: glue,super_glue,taskmill_starter; '' for none).")] = None,
     dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Remove near-duplicate training rows.")] = True,
-    threshold: Annotated[float, typer.Option(help="Jaccard at which a training row counts as a near duplicate.")] = 0.75,
-    ngram: Annotated[int, typer.Option(help="Words per shingle.")] = 3,
+    threshold: Annotated[float, typer.Option(help="IDF-weighted similarity of instance words at which a training row counts as a near duplicate of a held-out row.")] = 0.75,
+    ngram: Annotated[int, typer.Option(help="Words per n-gram when learning template text.")] = 3,
     min_words: Annotated[int, typer.Option(help="Instance words (template text removed) below which only exact prompts match.")] = 4,
     overwrite: Overwrite = False,
 ) -> None:
     """Write folds.yaml (train/test tasks and leakage counts per fold), summary.md and removed/."""
     from taskmill.clusters.folds import FoldConfig, summary_markdown, write_folds
     from taskmill.clusters.leakage import DedupConfig
+    from taskmill.clusters.sources import INDEPENDENT_CONFIGS
 
     bad = [a for a in alias or [] if a.count("=") != 1]
     if bad:
@@ -284,6 +288,8 @@ def folds_make_cmd(
         groups=tuple(tuple(x.strip() for x in g.split(",") if x.strip()) for g in group or []),
         source_aliases=dict(a.split("=", 1) for a in alias or []),
         same_source=same_source,
+        independent_configs=INDEPENDENT_CONFIGS if independent_configs is None else tuple(
+            x.strip() for x in independent_configs.split(",") if x.strip()),
         dedup=DedupConfig(enabled=dedup, threshold=threshold, ngram=ngram, min_words=min_words),
     )
     typer.echo(summary_markdown(write_folds(manifest, corpus, out, config, overwrite=overwrite)))

@@ -8,7 +8,9 @@
 
 Both files use the corpus schema, in the source corpus's row order, so the trainer and eval read
 them like any corpus. The source corpus must be byte-identical to the one the folds were made
-from (its sha256 is checked).
+from (its sha256 is checked). ``folds.yaml`` names it relative to its own folder (files written
+before ``taskmill_folds: 2`` hold the path as it was given, absolute or relative to the directory
+``folds make`` ran in), so this works from any working directory.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.clusters.corpus import corpus_file, iter_rows, write_rows
-from taskmill.clusters.folds import FOLDS_FILE
+from taskmill.clusters.folds import FOLDS_FILE, relative_to
 from taskmill.clusters.manifest import load_yaml
 from taskmill.errors import ConfigError, DataError
 from taskmill.records import Fold
@@ -47,11 +49,22 @@ def _fold_from_yaml(raw: dict[str, Any], folds_dir: Path) -> FoldEntry:
     return FoldEntry(fold, str(raw.get("kind", "cluster")), removed)
 
 
+def _resolve(entry: Any, folder: Path, version: Any) -> Any:
+    # A {path, sha256} entry with its path made usable from the current directory.
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        return entry
+    path = Path(entry["path"])
+    if not path.is_absolute() and isinstance(version, int) and version >= 2:
+        path = folder / path
+    return {**entry, "path": str(path)}
+
+
 def load_folds(folds_dir: str | Path) -> tuple[dict[str, Any], list[FoldEntry]]:
     """Read ``folds.yaml`` (and the removed-row lists) from a folds folder.
 
     Returns:
-        The file's header (corpus, config, manifest) and the folds in file order.
+        The file's header (corpus, config, manifest; the corpus and manifest paths resolved
+        against the folds folder) and the folds in file order.
     """
     folds_dir = Path(folds_dir)
     path = folds_dir / FOLDS_FILE if folds_dir.is_dir() else folds_dir
@@ -62,7 +75,14 @@ def load_folds(folds_dir: str | Path) -> tuple[dict[str, Any], list[FoldEntry]]:
         entries = [_fold_from_yaml(f, path.parent) for f in raw["folds"]]
     except (KeyError, TypeError) as err:
         raise ConfigError([f"malformed fold entry: missing {err}"], file=str(path)) from None
-    return {k: v for k, v in raw.items() if k != "folds"}, entries
+    header = {k: v for k, v in raw.items() if k != "folds"}
+    for key in ("corpus", "cluster_manifest"):
+        if key in header:
+            header[key] = _resolve(header[key], path.parent, raw.get("taskmill_folds"))
+    corpus = header.get("corpus")
+    if not isinstance(corpus, dict) or not isinstance(corpus.get("path"), str) or not isinstance(corpus.get("sha256"), str):
+        raise ConfigError(["expected a 'corpus' entry with 'path' and 'sha256'"], file=str(path))
+    return header, entries
 
 
 def find_fold(entries: list[FoldEntry], name: str) -> FoldEntry:
@@ -117,7 +137,9 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
         for part, rows, tasks in (("train", train, entry.fold.train_tasks), ("test", test, entry.fold.test_tasks)):
             (tmp / part).mkdir()
             write_rows(tmp / part / "corpus.jsonl", rows)
+            # the source corpus relative to this manifest's folder, like every path a taskmill file stores
+            where = {"path": relative_to(source.parent, Path(out_dir) / part), "sha256": header["corpus"]["sha256"]}
             meta = {"fold": entry.fold.name, "kind": entry.kind, "part": part, "tasks": list(tasks), "rows": len(rows),
-                    "source_corpus": header["corpus"], "removed_rows": removed if part == "train" else 0}
+                    "source_corpus": where, "removed_rows": removed if part == "train" else 0}
             write_json(tmp / part / "manifest.json", meta)
     return counts

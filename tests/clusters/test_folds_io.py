@@ -133,3 +133,52 @@ def test_cli_defaults_match_the_library_defaults():
     run = inspect.signature(cluster_run_cmd).parameters
     assert run["linkage"].default == ClusterConfig().linkage and run["algorithm"].default == ClusterConfig().algorithm
     assert run["embedder"].default == RepresentConfig().embedder and run["rows_per_task"].default == RepresentConfig().rows_per_task
+
+
+def test_folds_file_paths_are_relative_and_folds_corpus_works_from_any_directory(leaky, tmp_path, monkeypatch):
+    _, manifest, rows = leaky
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)  # the user gives relative paths, as on a command line
+    result = runner.invoke(app, ["folds", "make", "clusters.yaml", "--corpus", "corpus", "--out", "runs/folds", "--kind", "cluster"])
+    assert result.exit_code == 0, result.output
+    raw = yaml.safe_load((tmp_path / "runs" / "folds" / "folds.yaml").read_text())
+    assert raw["taskmill_folds"] == 2
+    assert raw["corpus"]["path"] == "../../corpus" and raw["cluster_manifest"]["path"] == "../../clusters.yaml"
+    elsewhere = tmp_path / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    result = runner.invoke(app, ["folds", "corpus", "../../runs/folds", "nli", "--out", "fold-nli"])
+    assert result.exit_code == 0, result.output
+    train = [json.loads(x)["id"] for x in (elsewhere / "fold-nli" / "train" / "corpus.jsonl").read_text().splitlines()]
+    assert train == [r.id for r in rows[-4:-1]]  # sst2's rows but the copied rte row
+    meta = json.loads((elsewhere / "fold-nli" / "train" / "manifest.json").read_text())
+    assert meta["source_corpus"]["path"] == "../../../../corpus"  # relative to that manifest (elsewhere/deeper/fold-nli/train)
+
+
+def test_folds_move_with_their_inputs(leaky, tmp_path):
+    corpus, manifest, _ = leaky
+    write_folds(manifest, corpus, tmp_path / "folds", FoldConfig(kinds=("cluster",)))
+    import shutil
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("folds", "corpus", "clusters.yaml"):
+        shutil.move(str(tmp_path / name), str(moved / name))
+    header, _ = load_folds(moved / "folds")
+    assert header["corpus"]["path"] == str(moved / "folds" / ".." / "corpus")
+    assert write_fold_corpora(moved / "folds", "cluster:nli", tmp_path / "out")["train_rows"] == 3
+
+
+def test_old_folds_files_with_absolute_paths_are_still_read(leaky, tmp_path, monkeypatch):
+    corpus, manifest, _ = leaky
+    write_folds(manifest, corpus, tmp_path / "folds", FoldConfig(kinds=("cluster",)))
+    raw = yaml.safe_load((tmp_path / "folds" / "folds.yaml").read_text())
+    raw["taskmill_folds"] = 1  # written before paths were relative: the path as given, here absolute
+    raw["corpus"]["path"], raw["cluster_manifest"]["path"] = str(corpus.resolve()), str(manifest.resolve())
+    del raw["sources"]
+    (tmp_path / "folds" / "folds.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "other")
+    result = CliRunner().invoke(app, ["folds", "corpus", str(tmp_path / "folds"), "nli", "--out", "x"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "other" / "x" / "train" / "corpus.jsonl").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from taskmill.clusters.leakage import (
     jaccard,
     minhash,
     normalise,
+    similarity,
     strip_boilerplate,
 )
 from taskmill.clusters.manifest import ClusterEntry, ClusterManifest, TaskEntry
@@ -105,9 +107,9 @@ def test_template_text_alone_does_not_make_a_duplicate(row):
     rows = {"sst_t": mk("sst_t", "sst", "s"), "imdb_t": mk("imdb_t", "imdb", "i")}
     guarded = fold(make_folds(m, rows, FoldConfig(kinds=("cluster",))), "cluster:a")
     assert guarded.fold.leakage["near_duplicates_removed"] == 0
-    no_boiler = FoldConfig(kinds=("cluster",), dedup=DedupConfig(boilerplate_min_rows=100))
-    naive = fold(make_folds(m, rows, no_boiler), "cluster:a")
-    assert naive.fold.leakage["near_duplicates_removed"] >= 3  # rows "match" on template text alone
+    words = [normalise(r.prompt).split() for r in (rows["sst_t"][0], rows["imdb_t"][0])]
+    unweighted = {w: 1.0 for w in words[0] + words[1]}
+    assert similarity(*words, unweighted) > 0.85  # counted word for word, template text alone makes a "near duplicate"
 
 
 def test_one_word_instances_are_not_near_duplicates(row):
@@ -193,3 +195,130 @@ def test_dedup_config_lists_every_problem():
     with pytest.raises(Exception) as err:
         DedupConfig(ngram=0, threshold=1.5, bands=7).validate()
     assert len(err.value.problems) == 3
+
+
+# --- instance words, minimal pairs -----------------------------------------------------------------
+
+
+def test_vectorised_stripping_matches_the_rule():
+    from taskmill.clusters.instances import Tokens, strip_corpus
+
+    rng = random.Random(3)
+    lists, groups = [], []
+    for g in range(5):
+        frame = [rng.choice(WORDS) for _ in range(6)]
+        for _ in range(rng.randint(2, 9)):  # groups of 2-3 rows learn nothing (min 4)
+            words = frame[:3] + [rng.choice(WORDS) for _ in range(rng.randint(0, 8))] + frame[3:]
+            lists.append(words)
+            groups.append(g)
+    got = strip_corpus(Tokens.from_lists(lists), np.array(groups), 3, 0.5, 4)
+    for g in range(5):
+        members = [i for i, x in enumerate(groups) if x == g]
+        boiler = boilerplate_ngrams([lists[i] for i in members], 3, 0.5) if len(members) >= 4 else set()
+        for i in members:
+            assert got.words(i) == strip_boilerplate(lists[i], boiler, 3)
+
+
+def test_pair_scores_are_the_similarity_of_the_instance_words(row):
+    from taskmill.clusters.instances import idf_weights
+
+    rng = random.Random(4)
+    texts = [sentence(rng, rng.randint(5, 20)) for _ in range(30)]
+    rows = [row("a", "a", i, t) for i, t in enumerate(texts)]
+    rows += [row("b", "b", i, " ".join(t.split()[: -2]) + " zulu amber") for i, t in enumerate(texts[:10])]
+    prints = fingerprint(rows, DedupConfig(boilerplate_min_rows=100))
+    words = [prints.texts.words(t) for t in range(len(prints.texts.ptr) - 1)]
+    weight = idf_weights(words)
+    assert len(prints.pairs) >= 10
+    for (a, b), score in zip(prints.pairs.tolist(), prints.scores.tolist()):
+        assert score == pytest.approx(similarity(words[a], words[b], weight, 0.8), abs=1e-9)
+
+
+def test_similarity_weighs_words_by_rarity():
+    weight = {"the": 0.1, "he": 0.5, "she": 0.5, "doctor": 5.0, "nurse": 5.0, "driver": 5.0, "called": 3.0, "late": 4.0, "was": 0.2, "because": 1.0}
+    a = "the doctor called the nurse because he was late".split()
+    assert similarity(a, [("she" if w == "he" else w) for w in a], weight) > 0.9  # a swapped pronoun
+    assert similarity(a, [("driver" if w == "nurse" else w) for w in a], weight) < 0.8  # a changed content word
+    assert similarity(a[:5], a, weight, 0.8) > similarity(a[:5], a, weight, 0.5)  # a subset counts more with subset_weight
+
+
+def test_few_shot_prompt_is_cut_into_exemplars_and_own_input(row):
+    from dataclasses import replace
+
+    from taskmill.clusters.instances import instance_blocks
+
+    few = replace(row("t", "d", 0, "Q: one?\nA:\nyes\n\nQ: two?\nA:\nno\n\nQ: three?\nA:"), format="few_shot", shots=(4, 7))
+    assert instance_blocks(few) == ["Q: one?\nA:\nyes", "Q: two?\nA:\nno", "Q: three?\nA:"]
+    odd = replace(few, prompt="Q: one?\n\nmore\nA:\nyes\n\nQ: two?\nA:\nno\n\nQ: three?\nA:")  # a field's own blank line: one block
+    assert instance_blocks(odd) == [odd.prompt]
+    assert instance_blocks(row("t", "d", 0, "a\n\nb")) == ["a\n\nb"]
+
+
+def test_dedup_looks_at_exemplars_of_training_rows(row):
+    # The held-out instance appears in training only as a few-shot exemplar of another task's row.
+    from dataclasses import replace
+
+    rng = random.Random(5)
+    held, other = ([" ".join(f"{rng.choice(WORDS)}{rng.randint(0, 99)}" for _ in range(12)) for _ in range(6)] for _ in range(2))
+    m = manifest({"a": {"ta": "da"}, "b": {"tb": "db"}})
+    rows = {"ta": [row("ta", "da", i, f"Text: {s}\nLabel?") for i, s in enumerate(held)],
+            "tb": [replace(row("tb", "db", i, f"Review: {other[i]}\nScore:\n4\n\nReview: {held[i] if i == 2 else other[i - 1]}\nScore:\n3\n\nReview: {other[i]}\nScore:"),
+                           format="few_shot", shots=(9, 8)) for i in range(6)]}
+    plan = fold(make_folds(m, rows, FoldConfig(kinds=("cluster",))), "cluster:a")
+    assert plan.removed_rows == [rows["tb"][2].id]
+
+
+TREC_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "library" / "trec.yaml"
+
+
+def trec_train(folds: dict) -> list[str]:
+    return folds["task:trec_a"]["train_tasks"]
+
+
+def trec_rows(frames: list[str], fillers: list[str], seed: int, background: int = 80) -> list[dict]:
+    """Rows in the Hugging Face ``trec`` schema: one question per frame and filler among
+    ``background`` questions of their own (as in TREC, where a frame is a few questions of many,
+    and "does", "the", "from" are everywhere)."""
+    rng = random.Random(seed)
+    nouns = [f"{w}{i}" for w in WORDS for i in range(8)]
+    questions = [f.format(x) for f in frames for x in fillers]
+    for _ in range(background):
+        wh, aux, verb, prep = (rng.choice(x.split()) for x in ("What Who Where When How Why", "is does did was can are",
+                                                               "come go live mean start happen work", "from in to of for with"))
+        questions.append(f"{wh} {aux} the {rng.choice(nouns)} {rng.choice(nouns)} {verb} {prep} the {rng.choice(nouns)} ?")
+    rng.shuffle(questions)
+    return [{"text": q, "coarse_label": rng.randint(0, 5), "fine_label": 26} for q in questions]
+
+
+def test_swapped_pronoun_minimal_pairs_are_caught_and_shared_phrasing_is_not(tmp_path, real):
+    """A sibling with the pronoun swapped (the wino_bias pro/anti case, aliased to another source so
+    the same-source rule does not hide it) loses its rows; questions sharing a frame keep theirs."""
+    import yaml
+
+    frames = ["Where does the last name {} come from ?", "What is the origin of the word {} ?", "Who wrote the song {} ?"]
+    collection = real.write_tasks(tmp_path / "project", {
+        "wb_pro": ("wino_bias/type1_pro", real.wino_rows(40, "he", seed=7), real.WINO_TEMPLATES.format(subset="type1_pro")),
+        "wb_anti": ("wino_bias/type1_anti", real.wino_rows(40, "she", seed=7), real.WINO_TEMPLATES.format(subset="type1_anti")),
+        # one question frame, different content: "... the word quixotic spirit" vs "... the word mellifluous voice"
+        "trec_a": ("trec", trec_rows(frames, ["Baxter Street", "quixotic spirit", "Yesterday Once"], seed=1), None),
+        # another source of TREC-style questions, with the library's trec templates
+        "trec_b": ("questions/more-trec", trec_rows(frames, ["Kowalski Lane", "mellifluous voice", "Stardust Memories"], seed=2), TREC_TEMPLATES.read_text()),
+    }, formats=("zero_shot", "few_shot"))
+    assert real.taskmill("build", collection, "--out", tmp_path / "corpus").exit_code == 0
+    result = real.taskmill("cluster", "run", tmp_path / "corpus", "--out", tmp_path / "clusters", "--embedder", "tfidf", "--k", "2", "--no-plots")
+    assert result.exit_code == 0, result.output
+    result = real.taskmill("folds", "make", tmp_path / "clusters", "--corpus", tmp_path / "corpus", "--out", tmp_path / "folds",
+                           "--kind", "task", "--alias", "wino_bias/type1_anti=anti")
+    assert result.exit_code == 0, result.output
+    folds = {f["name"]: f for f in yaml.safe_load((tmp_path / "folds" / "folds.yaml").read_text())["folds"]}
+    pro, trec = folds["task:wb_pro"], folds["task:trec_a"]
+    anti_rows = sum(1 for line in (tmp_path / "corpus" / "corpus.jsonl").read_text().splitlines() if '"task": "wb_anti"' in line)
+    assert "wb_anti" in pro["train_tasks"] and "trec_b" in trec_train(folds) and anti_rows >= 150
+    assert pro["leakage"]["near_duplicates_removed"] + pro["leakage"]["exact_duplicates_removed"] >= 0.95 * anti_rows
+    assert all(score >= DedupConfig().threshold for _, _, score in pro["removed_examples"])
+    # the question frames are shared, the questions are not: nothing removed, the closest kept reported
+    # (prompts of templates that print only the label are the same in both tasks: exact duplicates)
+    assert trec["leakage"]["near_duplicates_removed"] == 0
+    assert trec["kept_examples"] and all(score < DedupConfig().threshold for _, _, score in trec["kept_examples"])
+    summary = (tmp_path / "folds" / "summary.md").read_text()
+    assert "## Near duplicates" in summary and "- task:wb_pro: 0 exact and" in summary and "closest kept" in summary
