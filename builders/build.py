@@ -488,7 +488,8 @@ def _check_workers(num_proc: int | None, executor: str, address: str | None) -> 
     """The number of workers asked for (None: every CPU of the Ray cluster), after checking the options.
 
     Raises:
-        ConfigError: An unknown executor, ``--address`` without Ray, or fewer than one worker.
+        ConfigError: An unknown executor, ``--address`` without Ray or unreachable, Ray not installed,
+            or fewer than one worker.
     """
     if executor not in shards.EXECUTORS:
         raise ConfigError([f"--executor must be one of {list(shards.EXECUTORS)} (got '{executor}')"])
@@ -496,8 +497,10 @@ def _check_workers(num_proc: int | None, executor: str, address: str | None) -> 
         raise ConfigError([f"--address {address} is a Ray cluster address; expected --executor ray with it"])
     if num_proc is not None and num_proc < 1:
         raise ConfigError([f"--num-proc must be >= 1 (got {num_proc})"])
-    if executor == "ray":
-        shards.import_ray()  # missing Ray is one line now, before any data is loaded
+    if executor == "ray":  # missing Ray, or no cluster at --address: one line now, before any data is loaded
+        shards.import_ray()
+        if address is not None:
+            shards.check_reachable(address)
     return num_proc if num_proc is not None or executor == "ray" else 1
 
 

@@ -428,8 +428,9 @@ class RayLanes:
         try:
             value = self.ray.get(ready[0])
         except self.ray.exceptions.RayActorError as err:
-            raise WorkerDied(f"Ray build worker {lane + 1} of {self.size} died "
-                             f"({' '.join(str(err).split())[:200]}); nothing was written") from None
+            raise WorkerDied(f"Ray build worker {lane + 1} of {self.size} died ({' '.join(str(err).split())[:200]}); "
+                             "nothing was written (every node needs taskmill installed and the output folder "
+                             "mounted at the same path)") from None
         return lane, tag, value
 
     def pending(self) -> int:
