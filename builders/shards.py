@@ -371,10 +371,10 @@ def connect_ray(address: str | None, num_cpus: int) -> bool:
     if address is not None:
         check_reachable(address)
     options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    if address is None:
+    if address is None:  # "local": a new instance, even when `ray start` left one this machine knows of
         options.update(num_cpus=num_cpus, include_dashboard=False)
     try:
-        ray.init(address=address, **options)
+        ray.init(address=address or "local", **options)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
         where = f"--address {address}" if address else "a local Ray instance"
         raise ConfigError([f"{where}: cannot connect to Ray: {' '.join(str(err).split())[:300]}"]) from None

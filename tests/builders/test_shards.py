@@ -155,8 +155,6 @@ def test_bad_executor_options_are_one_line(project: Path, cache_dir: Path, tmp_p
 
 
 def _has_ray() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
