@@ -5,8 +5,9 @@ chunks of rows on workers (this process, ``num_proc`` processes or Ray actors: s
 :mod:`taskmill.builders.shards`) that leave their shards in the output's temp folder, with a
 progress bar giving rows/s and the projected size; drop exact duplicates and mix, decided from the
 shards' small summaries; check the corpus's size against ``max_size`` and say it (rows, bytes)
-before writing; write the kept rows by memory-mapping the shards in chunk order into that temporary
-folder, which replaces ``DIR`` at the end.
+before writing; the workers write their kept JSONL lines at offsets fixed here while this process
+builds the Parquet file from the Arrow shards in chunk order, all into that temporary folder, which
+replaces ``DIR`` at the end.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ class Rendered:
         chunks: The chunks, in corpus order.
         summaries: Each chunk's summary (line offsets, keys, ids, card counters).
         lanes: The worker that rendered each chunk (and keeps its JSONL bytes).
-        batches: Each chunk's Arrow batch (memory-mapped from its shard file).
+        batches: Each chunk's Arrow batch (read from its shard file as the chunk finished).
         skips: (task, template_id, split, format, reason) -> [count, example row indices].
         starts: Corpus position of each chunk's first row, then the number of rows.
     """
@@ -205,19 +206,21 @@ def render_all(plans: list[TaskPlan], lanes: shards.Lanes, progress: bool = True
     """
     chunks = make_chunks(plans)
     summaries: list[shards.ChunkSummary | None] = [None] * len(chunks)
+    batches: list[Any] = [None] * len(chunks)
     where = [0] * len(chunks)
     with _progress(progress, sum(c.hi - c.lo for c in chunks)) as advance:
         for number, lane, summary in shards.render_chunks(lanes, chunks, chunk_costs(plans, chunks)):
             summaries[number], where[number] = summary, lane
+            if summary.error is None:
+                batches[number] = lanes.store.batch(number)  # now, while its shard file is in the page cache
             advance(chunks[number].hi - chunks[number].lo, summary.rows, summary.offsets[-1])
     failed = next((s.error for s in summaries if s is not None and s.error is not None), None)
     if failed is not None:
         raise TaskmillError(failed)
-    out = Rendered(chunks, [], where, [], {}, [0])
-    for number, summary in enumerate(summaries):
+    out = Rendered(chunks, [], where, batches, {}, [0])
+    for summary in summaries:
         assert summary is not None
         out.summaries.append(summary)
-        out.batches.append(lanes.store.batch(number))
         out.starts.append(out.starts[-1] + summary.rows)
         for key, (count, examples) in (summary.skips or {}).items():
             entry = out.skips.setdefault((summary.task, *key), [0, []])
@@ -368,7 +371,7 @@ def _write_corpus(tmp: Path, lanes: shards.Lanes, collection: Collection, plans:
     """Write corpus.jsonl, corpus.parquet and card.md into ``tmp`` (the output's temp folder).
 
     Every worker writes its chunks' kept lines into corpus.jsonl at offsets fixed here, while a
-    thread of this process builds corpus.parquet from the memory-mapped shards (Arrow releases the
+    thread of this process builds corpus.parquet from the chunks' Arrow batches (Arrow releases the
     GIL) and this thread writes the card, then hashes the files.
     """
     from concurrent.futures import ThreadPoolExecutor

@@ -7,7 +7,7 @@ shard file. What comes back to the parent is a :class:`ChunkSummary`: line offse
 row ids and the card's counters, never the rows' text. The parent decides dedup and mixing from
 those small facts, asks the workers for the card counters of chunks that lost rows, fixes where
 each chunk's kept lines go in corpus.jsonl, and has every worker write its own there (in
-parallel), while it builds corpus.parquet from the memory-mapped shard files in chunk order. So
+parallel), while it builds corpus.parquet from the Arrow shards in chunk order. So
 the bytes depend neither on the number of workers nor on which rendered what.
 
 Three kinds of workers run the same functions (:func:`render_shard`, :func:`kept_stats`,
@@ -100,7 +100,7 @@ class ShardStore:
 
     JSONL bytes and metas stay in the worker's memory (the worker writes the kept lines into
     corpus.jsonl itself, and counts the card's rows of chunks that lost some); the Arrow batch goes
-    to the shard folder, where the parent memory-maps it for corpus.parquet. Without a folder
+    to the shard folder, which the parent reads as soon as the chunk is done. Without a folder
     (``--num-proc 1``) everything stays in memory, in the one process.
 
     Args:
@@ -119,7 +119,7 @@ class ShardStore:
         self._memory[number] = result
 
     def batch(self, number: int) -> Any:
-        """Chunk ``number``'s Arrow batch: from memory, else memory-mapped from the shard folder."""
+        """Chunk ``number``'s Arrow batch: from memory, else read (and removed) from the shard folder."""
         kept = self._memory.get(number)
         if kept is not None and kept.batch is not None:
             return kept.batch
