@@ -211,8 +211,25 @@ class InlineLanes:
         return len(self._done)
 
 
-def _lane_main(conn: Connection, plans: list[TaskPlan], folder: Path) -> None:
-    """A worker process: run the calls that arrive on ``conn`` until it closes."""
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker when the parent dies (SIGKILL runs no cleanup)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the worker stops at its next message instead
+        pass
+
+
+def _lane_main(conn: Connection, plans: list[TaskPlan], folder: Path, others: list[Connection]) -> None:
+    """A worker process: run the calls that arrive on ``conn`` until it closes.
+
+    ``others`` are the parent's ends of the earlier workers' pipes, which a forked worker inherits:
+    it closes them, so that the parent alone holds them (a worker's death reads as end of file).
+    """
+    for other in others:
+        other.close()
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (inherited from the CLI, which raises SystemExit)
     start_worker(plans, folder)
@@ -228,7 +245,10 @@ def _lane_main(conn: Connection, plans: list[TaskPlan], folder: Path) -> None:
             reply = (True, fn(*args))
         except BaseException:  # a bug, not bad input: sent back whole for the parent to raise
             reply = (False, traceback.format_exc())
-        conn.send(reply)
+        try:
+            conn.send(reply)
+        except OSError:  # the parent is gone (killed): nobody to answer
+            return
 
 
 class WorkerDied(TaskmillError):
@@ -254,7 +274,8 @@ class ProcessLanes:
         self._queued: list[collections.deque[Any]] = [collections.deque() for _ in range(size)]
         for _ in range(size):
             parent, child = context.Pipe()
-            proc = context.Process(target=_lane_main, args=(child, plans, folder), daemon=True)
+            others = self._conns if method == "fork" else []
+            proc = context.Process(target=_lane_main, args=(child, plans, folder, others), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
