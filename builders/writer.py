@@ -163,6 +163,7 @@ def write_parquet(batches: Sequence[pa.RecordBatch], positions: Sequence[int], t
     however rows were cut into work chunks. Kept rows are sliced out (no copy) when they form few
     runs, so that is the only copy.
     """
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     # The system allocator: Arrow's default (mimalloc) measured 4-5x slower here for these few
@@ -174,7 +175,7 @@ def write_parquet(batches: Sequence[pa.RecordBatch], positions: Sequence[int], t
         if len(runs) <= MAX_SLICES:
             table = pa.concat_tables([table.slice(start, stop - start) for start, stop in runs] or [table.slice(0, 0)])
         else:
-            table = table.take(pa.array(positions, pa.int64()), memory_pool=pool)
+            table = pc.take(table, pa.array(positions, pa.int64()), memory_pool=pool)
     pq.write_table(table.combine_chunks(memory_pool=pool), path, compression="zstd")
 
 
