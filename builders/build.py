@@ -501,9 +501,11 @@ def _check_workers(num_proc: int | None, executor: str, address: str | None) -> 
     if num_proc is not None and num_proc < 1:
         raise ConfigError([f"--num-proc must be >= 1 (got {num_proc})"])
     if executor == "ray":  # missing Ray, or no cluster at --address: one line now, before any data is loaded
-        shards.import_ray()
+        from taskmill.builders.shards_ray import check_reachable, import_ray
+
+        import_ray()
         if address is not None:
-            shards.check_reachable(address)
+            check_reachable(address)
     return num_proc if num_proc is not None or executor == "ray" else 1
 
 

@@ -18,6 +18,8 @@ from typing import Protocol
 from taskmill.builders.collection import MixingConfig
 
 GroupKey = tuple[int, str, str, str]  # (task index, template_id, split, format)
+KEY_SIZE = 32  # keys.text_key: a sha256 digest
+ID_SIZE = 16  # keys.row_id: 16 hex digits
 
 
 class ChunkRows(Protocol):
@@ -41,7 +43,7 @@ def dedup(chunks: Sequence[ChunkRows]) -> tuple[list[int], Counter[GroupKey]]:
     for chunk in chunks:
         keys = chunk.keys
         for i in range(chunk.rows):
-            key = keys[32 * i:32 * i + 32]
+            key = keys[KEY_SIZE * i:KEY_SIZE * (i + 1)]
             if key in seen:
                 tid, fmt = chunk.groups[chunk.group_of[i]]
                 removed[(chunk.task, tid, chunk.split, fmt)] += 1
@@ -102,7 +104,7 @@ def mix(positions: Sequence[int], chunks: Sequence[ChunkRows], config: MixingCon
             keep.append(pos)
             continue
         i = pos - starts[number]
-        by_group.setdefault((chunk.task, chunk.split), []).append((chunk.ids[16 * i:16 * i + 16], pos))
+        by_group.setdefault((chunk.task, chunk.split), []).append((chunk.ids[ID_SIZE * i:ID_SIZE * (i + 1)], pos))
     available, asked, kept = {}, {}, {}
     for split in config.splits:
         sizes = [len(by_group.get((t, split), [])) for t in range(ntasks)]

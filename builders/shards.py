@@ -15,8 +15,9 @@ Three kinds of workers run the same functions (:func:`render_shard`, :func:`kept
 
 - :class:`InlineLanes`: this process (``--num-proc 1``), shards kept in memory;
 - :class:`ProcessLanes`: forked worker processes, one pipe each (``--num-proc N``);
-- :class:`RayLanes`: Ray actors, one CPU each (``--executor ray``), on a local Ray instance or a
-  running cluster; shard files go to the output folder's temp area, which every node must see.
+- :class:`~taskmill.builders.shards_ray.RayLanes`: Ray actors, one CPU each (``--executor ray``),
+  on a local Ray instance or a running cluster; shard files go to the output folder's temp area,
+  which every node must see.
 
 Each worker starts on a contiguous run of chunks (:class:`Schedule`) and, when done, takes chunks
 from the end of the busiest worker's run: neighbouring chunks share few-shot exemplars, which a
@@ -28,11 +29,8 @@ from __future__ import annotations
 import array
 import collections
 import contextlib
-import logging
 import multiprocessing
-import os
 import signal
-import socket
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,15 +39,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from taskmill.builders import writer
+from taskmill.builders.mixing import ID_SIZE
 from taskmill.builders.card import TaskStats, chunk_stats
 from taskmill.builders.render import Chunk, ChunkResult, Meta, TaskPlan, init_worker, run_chunk
-from taskmill.errors import ConfigError, TaskmillError
+from taskmill.errors import TaskmillError
 
 EXECUTORS = ("local", "ray")
 DEPTH = 2  # chunks queued per worker, so that none waits for the parent between chunks
-RAY_INSTALL = "pip install 'ray>=2.9'"
-_ID_SIZE = 16  # keys.row_id: 16 hex digits
-_KEY_SIZE = 32  # keys.text_key: a sha256 digest
 
 
 @dataclass
@@ -88,6 +84,7 @@ def summarize(chunk: Chunk, result: ChunkResult) -> ChunkSummary:
     if result.error is not None:
         return ChunkSummary(chunk.task, chunk.split, error=result.error)
     metas = result.metas
+    assert all(len(m[3]) == ID_SIZE for m in metas), "row ids are keys.row_id's 16 hex digits"
     codes: dict[tuple[str, str], int] = {}
     group_of = array.array("H", (codes.setdefault((m[1], m[2]), len(codes)) for m in metas))
     return ChunkSummary(
@@ -188,6 +185,9 @@ class Lanes(Protocol):
     def pending(self) -> int:
         """Calls submitted and not yet returned by :meth:`wait`."""
 
+    def close(self) -> None:
+        """Stop the workers, whatever they are doing."""
+
 
 class InlineLanes:
     """One worker: this process (``--num-proc 1``); each call runs when submitted."""
@@ -209,6 +209,9 @@ class InlineLanes:
     def pending(self) -> int:
         """Results not yet taken."""
         return len(self._done)
+
+    def close(self) -> None:
+        """Nothing to stop."""
 
 
 def _die_with_parent() -> None:
@@ -323,151 +326,6 @@ class ProcessLanes:
             proc.join()
 
 
-class ShardWorker:
-    """A Ray actor's state: the plans and the shard store (wrapped by ``ray.remote`` in :class:`RayLanes`)."""
-
-    def __init__(self, plans: list[TaskPlan], folder: str) -> None:
-        start_worker(plans, Path(folder))
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run one of this module's worker functions."""
-        return fn(*args)
-
-
-def import_ray() -> Any:
-    """The ``ray`` module.
-
-    Raises:
-        ConfigError: Ray is not installed (one line with the install command).
-    """
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError([f"--executor ray needs Ray, which is not installed: {RAY_INSTALL}"]) from None
-    return ray
-
-
-def _host_port(address: str) -> tuple[str, int] | None:
-    """(host, port) of ``host:port`` or ``ray://host:port``; None for ``auto`` and other forms."""
-    rest = address.removeprefix("ray://")
-    host, sep, port = rest.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        return None
-    return host.strip("[]"), int(port)
-
-
-def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast (Ray itself retries for minutes) when nothing listens at ``address``.
-
-    Raises:
-        ConfigError: No connection to ``address`` (one line with how to start a cluster).
-    """
-    where = _host_port(address)
-    if where is None:
-        return
-    try:
-        with socket.create_connection(where, timeout=timeout):
-            pass
-    except OSError as err:
-        why = err.strerror or type(err).__name__
-        raise ConfigError([f"--address {address}: cannot reach a Ray cluster there ({why}); start one with "
-                           "'ray start --head' and pass the address it prints, or leave --address out to start "
-                           "Ray on this machine"]) from None
-
-
-def connect_ray(address: str | None, num_cpus: int) -> bool:
-    """Connect to the Ray cluster at ``address``, or start one on this machine (``num_cpus`` CPUs)
-    when ``address`` is None and ``RAY_ADDRESS`` is unset; an already connected Ray is used as is.
-
-    Returns:
-        Whether this call connected (and so whoever called it should disconnect).
-
-    Raises:
-        ConfigError: Ray is missing or the cluster cannot be reached (one line).
-    """
-    ray = import_ray()
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is not None:
-        check_reachable(address)
-    options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    if address is None:  # "local": a new instance, even when `ray start` left one this machine knows of
-        options.update(num_cpus=num_cpus, include_dashboard=False)
-    try:
-        ray.init(address=address or "local", **options)
-    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
-        where = f"--address {address}" if address else "a local Ray instance"
-        raise ConfigError([f"{where}: cannot connect to Ray: {' '.join(str(err).split())[:300]}"]) from None
-    return True
-
-
-class RayLanes:
-    """``size`` Ray actors (one CPU each) that render into a shard folder every node can see.
-
-    Args:
-        size: Actors (None: one per CPU of the cluster).
-        plans: The planned tasks (put in Ray's object store once).
-        folder: The shard folder (inside the output folder's temp area).
-        address: The cluster (``auto``, ``host:port``, ``ray://host:port``), or None to start Ray here.
-
-    Raises:
-        ConfigError: Ray missing, the cluster unreachable, or fewer CPUs in it than ``size``.
-    """
-
-    def __init__(self, size: int | None, plans: list[TaskPlan], folder: Path, address: str | None) -> None:
-        self.ray = import_ray()
-        self.store = ShardStore(folder)
-        self._started = connect_ray(address, size or os.cpu_count() or 1)
-        self._inflight: dict[Any, tuple[int, Any]] = {}
-        self._actors: list[Any] = []
-        try:
-            cpus = int(self.ray.cluster_resources().get("CPU", 0))
-            self.size = size = size or max(1, cpus)
-            if cpus < size:
-                raise ConfigError([f"--num-proc {size} asks for {size} Ray workers of 1 CPU each, but the cluster "
-                                   f"has {cpus} CPUs; expected --num-proc {max(cpus, 1)} or less"])
-            actor = self.ray.remote(num_cpus=1)(ShardWorker)
-            shared = self.ray.put(plans)
-            self._actors = [actor.remote(shared, str(folder)) for _ in range(size)]
-        except BaseException:
-            self.close()
-            raise
-
-    def submit(self, lane: int, tag: Any, fn: Callable[..., Any], *args: Any) -> None:
-        """Call ``fn(*args)`` on actor ``lane``."""
-        self._inflight[self._actors[lane].call.remote(fn, *args)] = (lane, tag)
-
-    def wait(self) -> tuple[int, Any, Any]:
-        """The first finished call.
-
-        Raises:
-            WorkerDied: An actor died (its node lost, killed, out of memory).
-        """
-        ready, _ = self.ray.wait(list(self._inflight), num_returns=1)
-        lane, tag = self._inflight.pop(ready[0])
-        try:
-            value = self.ray.get(ready[0])
-        except self.ray.exceptions.RayActorError as err:
-            raise WorkerDied(f"Ray build worker {lane + 1} of {self.size} died ({' '.join(str(err).split())[:200]}); "
-                             "nothing was written (every node needs taskmill installed and the output folder "
-                             "mounted at the same path)") from None
-        return lane, tag, value
-
-    def pending(self) -> int:
-        """Calls not yet returned."""
-        return len(self._inflight)
-
-    def close(self) -> None:
-        """Kill the actors (so none writes after this) and disconnect if this connected."""
-        for actor in self._actors:
-            with contextlib.suppress(Exception):
-                self.ray.kill(actor)
-        self._actors, self._inflight = [], {}
-        if self._started:
-            self.ray.shutdown()
-
-
 @contextlib.contextmanager
 def open_lanes(executor: str, size: int | None, plans: list[TaskPlan], folder: Path | None,
                address: str | None = None) -> Iterator[Lanes]:
@@ -489,8 +347,12 @@ def open_lanes(executor: str, size: int | None, plans: list[TaskPlan], folder: P
         return
     if folder is None:
         raise ValueError("open_lanes: workers need a shard folder")
-    lanes: ProcessLanes | RayLanes = (ProcessLanes(size or 1, plans, folder) if executor == "local"
-                                      else RayLanes(size, plans, folder, address))
+    if executor == "local":
+        lanes: Lanes = ProcessLanes(size or 1, plans, folder)
+    else:
+        from taskmill.builders.shards_ray import RayLanes
+
+        lanes = RayLanes(size, plans, folder, address)
     try:
         yield lanes
     finally:
