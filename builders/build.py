@@ -37,7 +37,7 @@ from taskmill.errors import ConfigError, TaskmillError
 from taskmill.fileio import atomic_dir, claim_output, sha256_file, write_json, write_text
 from taskmill.records import FORMATS, Template
 
-RENDERS_PER_CHUNK = 4000  # (row, template) renders per unit of parallel work
+RENDERS_PER_CHUNK = 2000  # (row, template) renders per unit of parallel work (small: a short tail when workers finish)
 # Largest corpus.jsonl written unless asked for more (--max-size): a forgotten max_examples or
 # mixing cap should cost one line, not an hour and gigabytes of disk.
 DEFAULT_MAX_SIZE = 1_000_000_000

@@ -405,17 +405,23 @@ def render_chunks(lanes: Lanes, chunks: Sequence[Chunk],
     failure in corpus order once every earlier chunk is done.
     """
     schedule = Schedule(costs, lanes.size)
+    busy = [0] * lanes.size
 
     def feed(lane: int) -> None:
-        number = schedule.next(lane)
-        if number is not None:
+        # A queued chunk hides the round trip to the parent; once a worker lives on chunks taken
+        # from others, it queues none, so that at the end no worker waits on another's queue.
+        while busy[lane] < (DEPTH if schedule.runs[lane] else 1):
+            number = schedule.next(lane)
+            if number is None:
+                return
             lanes.submit(lane, number, render_shard, number, chunks[number])
+            busy[lane] += 1
 
-    for _ in range(DEPTH):
-        for lane in range(lanes.size):
-            feed(lane)
+    for lane in range(lanes.size):
+        feed(lane)
     while lanes.pending():
         lane, number, summary = lanes.wait()
+        busy[lane] -= 1
         if summary.error is not None:
             schedule.drop_after(number)
         feed(lane)
