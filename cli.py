@@ -143,7 +143,9 @@ def _key_value(item: str) -> tuple[str, str]:
 def build_cmd(
     out: Annotated[Path, typer.Option("--out", help="Corpus folder (new, or an earlier corpus folder: replaced atomically).")],
     collection: Annotated[Optional[Path], typer.Argument(help="Collection YAML (default: the embedded starter collection).")] = None,
-    num_proc: Annotated[int, typer.Option("--num-proc", help="Rendering processes (output does not depend on it).")] = 1,
+    num_proc: Annotated[Optional[int], typer.Option("--num-proc", help="Rendering workers: processes (local; default 1) or Ray actors (ray; default one per cluster CPU). Output does not depend on it.", show_default=False)] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local (processes on this machine) or ray (Ray actors; needs the output folder on storage every node sees).")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster to use with --executor ray: auto, HOST:PORT or ray://HOST:PORT (default: start Ray on this machine, or RAY_ADDRESS).")] = None,
     save_to_disk: Annotated[bool, typer.Option("--save-to-disk", help="Also write DIR/hf_dataset (datasets.load_from_disk).")] = False,
     format: Annotated[Optional[list[str]], typer.Option("--format", help="Formats to build, replacing the collection's (repeat).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
@@ -155,8 +157,9 @@ def build_cmd(
     from taskmill.builders.build import DEFAULT_MAX_SIZE, build_collection, parse_size
 
     limit = parse_size(max_size) if max_size is not None else DEFAULT_MAX_SIZE
-    result = build_collection(collection, out, num_proc=num_proc, save_to_disk=save_to_disk, formats=format,
-                              progress=progress, cache_dir=cache_dir, max_size=limit, overwrite=overwrite)
+    result = build_collection(collection, out, num_proc=num_proc, executor=executor, address=address,
+                              save_to_disk=save_to_disk, formats=format, progress=progress, cache_dir=cache_dir,
+                              max_size=limit, overwrite=overwrite)
     typer.echo(f"wrote {result.rows} rows ({result.rendered} rendered) to {result.out}")
 
 

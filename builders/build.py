@@ -1,39 +1,43 @@
 """``taskmill build``: collection file -> corpus folder (JSONL, Parquet, card, manifest).
 
 Steps: validate the collection; load every task's splits and templates and check them; render
-chunks of rows (in ``num_proc`` processes, merged in chunk order, with a progress bar giving rows/s
-and the projected size); drop exact duplicates; mix; check the corpus's size against ``max_size``
-and say it (rows, bytes) before writing; write everything into a temporary folder that replaces
-``DIR`` at the end.
+chunks of rows on workers (this process, ``num_proc`` processes or Ray actors: see
+:mod:`taskmill.builders.shards`) that leave their shards in the output's temp folder, with a
+progress bar giving rows/s and the projected size; drop exact duplicates and mix, decided from the
+shards' small summaries; check the corpus's size against ``max_size`` and say it (rows, bytes)
+before writing; the workers write their kept JSONL lines at offsets fixed here while this process
+builds the Parquet file from the Arrow shards in chunk order, all into that temporary folder, which
+replaces ``DIR`` at the end.
 """
 
 from __future__ import annotations
 
+import array
 import contextlib
-import multiprocessing
+import itertools
 import random
 import re
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taskmill.builders import keys
-from taskmill.builders.card import BuildStats, no_rows_error, render_card
+from taskmill.builders import keys, shards
+from taskmill.builders.card import BuildStats, TaskStats, merge_stats, no_rows_error, render_card
 from taskmill.builders.checks import check_template
 from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection, starter_collection
 from taskmill.builders.mixing import dedup, mix
-from taskmill.builders.render import SKIP_EXAMPLES_KEPT, Chunk, ChunkResult, Meta, TaskPlan, init_worker, run_chunk
+from taskmill.builders.render import SKIP_EXAMPLES_KEPT, Chunk, TaskPlan
 from taskmill.builders import writer
 from taskmill.builders.sources import load_task, needed_splits
 from taskmill.errors import ConfigError, TaskmillError
-from taskmill.fileio import OutputFolder, atomic_dir, claim_output, sha256_file, write_json, write_text
+from taskmill.fileio import atomic_dir, claim_output, sha256_file, write_json, write_text
 from taskmill.records import FORMATS, Template
 
-RENDERS_PER_CHUNK = 4000  # (row, template) renders per unit of parallel work
+RENDERS_PER_CHUNK = 2000  # (row, template) renders per unit of parallel work (small: a short tail when workers finish)
 # Largest corpus.jsonl written unless asked for more (--max-size): a forgotten max_examples or
 # mixing cap should cost one line, not an hour and gigabytes of disk.
 DEFAULT_MAX_SIZE = 1_000_000_000
@@ -158,71 +162,70 @@ def make_chunks(plans: Sequence[TaskPlan]) -> list[Chunk]:
     return chunks
 
 
-@contextlib.contextmanager
-def _chunk_results(plans: list[TaskPlan], chunks: list[Chunk], num_proc: int,
-                   spill: Path | None) -> Iterator[Iterator[ChunkResult]]:
-    """Results in chunk order; with ``num_proc > 1`` the workers start here, before any progress
-    thread exists (they fork), spill their output to ``spill``, and are stopped (pending chunks
-    cancelled) on the way out."""
-    if num_proc <= 1:
-        init_worker(plans)
-        try:
-            yield map(run_chunk, chunks, range(len(chunks)))
-        finally:
-            init_worker([])  # drop the in-process plans
-        return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context(method),
-                               initializer=init_worker, initargs=(plans, spill))
-    try:
-        yield pool.map(run_chunk, chunks, range(len(chunks)))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+def chunk_costs(plans: Sequence[TaskPlan], chunks: Sequence[Chunk]) -> list[int]:
+    """Estimated work of each chunk: renders (rows x templates x formats)."""
+    return [(c.hi - c.lo) * max(1, len(plans[c.task].templates)) * len(plans[c.task].config.formats) for c in chunks]
 
 
 @dataclass
 class Rendered:
-    """All chunks merged in order."""
+    """Every chunk's summary, in chunk order (the rows stay with the workers and in shard files).
 
-    jsonl: writer.JsonlChunks
-    metas: list[Meta]
-    task_of: list[int]
-    skips: dict[tuple[int, str, str, str, str], list[Any]]
+    Attributes:
+        chunks: The chunks, in corpus order.
+        summaries: Each chunk's summary (line offsets, keys, ids, card counters).
+        lanes: The worker that rendered each chunk (and keeps its JSONL bytes).
+        batches: Each chunk's Arrow batch (read from its shard file as the chunk finished).
+        skips: (task, template_id, split, format, reason) -> [count, example row indices].
+        starts: Corpus position of each chunk's first row, then the number of rows.
+    """
+
+    chunks: list[Chunk]
+    summaries: list[shards.ChunkSummary]
+    lanes: list[int]
     batches: list[Any]
+    skips: dict[tuple[int, str, str, str, str], list[Any]]
+    starts: list[int]
+
+    @property
+    def rows(self) -> int:
+        """Rows rendered (before dedup and mixing)."""
+        return self.starts[-1]
 
 
-def render_all(plans: list[TaskPlan], num_proc: int = 1, progress: bool = True, spill: Path | None = None) -> Rendered:
-    """Render every chunk (in ``num_proc`` processes) and merge the results in chunk order.
+def render_all(plans: list[TaskPlan], lanes: shards.Lanes, progress: bool = True) -> Rendered:
+    """Render every chunk on ``lanes`` and merge the summaries in chunk order.
 
     Args:
         plans: The planned tasks.
-        num_proc: Worker processes (1: render in this process).
+        lanes: The workers (see :func:`taskmill.builders.shards.open_lanes`).
         progress: Show a progress bar.
-        spill: Folder where worker processes leave their output (required when ``num_proc > 1``);
-            it must outlive the returned :class:`Rendered`, which maps those files.
 
     Raises:
         TaskmillError: The first failure in corpus order.
     """
-    if num_proc > 1 and spill is None:
-        raise ValueError("render_all: worker processes need a spill folder")
     chunks = make_chunks(plans)
-    out = Rendered(writer.JsonlChunks(), [], [], {}, [])
-    total = sum(c.hi - c.lo for c in chunks)
-    with _chunk_results(plans, chunks, num_proc, spill) as results, _progress(progress, total) as advance:
-        for number, (chunk, result) in enumerate(zip(chunks, results)):
-            if result.error is not None:
-                raise TaskmillError(result.error)
-            blob, batch = writer.load_spilled(spill, number) if result.spilled else (result.blob, result.batch)
-            out.jsonl.add(blob, result.offsets)
-            out.metas += result.metas
-            out.batches.append(batch)
-            out.task_of += [chunk.task] * len(result.metas)
-            for key, (count, examples) in result.skips.items():
-                entry = out.skips.setdefault((chunk.task, *key), [0, []])
-                entry[0] += count
-                entry[1] = (entry[1] + examples)[:SKIP_EXAMPLES_KEPT]
-            advance(chunk.hi - chunk.lo, len(result.metas), result.offsets[-1] if result.offsets else 0)
+    summaries: list[shards.ChunkSummary | None] = [None] * len(chunks)
+    batches: list[Any] = [None] * len(chunks)
+    where = [0] * len(chunks)
+    with _progress(progress, sum(c.hi - c.lo for c in chunks)) as advance:
+        for number, lane, summary in shards.render_chunks(lanes, chunks, chunk_costs(plans, chunks)):
+            summaries[number], where[number] = summary, lane
+            if summary.error is None:
+                batches[number] = lanes.store.batch(number)  # now, while its shard file is in the page cache
+            advance(chunks[number].hi - chunks[number].lo, summary.rows, summary.offsets[-1])
+    failed = next((s.error for s in summaries if s is not None and s.error is not None), None)
+    if failed is not None:
+        raise TaskmillError(failed)
+    out = Rendered(chunks, [], where, batches, {}, [0])
+    for summary in summaries:
+        assert summary is not None
+        out.summaries.append(summary)
+        out.starts.append(out.starts[-1] + summary.rows)
+        for key, (count, examples) in (summary.skips or {}).items():
+            entry = out.skips.setdefault((summary.task, *key), [0, []])
+            entry[0] += count
+            entry[1] = (entry[1] + examples)[:SKIP_EXAMPLES_KEPT]
     return out
 
 
@@ -320,51 +323,103 @@ def _select(collection: Collection, plans: Sequence[TaskPlan], rendered: Rendere
     """Positions of the rows kept after dedup and mixing, and the counters for the card."""
     from collections import Counter
 
-    positions = list(range(len(rendered.metas)))
+    positions = list(range(rendered.rows))
     duplicates: Counter = Counter()
     if collection.dedup:
-        positions, duplicates = dedup(rendered.metas, rendered.task_of)
+        positions, duplicates = dedup(rendered.summaries)
     report = None
     if collection.mixing is not None:
-        positions, report = mix(positions, rendered.metas, rendered.task_of, len(plans), collection.mixing)
-    return positions, BuildStats(rendered.skips, duplicates, report, len(rendered.metas))
+        positions, report = mix(positions, rendered.summaries, collection.mixing, len(plans))
+    return positions, BuildStats(rendered.skips, duplicates, report, rendered.rows)
 
 
-def _write(out: OutputFolder, collection: Collection, plans: Sequence[TaskPlan], rendered: Rendered,
-           positions: list[int], stats: BuildStats, hf: bool) -> dict[str, str]:
-    with atomic_dir(out.path, marker=out.write_marker) as tmp:
-        jsonl_sha = rendered.jsonl.write(tmp / writer.CORPUS_JSONL, positions)
-        writer.write_parquet(rendered.batches, positions, len(rendered.metas), tmp / writer.CORPUS_PARQUET)
-        card = render_card(collection.path.name, collection.seed, plans, [rendered.metas[p] for p in positions],
-                           [rendered.task_of[p] for p in positions], stats)
-        write_text(tmp / writer.CARD, card)
-        names = [writer.CORPUS_JSONL, writer.CORPUS_PARQUET, writer.CARD]
-        outputs = {name: jsonl_sha if name == writer.CORPUS_JSONL else sha256_file(tmp / name) for name in names}
-        if hf:
-            writer.save_to_disk(tmp / writer.CORPUS_PARQUET, tmp / writer.HF_DIR, outputs[writer.CORPUS_JSONL])
-            for path in sorted((tmp / writer.HF_DIR).rglob("*")):
-                if path.is_file():
-                    outputs[path.relative_to(tmp).as_posix()] = sha256_file(path)
-        write_json(tmp / writer.MANIFEST, _manifest(collection, plans, len(positions), outputs))
+def kept_by_chunk(rendered: Rendered, positions: Sequence[int]) -> list[list[int] | None]:
+    """The kept rows of each chunk, as positions within the chunk (None: all of them)."""
+    kept: list[list[int]] = [[] for _ in rendered.chunks]
+    starts, number = rendered.starts, 0
+    for pos in positions:
+        while starts[number + 1] <= pos:
+            number += 1
+        kept[number].append(pos - starts[number])
+    return [None if len(rows) == s.rows else rows for rows, s in zip(kept, rendered.summaries)]
+
+
+def corpus_stats(lanes: shards.Lanes, rendered: Rendered, kept: Sequence[list[int] | None]) -> dict[int, TaskStats]:
+    """Task index -> the card counters of its kept rows, merged in corpus order.
+
+    A chunk that kept every row has its counters in its summary; the worker that rendered a chunk
+    that lost some counts its kept rows.
+    """
+    partial = [(n, rendered.lanes[n], shards.kept_stats, (n, array.array("I", rows).tobytes()))
+               for n, rows in enumerate(kept) if rows]
+    counted = shards.run_calls(lanes, partial)
+    per_task: dict[int, TaskStats] = {}
+    for n, (rows, summary) in enumerate(zip(kept, rendered.summaries)):
+        if rows is None or rows:
+            merge_stats(per_task.setdefault(summary.task, {}), counted.get(n, summary.stats))
+    return per_task
+
+
+def _kept_runs(rendered: Rendered, kept: Sequence[list[int] | None]) -> list[list[tuple[int, int]]]:
+    """Each chunk's kept lines as byte ranges of its JSONL bytes."""
+    return [writer.byte_runs(s.offsets, rows) for s, rows in zip(rendered.summaries, kept)]
+
+
+def _write_corpus(tmp: Path, lanes: shards.Lanes, collection: Collection, plans: Sequence[TaskPlan],
+                  rendered: Rendered, positions: list[int], runs: list[list[tuple[int, int]]],
+                  per_task: dict[int, TaskStats], stats: BuildStats) -> dict[str, str]:
+    """Write corpus.jsonl, corpus.parquet and card.md into ``tmp`` (the output's temp folder).
+
+    Every worker writes its chunks' kept lines into corpus.jsonl at offsets fixed here, while a
+    thread of this process builds corpus.parquet from the chunks' Arrow batches (Arrow releases the
+    GIL) and this thread writes the card, then hashes the files.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    jsonl = tmp / writer.CORPUS_JSONL
+    offsets = list(itertools.accumulate((sum(b - a for a, b in r) for r in runs), initial=0))
+    with jsonl.open("wb") as fh:
+        fh.truncate(offsets[-1])
+    calls = [(n, rendered.lanes[n], shards.write_kept, (n, r, str(jsonl), offsets[n])) for n, r in enumerate(runs) if r]
+    with ThreadPoolExecutor(1) as pool:
+        parquet = pool.submit(writer.write_parquet, rendered.batches, positions, rendered.rows,
+                              tmp / writer.CORPUS_PARQUET)
+        write_text(tmp / writer.CARD, render_card(collection.path.name, collection.seed, plans, per_task, stats))
+        shards.run_calls(lanes, calls)
+        jsonl_sha = writer.sha256_path(jsonl)
+        parquet.result()
+    names = [writer.CORPUS_JSONL, writer.CORPUS_PARQUET, writer.CARD]
+    return {name: jsonl_sha if name == writer.CORPUS_JSONL else sha256_file(tmp / name) for name in names}
+
+
+def _write_rest(tmp: Path, collection: Collection, plans: Sequence[TaskPlan], rows: int, outputs: dict[str, str],
+                hf: bool) -> dict[str, str]:
+    """The optional HF folder, then manifest.json (with every output's sha256)."""
+    if hf:
+        writer.save_to_disk(tmp / writer.CORPUS_PARQUET, tmp / writer.HF_DIR, outputs[writer.CORPUS_JSONL])
+        for path in sorted((tmp / writer.HF_DIR).rglob("*")):
+            if path.is_file():
+                outputs[path.relative_to(tmp).as_posix()] = sha256_file(path)
+    write_json(tmp / writer.MANIFEST, _manifest(collection, plans, rows, outputs))
     return outputs
 
 
-def _check_size(collection: Collection, rendered: Rendered, positions: list[int], max_size: int | None,
+def _check_size(collection: Collection, runs: list[list[tuple[int, int]]], rows: int, max_size: int | None,
                 out: Path, progress: bool) -> None:
     """Refuse a corpus larger than ``max_size`` before anything is written; else say what comes.
 
     Raises:
         TaskmillError: corpus.jsonl would exceed ``max_size`` bytes (one line with its size and rows).
     """
-    size = rendered.jsonl.size(positions)
+    size = sum(b - a for r in runs for a, b in r)
     if max_size is not None and size > max_size:
         raise TaskmillError(
-            f"{writer.CORPUS_JSONL} would be {format_size(size)} ({len(positions):,} rows), over the --max-size limit "
+            f"{writer.CORPUS_JSONL} would be {format_size(size)} ({rows:,} rows), over the --max-size limit "
             f"of {format_size(max_size)}; nothing was written: raise --max-size (0: no limit) or make the corpus "
             f"smaller (max_examples, mixing cap/total, fewer formats)", file=str(collection.path))
     if progress:
         limit = format_size(max_size) if max_size is not None else "none"
-        print(f"taskmill: writing {len(positions):,} rows, {writer.CORPUS_JSONL} {format_size(size)} (limit {limit})"
+        print(f"taskmill: writing {rows:,} rows, {writer.CORPUS_JSONL} {format_size(size)} (limit {limit})"
               f" to {out}", file=sys.stderr, flush=True)
 
 
@@ -372,7 +427,9 @@ def build_collection(
     collection_file: str | Path | None,
     out: str | Path,
     *,
-    num_proc: int = 1,
+    num_proc: int | None = 1,
+    executor: str = "local",
+    address: str | None = None,
     save_to_disk: bool = False,
     formats: Sequence[str] | None = None,
     progress: bool = True,
@@ -385,7 +442,12 @@ def build_collection(
     Args:
         collection_file: The collection YAML (None: the embedded starter collection).
         out: The corpus folder to (re)place.
-        num_proc: Worker processes for rendering (the output does not depend on it).
+        num_proc: Workers rendering shards (the output does not depend on it): processes with the
+            ``local`` executor (1: this process), Ray actors with ``ray`` (None: one per CPU of the
+            cluster; with ``local``, None means 1).
+        executor: ``local`` (worker processes on this machine) or ``ray`` (Ray actors).
+        address: The Ray cluster (``auto``, ``host:port``, ``ray://host:port``); None starts Ray on
+            this machine (or uses ``RAY_ADDRESS``). Only with ``executor="ray"``.
         save_to_disk: Also write the corpus as an HF ``datasets`` folder (``DIR/hf_dataset``).
         formats: Replace every task's formats.
         progress: Show a progress bar on stderr, and the corpus's rows and size before writing.
@@ -401,30 +463,78 @@ def build_collection(
     if formats:
         _check_formats(formats)
     collection = load_collection(collection_file if collection_file is not None else starter_collection(), formats)
-    if num_proc < 1:
-        raise ConfigError([f"--num-proc must be >= 1 (got {num_proc})"])
+    workers = _check_workers(num_proc, executor, address)
     if max_size is not None and max_size < 1:
         raise ConfigError([f"--max-size must be a positive number of bytes or None (got {max_size})"])
     target = claim_output(out, "build", inputs=_input_paths(collection), overwrite=overwrite)
     cache = str(cache_dir) if cache_dir is not None else None
     plans = [plan_task(collection, i, task, cache) for i, task in enumerate(collection.tasks)]
-    with _spill_folder(num_proc) as spill:
-        rendered = render_all(plans, num_proc, progress, spill)
-        if not rendered.metas:  # e.g. --format cot and no template has a cot_target
-            raise no_rows_error(str(collection.path), plans, rendered.skips)
-        positions, stats = _select(collection, plans, rendered)
-        _check_size(collection, rendered, positions, max_size, Path(out), progress)
-        outputs = _write(target, collection, plans, rendered, positions, stats, save_to_disk)
-        return BuildResult(Path(out), len(positions), len(rendered.metas), outputs)
+    if workers is not None:  # no more workers than chunks
+        workers = max(1, min(workers, len(make_chunks(plans))))
+    with _new_parents(target.path), atomic_dir(target.path, marker=target.write_marker) as tmp, \
+            _shard_folder(tmp, executor, workers) as folder:
+        with shards.open_lanes(executor, workers, plans, folder, address) as lanes:
+            rendered = render_all(plans, lanes, progress)
+            if not rendered.rows:  # e.g. --format cot and no template has a cot_target
+                raise no_rows_error(str(collection.path), plans, rendered.skips)
+            positions, stats = _select(collection, plans, rendered)
+            kept = kept_by_chunk(rendered, positions)
+            per_task = corpus_stats(lanes, rendered, kept)
+            runs = _kept_runs(rendered, kept)
+            _check_size(collection, runs, len(positions), max_size, Path(out), progress)
+            outputs = _write_corpus(tmp, lanes, collection, plans, rendered, positions, runs, per_task, stats)
+        outputs = _write_rest(tmp, collection, plans, len(positions), outputs, save_to_disk)
+        return BuildResult(Path(out), len(positions), rendered.rows, outputs)
+
+
+def _check_workers(num_proc: int | None, executor: str, address: str | None) -> int | None:
+    """The number of workers asked for (None: every CPU of the Ray cluster), after checking the options.
+
+    Raises:
+        ConfigError: An unknown executor, ``--address`` without Ray or unreachable, Ray not installed,
+            or fewer than one worker.
+    """
+    if executor not in shards.EXECUTORS:
+        raise ConfigError([f"--executor must be one of {list(shards.EXECUTORS)} (got '{executor}')"])
+    if address is not None and executor != "ray":
+        raise ConfigError([f"--address {address} is a Ray cluster address; expected --executor ray with it"])
+    if num_proc is not None and num_proc < 1:
+        raise ConfigError([f"--num-proc must be >= 1 (got {num_proc})"])
+    if executor == "ray":  # missing Ray, or no cluster at --address: one line now, before any data is loaded
+        from taskmill.builders.shards_ray import check_reachable, import_ray
+
+        import_ray()
+        if address is not None:
+            check_reachable(address)
+    return num_proc if num_proc is not None or executor == "ray" else 1
 
 
 @contextlib.contextmanager
-def _spill_folder(num_proc: int) -> Iterator[Path | None]:
-    """A temporary folder (``TMPDIR``) for the workers' output, removed on the way out; None for one process."""
-    if num_proc <= 1:
+def _shard_folder(tmp: Path, executor: str, workers: int | None) -> Iterator[Path | None]:
+    """The workers' shard folder, inside the output's temp folder (so a killed build's shards are
+    swept with it, and every Ray node that sees the output sees them); removed on the way out.
+    None when this process renders alone (its shards stay in memory)."""
+    if executor == "local" and workers == 1:
         yield None
         return
-    import tempfile
+    folder = tmp / ".shards"
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
-    with tempfile.TemporaryDirectory(prefix="taskmill-build-") as folder:
-        yield Path(folder)
+
+@contextlib.contextmanager
+def _new_parents(folder: Path) -> Iterator[None]:
+    """On failure, remove the (still empty) parent folders of ``folder`` that this build created."""
+    missing = [p for p in folder.parents if not p.exists()]  # innermost first
+    try:
+        yield
+    except BaseException:
+        for parent in missing:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        raise

@@ -6,7 +6,7 @@ timings), so the card is byte-identical across runs like the corpus itself.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,34 +35,98 @@ class BuildStats:
     rendered: int
 
 
-def _lengths(values: Sequence[int]) -> str:
-    return f"{min(values)} / {sum(values) / len(values):.1f} / {max(values)}"
+class GroupStats:
+    """Card counters of the rows of one (template, split, format): mergeable across chunks.
+
+    Lengths keep exact integer sums, so the mean printed from merged counters is the mean of the rows.
+    """
+
+    __slots__ = ("rows", "prompt", "completion", "labels")
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.prompt = [0, 0, 0]  # min, sum, max
+        self.completion = [0, 0, 0]
+        self.labels: Counter[str] = Counter()  # target_index (or "not a choice") of rows with answer_choices
+
+    def add(self, meta: Meta) -> None:
+        """Count one corpus row."""
+        for lengths, size in ((self.prompt, meta[5]), (self.completion, meta[6])):
+            lengths[0] = size if not self.rows else min(lengths[0], size)
+            lengths[1] += size
+            lengths[2] = max(lengths[2], size)
+        self.rows += 1
+        if meta[8]:
+            self.labels["not a choice" if meta[7] is None else str(meta[7])] += 1
+
+    def merge(self, other: GroupStats) -> None:
+        """Add another chunk's counters of the same group."""
+        if not other.rows:
+            return
+        for mine, theirs in ((self.prompt, other.prompt), (self.completion, other.completion)):
+            mine[0] = theirs[0] if not self.rows else min(mine[0], theirs[0])
+            mine[1] += theirs[1]
+            mine[2] = max(mine[2], theirs[2])
+        self.rows += other.rows
+        self.labels.update(other.labels)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.rows, self.prompt, self.completion, self.labels
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.rows, self.prompt, self.completion, self.labels = state
 
 
-def _labels(metas: Sequence[Meta]) -> str:
-    with_choices = [m for m in metas if m[8]]
+# template_id -> (split, format) -> counters, each in order of first row (corpus order).
+TaskStats = dict[str, dict[tuple[str, str], GroupStats]]
+
+
+def chunk_stats(metas: Sequence[Meta], kept: Sequence[int] | None = None) -> TaskStats:
+    """The card counters of one chunk's rows (all of them, or those at ``kept``, ascending)."""
+    stats: TaskStats = {}
+    for meta in metas if kept is None else (metas[i] for i in kept):
+        groups = stats.get(meta[1])
+        if groups is None:
+            groups = stats[meta[1]] = {}
+        group = groups.get((meta[0], meta[2]))
+        if group is None:
+            group = groups[(meta[0], meta[2])] = GroupStats()
+        group.add(meta)
+    return stats
+
+
+def merge_stats(into: TaskStats, chunk: TaskStats) -> None:
+    """Merge a later chunk's counters into ``into`` (first-row order is kept)."""
+    for tid, groups in chunk.items():
+        mine = into.setdefault(tid, {})
+        for key, group in groups.items():
+            mine.setdefault(key, GroupStats()).merge(group)
+
+
+def _lengths(values: list[int], rows: int) -> str:
+    return f"{values[0]} / {values[1] / rows:.1f} / {values[2]}"
+
+
+def _labels(group: GroupStats) -> str:
+    with_choices = sum(group.labels.values())
     if not with_choices:
         return "-"
-    counts = Counter("not a choice" if m[7] is None else str(m[7]) for m in with_choices)
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    shown = [f"{k}: {v} ({100 * v / len(with_choices):.1f}%)" for k, v in ranked[:TOP_LABELS]]
+    ranked = sorted(group.labels.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = [f"{k}: {v} ({100 * v / with_choices:.1f}%)" for k, v in ranked[:TOP_LABELS]]
     if len(ranked) > TOP_LABELS:
         shown.append(f"{len(ranked) - TOP_LABELS} more")
     return ", ".join(shown)
 
 
-def _template_section(name: str, tid: str, metas: list[Meta], skips: list[tuple[str, str, str, list[Any]]],
-                      duplicates: list[tuple[str, str, int]]) -> list[str]:
+def _template_section(name: str, tid: str, groups: dict[tuple[str, str], GroupStats],
+                      skips: list[tuple[str, str, str, list[Any]]], duplicates: list[tuple[str, str, int]]) -> list[str]:
     lines = [f"### Template `{name}`", "", f"id `{tid}`", ""]
-    if metas:
+    if groups:
         lines += ["| split | format | rows | prompt chars min / mean / max | completion chars min / mean / max "
                   "| labels (target_index) |", "|---|---|---:|---|---|---|"]
-        groups: dict[tuple[str, str], list[Meta]] = defaultdict(list)
-        for m in metas:
-            groups[(m[0], m[2])].append(m)
         for (split, fmt), group in groups.items():
-            lines.append(f"| {split} | {fmt} | {len(group)} | {_lengths([m[5] for m in group])} | "
-                         f"{_lengths([m[6] for m in group])} | {_labels(group)} |")
+            lines.append(f"| {split} | {fmt} | {group.rows} | {_lengths(group.prompt, group.rows)} | "
+                         f"{_lengths(group.completion, group.rows)} | {_labels(group)} |")
         lines.append("")
     else:
         lines += ["No rows.", ""]
@@ -74,7 +138,7 @@ def _template_section(name: str, tid: str, metas: list[Meta], skips: list[tuple[
     return lines + ([""] if skips or duplicates else [])
 
 
-def _task_section(plan: TaskPlan, metas: list[Meta], stats: BuildStats) -> list[str]:
+def _task_section(plan: TaskPlan, task_stats: TaskStats, stats: BuildStats) -> list[str]:
     cfg = plan.config
     lines = [f"## Task `{cfg.name}`", "", f"Dataset `{cfg.dataset}` from {plan.data.origin}"
              + (f", templates `{plan.template_label}`" if plan.templates else "") + ".", ""]
@@ -84,15 +148,12 @@ def _task_section(plan: TaskPlan, metas: list[Meta], stats: BuildStats) -> list[
     lines += [f"- {note}" for note in format_notes(plan)]
     lines.append("")
     names = {t.id: t.name for t in plan.templates}
-    others = {m[1] for m in metas} | {k[1] for k in stats.skips if k[0] == plan.index}
+    others = set(task_stats) | {k[1] for k in stats.skips if k[0] == plan.index}
     order = [t.id for t in plan.templates] + sorted(others - set(names))
-    by_template: dict[str, list[Meta]] = defaultdict(list)
-    for m in metas:
-        by_template[m[1]].append(m)
     for tid in order:
         skips = [(s, f, r, v) for (t, i, s, f, r), v in stats.skips.items() if t == plan.index and i == tid]
         dups = [(s, f, n) for (t, i, s, f), n in stats.duplicates.items() if t == plan.index and i == tid]
-        lines += _template_section(names.get(tid, tid), tid, by_template.get(tid, []), skips, dups)
+        lines += _template_section(names.get(tid, tid), tid, task_stats.get(tid, {}), skips, dups)
     return lines
 
 
@@ -129,20 +190,27 @@ def _mix_section(plans: Sequence[TaskPlan], mix: MixReport) -> list[str]:
     return lines + [""]
 
 
-def render_card(title: str, seed: int, plans: Sequence[TaskPlan], metas: Sequence[Meta], task_of: Sequence[int],
+def render_card(title: str, seed: int, plans: Sequence[TaskPlan], per_task: dict[int, TaskStats],
                 stats: BuildStats) -> str:
-    """The card's Markdown text."""
-    per_task: dict[int, list[Meta]] = defaultdict(list)
-    for m, t in zip(metas, task_of):
-        per_task[t].append(m)
-    lines = [f"# Corpus card: {title}", "", f"{len(metas)} rows (seed {seed}; {stats.rendered} rendered, "
+    """The card's Markdown text.
+
+    Args:
+        title: The collection file's name.
+        seed: The collection seed.
+        plans: The planned tasks.
+        per_task: Task index -> the card counters of its corpus rows (merged in corpus order).
+        stats: The build's counters (skips, duplicates, mixing).
+    """
+    rows = {p.index: sum(g.rows for groups in per_task.get(p.index, {}).values() for g in groups.values()) for p in plans}
+    total = sum(rows.values())
+    lines = [f"# Corpus card: {title}", "", f"{total} rows (seed {seed}; {stats.rendered} rendered, "
              f"{sum(stats.duplicates.values())} exact duplicates removed"
-             + (f", {stats.rendered - sum(stats.duplicates.values()) - len(metas)} left out by mixing" if stats.mix else "")
+             + (f", {stats.rendered - sum(stats.duplicates.values()) - total} left out by mixing" if stats.mix else "")
              + ").", "", "| task | dataset | rows |", "|---|---|---:|"]
-    lines += [f"| {p.config.name} | {p.config.dataset} | {len(per_task[p.index])} |" for p in plans]
+    lines += [f"| {p.config.name} | {p.config.dataset} | {rows[p.index]} |" for p in plans]
     lines.append("")
     if stats.mix is not None:
         lines += _mix_section(plans, stats.mix)
     for plan in plans:
-        lines += _task_section(plan, per_task[plan.index], stats)
+        lines += _task_section(plan, per_task.get(plan.index, {}), stats)
     return "\n".join(lines).rstrip("\n") + "\n"

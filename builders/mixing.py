@@ -13,24 +13,44 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from taskmill.builders.collection import MixingConfig
-from taskmill.builders.render import Meta
 
 GroupKey = tuple[int, str, str, str]  # (task index, template_id, split, format)
+KEY_SIZE = 32  # keys.text_key: a sha256 digest
+ID_SIZE = 16  # keys.row_id: 16 hex digits
 
 
-def dedup(metas: Sequence[Meta], task_of: Sequence[int]) -> tuple[list[int], Counter[GroupKey]]:
+class ChunkRows(Protocol):
+    """What dedup and mixing read of a chunk (a :class:`taskmill.builders.shards.ChunkSummary`)."""
+
+    task: int
+    split: str
+    rows: int
+    keys: bytes  # 32-byte exact-duplicate key per row
+    ids: bytes  # 16-byte row id per row
+    groups: tuple[tuple[str, str], ...]  # distinct (template_id, format)
+    group_of: Sequence[int]  # per row: index in groups
+
+
+def dedup(chunks: Sequence[ChunkRows]) -> tuple[list[int], Counter[GroupKey]]:
     """Positions of first occurrences of each (split, prompt, completion), and removals per group."""
     seen: set[bytes] = set()
     kept: list[int] = []
     removed: Counter[GroupKey] = Counter()
-    for pos, meta in enumerate(metas):
-        if meta[4] in seen:
-            removed[(task_of[pos], meta[1], meta[0], meta[2])] += 1
-            continue
-        seen.add(meta[4])
-        kept.append(pos)
+    start = 0
+    for chunk in chunks:
+        keys = chunk.keys
+        for i in range(chunk.rows):
+            key = keys[KEY_SIZE * i:KEY_SIZE * (i + 1)]
+            if key in seen:
+                tid, fmt = chunk.groups[chunk.group_of[i]]
+                removed[(chunk.task, tid, chunk.split, fmt)] += 1
+                continue
+            seen.add(key)
+            kept.append(start + i)
+        start += chunk.rows
     return kept, removed
 
 
@@ -67,13 +87,24 @@ class MixReport:
     kept: dict[tuple[int, str], int]
 
 
-def mix(positions: Sequence[int], metas: Sequence[Meta], task_of: Sequence[int], ntasks: int,
-        config: MixingConfig) -> tuple[list[int], MixReport]:
-    """Apply mixing to the rows at ``positions``; rows of splits not mixed are all kept."""
-    by_group: dict[tuple[int, str], list[int]] = {}
+def mix(positions: Sequence[int], chunks: Sequence[ChunkRows], config: MixingConfig,
+        ntasks: int) -> tuple[list[int], MixReport]:
+    """Apply mixing to the rows at ``positions`` (ascending); rows of splits not mixed are all kept."""
+    by_group: dict[tuple[int, str], list[tuple[bytes, int]]] = {}
+    keep: list[int] = []
+    starts = [0]
+    for chunk in chunks:
+        starts.append(starts[-1] + chunk.rows)
+    number = 0
     for pos in positions:
-        by_group.setdefault((task_of[pos], metas[pos][0]), []).append(pos)
-    keep = {pos for pos in positions if metas[pos][0] not in config.splits}
+        while starts[number + 1] <= pos:
+            number += 1
+        chunk = chunks[number]
+        if chunk.split not in config.splits:
+            keep.append(pos)
+            continue
+        i = pos - starts[number]
+        by_group.setdefault((chunk.task, chunk.split), []).append((chunk.ids[ID_SIZE * i:ID_SIZE * (i + 1)], pos))
     available, asked, kept = {}, {}, {}
     for split in config.splits:
         sizes = [len(by_group.get((t, split), [])) for t in range(ntasks)]
@@ -81,7 +112,7 @@ def mix(positions: Sequence[int], metas: Sequence[Meta], task_of: Sequence[int],
         for t in range(ntasks):
             if not sizes[t]:
                 continue
-            group = sorted(by_group[(t, split)], key=lambda p: (metas[p][3], p))[: wanted[t]]
-            keep.update(group)
+            group = sorted(by_group[(t, split)])[: wanted[t]]  # smallest ids (ties: corpus order)
+            keep += [pos for _, pos in group]
             available[(t, split)], asked[(t, split)], kept[(t, split)] = sizes[t], wanted[t], len(group)
     return sorted(keep), MixReport(available, asked, kept)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from taskmill.builders import keys
@@ -103,7 +102,6 @@ class ChunkResult:
         skips: (template_id, split, format, reason) -> [count, example row indices].
         batch: The same rows as an Arrow record batch (built by :meth:`finish`).
         error: The one-line report of a failure.
-        spilled: ``blob`` and ``batch`` were written to the spill folder instead (worker processes).
     """
 
     lines: list[str] = field(default_factory=list)
@@ -113,7 +111,6 @@ class ChunkResult:
     skips: dict[tuple[str, str, str, str], list[Any]] = field(default_factory=dict)
     batch: Any = None
     error: str | None = None
-    spilled: bool = False
     values: list[tuple[Any, ...]] = field(default_factory=list)
 
     def skip(self, template_id: str, split: str, fmt: str, reason: str, row_index: int) -> None:
@@ -336,27 +333,16 @@ class TemplateRenderer:
 _STATE: dict[str, Any] = {}
 
 
-def init_worker(plans: list[TaskPlan], spill: Path | None = None) -> None:
-    """Give a worker process the plans (inherited, not pickled, when processes fork).
-
-    With ``spill``, each chunk's JSONL bytes and Arrow batch go to files there
-    (:func:`~taskmill.builders.writer.spill_chunk`) and the result carries only the small parts.
-    """
+def init_worker(plans: list[TaskPlan]) -> None:
+    """Give a worker (process, Ray actor, or this process) the plans; forked processes inherit
+    them instead of unpickling them."""
     _STATE["plans"] = plans
     _STATE["renderers"] = {}
-    _STATE["spill"] = spill
 
 
-def run_chunk(chunk: Chunk, number: int = 0) -> ChunkResult:
-    """Render chunk ``number``; a :class:`TaskmillError` comes back as its one-line report."""
-    result = _render(chunk)
-    spill = _STATE.get("spill")
-    if spill is not None and result.error is None:
-        from taskmill.builders.writer import spill_chunk
-
-        spill_chunk(spill, number, result.blob, result.batch)
-        result.blob, result.batch, result.spilled = b"", None, True
-    return result
+def run_chunk(chunk: Chunk) -> ChunkResult:
+    """Render a chunk; a :class:`TaskmillError` comes back as its one-line report."""
+    return _render(chunk)
 
 
 def _render(chunk: Chunk) -> ChunkResult:

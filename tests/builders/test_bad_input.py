@@ -173,12 +173,12 @@ def test_error_in_a_worker_process_is_one_line(project: Path, tmp_path: Path, cl
 
     spill_root = tmp_path / "tmpdir"
     spill_root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(spill_root))  # where the workers' spill folder goes
+    monkeypatch.setattr(tempfile, "tempdir", str(spill_root))  # shards go to the output's temp folder, not here
     _edit_train(project, 9, label=7)
     result = cli(["build", project / "collection.yaml", "--out", tmp_path / "out", "--num-proc", "2",
                   "--no-progress", "--cache-dir", cache_dir])
     _fails(result, tmp_path / "out", "row train[9]", "label 7 is out of range")
-    assert list(spill_root.iterdir()) == []  # the spilled chunks went with the failed build
+    assert list(spill_root.iterdir()) == []  # (and _fails checked that the output's temp folder is gone)
 
 
 def test_no_traceback_from_a_real_process(project: Path, tmp_path: Path, cache_dir: Path) -> None:

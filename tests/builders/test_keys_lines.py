@@ -86,25 +86,31 @@ def test_parquet_bytes_do_not_depend_on_chunking(tmp_path: Path) -> None:
     assert len(digests) == 1
 
 
-def test_jsonl_chunks_write_exactly_the_kept_lines(tmp_path: Path) -> None:
+def test_kept_runs_written_at_their_offsets_in_any_order_make_exactly_the_kept_lines(tmp_path: Path) -> None:
     import hashlib as hl
+    import itertools
     import random
 
-    from taskmill.builders.writer import JsonlChunks
+    from taskmill.builders.writer import byte_runs, sha256_path, write_runs
 
     rng = random.Random(0)
     lines = [f'{{"n": {i}, "t": "{"é" * rng.randrange(5)}"}}'.encode() for i in range(300)]
-    chunks = JsonlChunks()
-    i = 0
+    chunks, i = [], 0
     for size in (1, 0, 7, 50, 3, 100, 139):
         part = lines[i:i + size]
-        offsets = [0]
-        for line in part:
-            offsets.append(offsets[-1] + len(line) + 1)
-        chunks.add(b"".join(line + b"\n" for line in part), offsets)
+        offsets = [0, *itertools.accumulate(len(line) + 1 for line in part)]
+        chunks.append((i, b"".join(line + b"\n" for line in part), offsets))
         i += size
     for keep in (list(range(300)), sorted(rng.sample(range(300), 120)), list(range(5, 200)), [], [299]):
-        digest = chunks.write(tmp_path / "x.jsonl", keep)
+        kept = set(keep)
+        runs = [byte_runs(offsets, None if len(keep) == 300 else [j for j in range(len(offsets) - 1) if start + j in kept])
+                for start, _, offsets in chunks]
+        starts = list(itertools.accumulate((sum(b - a for a, b in r) for r in runs), initial=0))
+        path = tmp_path / "x.jsonl"
+        with path.open("wb") as fh:
+            fh.truncate(starts[-1])
+        for n in rng.sample(range(len(chunks)), len(chunks)):  # workers finish in any order
+            write_runs(path, starts[n], chunks[n][1], runs[n])
         expected = b"".join(lines[p] + b"\n" for p in keep)
-        assert (tmp_path / "x.jsonl").read_bytes() == expected
-        assert digest == hl.sha256(expected).hexdigest()
+        assert path.read_bytes() == expected
+        assert sha256_path(path) == hl.sha256(expected).hexdigest()
