@@ -49,8 +49,10 @@ class EvalConfig:
         fold: A fold JSON (``taskmill.records.Fold`` fields); restricts tasks to its ``test_tasks``.
         clusters: Task -> cluster mapping for ``per_cluster``: a JSON object, or a cluster manifest.
         limit: At most this many rows per (task, template, format), in corpus order.
-        prompt_style: ``plain``, ``chat`` or ``auto`` (chat when the model has a chat template).
-        separator: Text between prompt and continuation in ``plain`` style.
+        prompt_style: ``plain``, ``chat``, ``auto`` (chat when the model has a chat template) or
+            ``lmeval`` (lm-evaluation-harness's requests: ``(prompt, separator + choice)``).
+        separator: Text between prompt and continuation in ``plain`` style (``lmeval``: the
+            target delimiter that starts every choice).
         calibrate: Also compute ``acc_calibrated`` against ``content_free``.
         content_free: The content-free prompt for calibration.
         max_new_tokens: Generation budget for open-ended rows.
@@ -95,8 +97,8 @@ class EvalConfig:
         bad = [f for f in self.formats if f not in FORMATS]
         if bad or not self.formats:
             problems.append(f"formats: {bad or 'none given'}: expected some of {', '.join(FORMATS)}")
-        if self.prompt_style not in ("plain", "chat", "auto"):
-            problems.append(f"prompt_style: '{self.prompt_style}': expected plain, chat or auto")
+        if self.prompt_style not in ("plain", "chat", "auto", "lmeval"):
+            problems.append(f"prompt_style: '{self.prompt_style}': expected plain, chat, auto or lmeval")
         for name in ("limit", "chunk_size", "max_new_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
