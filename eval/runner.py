@@ -284,8 +284,27 @@ def _example(row: Row, raw: dict[str, Any] | None, backend: Any) -> dict[str, An
 VERSIONED = ("taskmill", "torch", "transformers", "peft", "vllm", "rouge-score", "sacrebleu", "numpy")
 
 
+def template_sources(corpus: str, tasks: set[str]) -> list[dict[str, Any]]:
+    """Where the templates of ``tasks`` came from, from the corpus manifest (converted files only).
+
+    A template file converted from another tool (``taskmill templates convert-lmeval``) carries a
+    ``source`` block (lm-eval task name and version, and the eval settings that reproduce its
+    requests); the build copies it into ``manifest.json``. Hand-written files have none, and a
+    corpus without a manifest (a bare JSONL) gives an empty list.
+    """
+    path = corpus_file(corpus).parent / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    entries = manifest.get("templates") if isinstance(manifest, dict) else None
+    return [{"task": e["task"], "template_file": e.get("path"), **e["source"]}
+            for e in entries or [] if isinstance(e, dict) and e.get("source") and e.get("task") in tasks]
+
+
 def _summary(config: EvalConfig, backend: Any, options: ScoringOptions, examples: list[dict]) -> dict[str, Any]:
     agg = aggregate(examples, clusters=load_clusters(config.clusters), n_boot=config.bootstrap, seed=config.seed)
+    sources = template_sources(config.corpus, {e["task"] for e in examples})
     return {
         "schema": "taskmill.eval.results/1",
         "versions": package_versions(VERSIONED),
@@ -297,5 +316,6 @@ def _summary(config: EvalConfig, backend: Any, options: ScoringOptions, examples
         "adapter_hash": backend.adapter_hash,
         "prompt_style": {"kind": options.style.kind, "separator": options.style.separator},
         "n_examples": len(examples),
+        **({"template_sources": sources} if sources else {}),
         **agg,
     }

@@ -111,3 +111,87 @@ def test_converted_task_requests_equal_lm_eval(name, shared_dir, tmp_path):
     # The rows exercise what the converter must keep: every continuation starts with lm-eval's
     # delimiter, and the prompt is not stripped text that happens to match.
     assert all(cont.startswith(" ") for row in ours for _, cont in row)
+
+
+class RecordingBackend:
+    """A stand-in for a model (this test checks what eval asks, not the scores): it records every
+    loglikelihood request and answers a deterministic value."""
+
+    name, model_revision, adapter_hash, chat_format = "recording", "none", "none", None
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+
+    def loglikelihood(self, reqs):
+        from taskmill.backends.requests import Loglikelihood
+
+        self.requests += [(r.context, r.continuation) for r in reqs]
+        return [Loglikelihood(-float(len(r.continuation)), False, 1) for r in reqs]
+
+    def generate(self, reqs):  # pragma: no cover - a converted task has only choice rows
+        raise AssertionError("no generation expected")
+
+
+def test_build_then_eval_sends_lm_eval_requests_and_records_the_task(shared_dir, tmp_path):
+    """convert -> build (real builder, shared PIQA rows) -> eval --prompt-style lmeval: the backend
+    receives lm-eval's exact pairs, and results.json names the lm-eval task and version."""
+    import yaml
+
+    from taskmill.builders.build import build_collection
+    from taskmill.eval.runner import EvalConfig, evaluate
+
+    yaml_rel, folder, split, split_key = TASKS["piqa"]
+    data = shared_dir / "data" / folder / f"{split}.jsonl"
+    if not data.is_file():
+        pytest.skip(f"shared data not found at {data}")
+    conversion = convert_lmeval(_tasks_dir() / yaml_rel, tmp_path / "piqa.yaml")
+    (tmp_path / "collection.yaml").write_text(yaml.safe_dump({"tasks": [{
+        "name": "piqa", "dataset": "piqa", "data_files": {split: str(data.resolve())}, "splits": [split],
+        "templates": "piqa.yaml", "max_examples": N_ROWS, "formats": ["zero_shot"]}]}), encoding="utf-8")
+    build_collection(tmp_path / "collection.yaml", tmp_path / "corpus", progress=False)
+    backend = RecordingBackend()
+    settings = conversion.eval_settings
+    results = evaluate(EvalConfig(corpus=str(tmp_path / "corpus"), out=str(tmp_path / "eval"), model="none",
+                                  prompt_style=settings["prompt_style"], separator=settings["separator"],
+                                  formats=("zero_shot",), bootstrap=0), backend=backend, progress=False)
+
+    corpus = [json.loads(line) for line in (tmp_path / "corpus" / "corpus.jsonl").open(encoding="utf-8")]
+    all_rows = [json.loads(line) for line in data.open(encoding="utf-8")]
+    theirs, _ = lmeval_requests(_tasks_dir() / yaml_rel, [all_rows[r["row_index"]] for r in corpus], split_key)
+    assert len(corpus) == N_ROWS
+    assert backend.requests == [pair for row in theirs for pair in row]
+    written = json.loads((tmp_path / "eval" / "results.json").read_text(encoding="utf-8"))
+    (source,) = written["template_sources"]
+    assert source["task"] == "piqa" and source["lm_eval"]["task"] == "piqa"
+    assert source["lm_eval"]["version"] == 1.0 and source["eval"] == settings
+    assert results["n_examples"] == N_ROWS
+
+
+# Features the three shared tasks do not use, checked against lm-eval itself on tiny rows.
+TINY_ROWS = [{"goal": "Watch the news", "sol1": "on a television ", "sol2": " in a  box", "label": 0, "key": "B",
+              "opts": {"text": ["p", " q "], "label": ["A", "B"]}},
+             {"goal": " Boil\twater ", "sol1": "kettle", "sol2": "pan\n", "label": 1, "key": "A",
+              "opts": {"text": ["x y", "z"], "label": ["A", "B"]}}]
+TINY_TASKS = {
+    "description_delimiter_newline": {"doc_to_text": "Q: {{goal}}\n", "description": "Pick one.\n",
+                                      "target_delimiter": "=>", "doc_to_choice": "{{[sol1, sol2]}}",
+                                      "doc_to_target": "label"},
+    "field_text_jinja_target": {"doc_to_text": "goal", "doc_to_choice": "{{opts.text}}",
+                                "doc_to_target": "{{opts.label.index(key)}}"},
+    "list_choices_constant_target": {"doc_to_text": "{{goal}}?", "doc_to_choice": [" yes", "no "], "doc_to_target": 1},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY_TASKS))
+def test_tiny_task_features_equal_lm_eval(name, tmp_path):
+    import yaml
+
+    pytest.importorskip("lm_eval")
+    cfg = {"task": name, "dataset_path": "none", "output_type": "multiple_choice", "validation_split": "validation",
+           **TINY_TASKS[name]}
+    task_yaml = tmp_path / "task.yaml"
+    task_yaml.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    convert_lmeval(task_yaml, tmp_path / "out.yaml")
+    theirs, their_gold = lmeval_requests(task_yaml, TINY_ROWS, "validation_split")
+    ours, our_gold = taskmill_requests(tmp_path / "out.yaml", TINY_ROWS)
+    assert ours == theirs and our_gold == their_gold
