@@ -329,10 +329,16 @@ def _target_source(value: Any, problems: list[str]) -> str | None:
 # --- conversion -----------------------------------------------------------------------------------
 
 
+def _is_default(key: str, value: Any) -> bool:
+    """True when an unsupported key holds lm-eval's default (a no-op, e.g. ``repeats: 1``)."""
+    return value is None or value is False or (key == "repeats" and value == 1)
+
+
 def _key_problems(cfg: dict[str, Any]) -> list[str]:
+    """Problems of the task's keys: unsupported, unknown, wrong output type or metric."""
     problems = []
     for key in sorted(cfg):
-        if key in _UNSUPPORTED and cfg[key] not in (None, False, 1 if key == "repeats" else None):
+        if key in _UNSUPPORTED and not _is_default(key, cfg[key]):
             problems.append(f"'{key}' is not supported by the converter")
         elif key not in _HANDLED | _IGNORED | _UNSUPPORTED:
             problems.append(f"unknown lm-eval task key '{key}'")
@@ -435,13 +441,14 @@ def build_lmeval_template(path: str | Path, dataset: str | None = None) -> Lmeva
                     "lm_eval_version": lmeval_version()},
         "eval": settings,
     }
-    hub, subset = _dataset(cfg, dataset)
+    hub, subset = _dataset(cfg, dataset, path)
     tf = TemplateFile(str(path), hub, subset, (template,), source)
     ignored = tuple(sorted(k for k in cfg if k in _IGNORED))
     return LmevalConversion(tf, task, settings, ignored)
 
 
-def _dataset(cfg: dict[str, Any], dataset: str | None) -> tuple[str, str | None]:
+def _dataset(cfg: dict[str, Any], dataset: str | None, path: Path) -> tuple[str, str | None]:
+    """(HF id, config) of the output file: ``--dataset``, else the task's ``dataset_path``/``dataset_name``."""
     if dataset is not None:
         from taskmill.templates.dataset_ids import split_dataset_id
 
@@ -449,7 +456,7 @@ def _dataset(cfg: dict[str, Any], dataset: str | None) -> tuple[str, str | None]
     hub = cfg.get("dataset_path")
     name = cfg.get("dataset_name")
     if not isinstance(hub, str) or not hub:
-        raise ConfigError(["'dataset_path' is missing; give --dataset"], file=str(cfg.get("task")))
+        raise ConfigError(["'dataset_path' is missing; give --dataset"], file=str(path))
     return hub, name if isinstance(name, str) and name else None
 
 

@@ -182,3 +182,20 @@ def test_hellaswag_process_docs_in_jinja_matches_its_rules():
     assert rendered.input == "Home: Fix a shelf Then. drill"
     assert rendered.answer_choices == ("a b ", "c. d")
     assert rendered.target_index == 1
+
+
+def test_template_file_validates_keep_whitespace_and_source(tmp_path):
+    path = _write(tmp_path, {}, "bad.yaml", text=yaml.safe_dump({
+        "dataset": "toy", "source": ["not", "a", "mapping"],
+        "templates": [{"id": "a", "name": "a", "input": "{{ x }}", "target": "y", "keep_whitespace": "yes"}]}))
+    with pytest.raises(ConfigError) as err:
+        load_template_file(path)
+    assert "'source' must be a mapping or absent" in err.value.line()
+    assert "'keep_whitespace' must be true or false" in err.value.line()
+
+
+def test_regex_replace_filter():
+    from taskmill.templates.engine import environment
+
+    src = "{{ x | regex_replace('[0-9]+', '#') }}|{{ x | regex_replace('[0-9]', '#', 1) }}"
+    assert environment(True).from_string(src).render(x="a1b22") == "a#b#|a#b22"
