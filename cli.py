@@ -131,7 +131,7 @@ def templates_convert_flan(
 @templates_app.command("convert-lmeval")
 @user_errors
 def templates_convert_lmeval(
-    task_yaml: Annotated[Path, typer.Argument(help="lm-evaluation-harness task YAML (e.g. lm_eval/tasks/piqa/piqa.yaml).")],
+    task_yaml: Annotated[Path, typer.Argument(help="lm-evaluation-harness task YAML (e.g. lm_eval/tasks/piqa/piqa.yaml), or the name of one of the installed lm-eval's task files (piqa, arc_easy, hellaswag).")],
     out: Annotated[Path, typer.Option(help="taskmill YAML file to write.")],
     dataset: Annotated[Optional[str], typer.Option(help="HF dataset id of the output file (default: the task's dataset_path/dataset_name).")] = None,
 ) -> None:

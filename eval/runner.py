@@ -305,6 +305,10 @@ def template_sources(corpus: str, tasks: set[str]) -> list[dict[str, Any]]:
 def _summary(config: EvalConfig, backend: Any, options: ScoringOptions, examples: list[dict]) -> dict[str, Any]:
     agg = aggregate(examples, clusters=load_clusters(config.clusters), n_boot=config.bootstrap, seed=config.seed)
     sources = template_sources(config.corpus, {e["task"] for e in examples})
+    for source in sources:  # converted templates reproduce their origin only with its eval settings
+        wanted = source.get("eval") or {}
+        source["eval_settings_used"] = (wanted.get("prompt_style") == options.style.kind
+                                        and wanted.get("separator") == options.style.separator)
     return {
         "schema": "taskmill.eval.results/1",
         "versions": package_versions(VERSIONED),

@@ -196,6 +196,38 @@ def read_task_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
     return merged
 
 
+def installed_tasks_dir() -> Path | None:
+    """``lm_eval/tasks`` of the installed lm-evaluation-harness (found, not imported), or None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "tasks"
+    return folder if folder.is_dir() else None
+
+
+def resolve_task_yaml(task: str | Path) -> Path:
+    """The task YAML: ``task`` itself when it is a path, else ``<name>.yaml`` among lm-eval's own tasks.
+
+    Raises:
+        TaskmillError: A bare name that no (or more than one) installed lm-eval task file has.
+    """
+    path = Path(task)
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path  # a missing file is reported by read_task_yaml
+    tasks = installed_tasks_dir()
+    if tasks is None:
+        raise TaskmillError(f"'{task}' is not a file and lm-eval is not installed to look it up by name "
+                            "(pip install lm-eval); expected the task YAML's path")
+    matches = sorted(tasks.rglob(f"{path.name}.yaml"))
+    if len(matches) != 1:
+        found = ", ".join(str(m.relative_to(tasks)) for m in matches[:5]) or "none"
+        raise TaskmillError(f"'{task}': expected exactly one lm-eval task file named {path.name}.yaml under "
+                            f"{tasks} (found {found}); give the task YAML's path")
+    return matches[0]
+
+
 # --- known functions ------------------------------------------------------------------------------
 
 
@@ -399,14 +431,15 @@ def build_lmeval_template(path: str | Path, dataset: str | None = None) -> Lmeva
     """Convert the lm-eval task YAML at ``path`` (not written; see :func:`convert_lmeval`).
 
     Args:
-        path: The task YAML (lm-eval's own under ``lm_eval/tasks/`` or a user's).
+        path: The task YAML (lm-eval's own under ``lm_eval/tasks/`` or a user's), or the name of
+            one of lm-eval's own task files (``piqa`` -> ``lm_eval/tasks/piqa/piqa.yaml``).
         dataset: HF id of the output file (``name``, ``owner/name``, ``name/config`` or
             ``owner/name/config``); default: the task's ``dataset_path`` / ``dataset_name``.
 
     Raises:
         ConfigError: Every unsupported feature found, in one line.
     """
-    path = Path(path)
+    path = resolve_task_yaml(path)
     cfg = read_task_yaml(path)
     problems = _key_problems(cfg)
     prelude = _prelude(cfg, problems)

@@ -8,7 +8,6 @@ unsupported feature to one clear line with exit code 2 and nothing written.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from taskmill.errors import ConfigError
 from taskmill.eval.scoring import ScoringOptions, generate_request, loglikelihood_requests
 from taskmill.records import Row
 from taskmill.templates import compile_template, load_template_file
-from taskmill.templates.lmeval import build_lmeval_template, convert_lmeval, jinja_literal
+from taskmill.templates.lmeval import build_lmeval_template, convert_lmeval, installed_tasks_dir, jinja_literal
 
 MC = {"task": "toy", "dataset_path": "owner/toy", "output_type": "multiple_choice",
       "doc_to_text": "Question: {{goal}}\nAnswer:", "doc_to_target": "label", "doc_to_choice": "{{[sol1, sol2]}}",
@@ -155,8 +154,7 @@ def test_cli_writes_file_and_fails_with_exit_2_writing_nothing(tmp_path):
 
 
 def _lmeval_tasks() -> Path | None:
-    spec = importlib.util.find_spec("lm_eval")  # found, not imported: conversion never runs lm-eval
-    return Path(list(spec.submodule_search_locations)[0]) / "tasks" if spec and spec.submodule_search_locations else None
+    return installed_tasks_dir()  # found, not imported: conversion never runs lm-eval
 
 
 @pytest.mark.parametrize("rel", ["piqa/piqa.yaml", "arc/arc_easy.yaml", "arc/arc_challenge.yaml", "hellaswag/hellaswag.yaml"])
@@ -199,3 +197,12 @@ def test_regex_replace_filter():
 
     src = "{{ x | regex_replace('[0-9]+', '#') }}|{{ x | regex_replace('[0-9]', '#', 1) }}"
     assert environment(True).from_string(src).render(x="a1b22") == "a#b#|a#b22"
+
+
+def test_task_name_finds_lm_eval_task_file(tmp_path):
+    tasks = _lmeval_tasks()
+    if tasks is None or not (tasks / "arc/arc_easy.yaml").is_file():
+        pytest.skip("lm-eval's task files are not installed")
+    assert build_lmeval_template("arc_easy").template_file.source["lm_eval"]["file"] == "arc/arc_easy.yaml"
+    bad = CliRunner().invoke(app, ["templates", "convert-lmeval", "no_such_task_xyz", "--out", str(tmp_path / "o.yaml")])
+    assert bad.exit_code == 2 and "expected exactly one lm-eval task file named no_such_task_xyz.yaml" in bad.output

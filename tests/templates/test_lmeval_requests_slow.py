@@ -164,6 +164,7 @@ def test_build_then_eval_sends_lm_eval_requests_and_records_the_task(shared_dir,
     (source,) = written["template_sources"]
     assert source["task"] == "piqa" and source["lm_eval"]["task"] == "piqa"
     assert source["lm_eval"]["version"] == 1.0 and source["eval"] == settings
+    assert source["eval_settings_used"] is True
     assert results["n_examples"] == N_ROWS
 
 
