@@ -24,13 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from taskmill.eval.metrics import GENERATION_METRICS, metrics_for
-from taskmill.backends.requests import (
-    GenerateRequest,
-    LoglikelihoodRequest,
-    PromptStyle,
-    continuation_lead,
-    join_prompt,
-)
+from taskmill.backends.requests import GenerateRequest, LoglikelihoodRequest, PromptStyle, continuation_lead, join_prompt
 from taskmill.records import Row
 
 
