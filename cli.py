@@ -128,6 +128,24 @@ def templates_convert_flan(
         typer.echo(f"skipped {note}")
 
 
+@templates_app.command("convert-lmeval")
+@user_errors
+def templates_convert_lmeval(
+    task_yaml: Annotated[Path, typer.Argument(help="lm-evaluation-harness task YAML (e.g. lm_eval/tasks/piqa/piqa.yaml), or the name of one of the installed lm-eval's task files (piqa, arc_easy, hellaswag).")],
+    out: Annotated[Path, typer.Option(help="taskmill YAML file to write.")],
+    dataset: Annotated[Optional[str], typer.Option(help="HF dataset id of the output file (default: the task's dataset_path/dataset_name).")] = None,
+) -> None:
+    """Convert an lm-eval multiple-choice task into a taskmill template whose requests equal lm-eval's."""
+    from taskmill.templates.lmeval import convert_lmeval
+
+    result = convert_lmeval(task_yaml, out, dataset=dataset)
+    settings = result.eval_settings
+    typer.echo(f"wrote lm-eval task {result.task} as template {result.template_file.templates[0].id} for "
+               f"{result.template_file.dataset_id} to {out}")
+    typer.echo(f"evaluate with: taskmill eval ... --prompt-style {settings['prompt_style']} "
+               f"--separator {settings['separator']!r}")
+
+
 def _key_value(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
@@ -392,7 +410,7 @@ def eval_command(
     fold: Annotated[Optional[Path], typer.Option(help="Fold JSON: evaluate its test_tasks (held-out cluster).")] = None,
     clusters: Annotated[Optional[Path], typer.Option(help="Task->cluster JSON or cluster manifest, for per-cluster scores.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="At most N rows per (task, template, format).")] = None,
-    prompt_style: Annotated[str, typer.Option(help="plain, chat or auto (chat when the model has a template).")] = "auto",
+    prompt_style: Annotated[str, typer.Option(help="plain, chat, auto (chat when the model has a template) or lmeval (lm-eval's requests: prompt, then separator + choice).")] = "auto",
     separator: Annotated[str, typer.Option(help="Prompt/continuation separator for plain style (escapes allowed).")] = "\\n",
     calibrate: Annotated[bool, typer.Option(help="Also report accuracy calibrated on a content-free prompt.")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget for open-ended rows.")] = 64,

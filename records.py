@@ -50,6 +50,9 @@ class Template:
         jinja: The combined source, for the ``promptsource`` dialect only.
         reference: Author or paper the template comes from.
         cot_target: Optional Jinja source of a chain-of-thought target (rationale then answer).
+        keep_whitespace: Keep the rendered input, target and each answer choice exactly as
+            rendered (no strip). Templates converted from lm-evaluation-harness set it, since
+            lm-eval scores a choice with its own leading/trailing spaces.
     """
 
     id: str
@@ -62,16 +65,23 @@ class Template:
     jinja: str | None = None
     reference: str = ""
     cot_target: str | None = None
+    keep_whitespace: bool = False
 
 
 @dataclass(frozen=True)
 class TemplateFile:
-    """The templates of one dataset (HF id and optional config), as loaded from one file."""
+    """The templates of one dataset (HF id and optional config), as loaded from one file.
+
+    ``source`` says where converted templates came from and how to evaluate them as their origin
+    does (e.g. ``{"lm_eval": {"task": "piqa", "version": 1.0, ...}, "eval": {"prompt_style":
+    "lmeval", "separator": " "}}``); None for hand-written files.
+    """
 
     path: str
     dataset: str
     subset: str | None
     templates: tuple[Template, ...]
+    source: dict[str, Any] | None = field(default=None, hash=False)
 
     @property
     def dataset_id(self) -> str:

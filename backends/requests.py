@@ -65,11 +65,13 @@ class PromptStyle:
     """How a prompt and a continuation are joined.
 
     Attributes:
-        kind: ``plain`` (prompt + separator + continuation) or ``chat`` (chat template).
-        separator: Text between prompt and continuation in ``plain`` style.
+        kind: ``plain`` (prompt + separator + continuation), ``chat`` (chat template) or
+            ``lmeval`` (lm-evaluation-harness's requests: the context is the prompt as is and
+            the separator, its ``target_delimiter``, starts every continuation).
+        separator: Text between prompt and continuation in ``plain`` and ``lmeval`` style.
     """
 
-    kind: Literal["plain", "chat"] = "plain"
+    kind: Literal["plain", "chat", "lmeval"] = "plain"
     separator: str = "\n"
 
 
@@ -124,9 +126,16 @@ def join_prompt(
     """
     if style.kind == "plain":
         return prompt + style.separator
+    if style.kind == "lmeval":  # the separator goes with the continuation (continuation_lead)
+        return prompt
     if chat_format is None:
         raise ValueError("chat prompt style needs a model with a chat template")
     return chat_format(prompt)
+
+
+def continuation_lead(style: PromptStyle) -> str:
+    """Text put before every scored continuation: the separator in ``lmeval`` style, else nothing."""
+    return style.separator if style.kind == "lmeval" else ""
 
 
 def hf_chat_formatter(tokenizer: Any) -> Callable[[str], str] | None:

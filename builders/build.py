@@ -103,12 +103,14 @@ def template_path(collection: Collection, task: TaskConfig) -> Path:
     return collection.resolve(task.templates) if task.templates else library_file(task.dataset)
 
 
-def _templates(collection: Collection, task: TaskConfig) -> tuple[str, tuple[Template, ...]]:
+def _templates(collection: Collection, task: TaskConfig) -> tuple[str, tuple[Template, ...], dict[str, Any] | None]:
+    """(template file, its templates the task uses, its ``source`` block: where converted templates came from)."""
     from taskmill.templates.fileformat import load_template_file
 
     path = template_path(collection, task)
     try:
-        templates = load_template_file(path).templates
+        loaded = load_template_file(path)
+        templates, source = loaded.templates, loaded.source
     except TaskmillError as err:
         err.task = err.task or task.name
         raise
@@ -118,7 +120,7 @@ def _templates(collection: Collection, task: TaskConfig) -> tuple[str, tuple[Tem
         if missing:
             raise ConfigError([f"task '{task.name}': template id '{i}' is not in {path}" for i in missing])
         templates = tuple(t for t in templates if t.id in task.template_ids)
-    return str(path), templates
+    return str(path), templates, source
 
 
 def _sample(n: int, cap: int | None, seed: int) -> list[int]:
@@ -131,7 +133,7 @@ def _sample(n: int, cap: int | None, seed: int) -> list[int]:
 def plan_task(collection: Collection, index: int, task: TaskConfig, cache_dir: str | None = None) -> TaskPlan:
     """Load and check one task: its rows, templates and the rows selected per split."""
     data = load_task(task, collection, cache_dir)
-    template_file, templates = (str(collection.resolve(task.sni)), ()) if task.sni else _templates(collection, task)
+    template_file, templates, source = (str(collection.resolve(task.sni)), (), None) if task.sni else _templates(collection, task)
     for split in needed_splits(task) if templates else ():
         for t in templates:
             check_template(t, data.columns(split), file=template_file, task=task.name, row=f"{split}[0]")
@@ -139,7 +141,8 @@ def plan_task(collection: Collection, index: int, task: TaskConfig, cache_dir: s
         s: _sample(len(data.splits[s]), task.max_examples, keys.sample_seed(collection.seed, task.name, s))
         for s in task.splits
     }
-    return TaskPlan(index, task, collection.seed, templates, template_file, data, selected, _label(task, template_file))
+    return TaskPlan(index, task, collection.seed, templates, template_file, data, selected, _label(task, template_file),
+                    source)
 
 
 def _label(task: TaskConfig, template_file: str) -> str:
@@ -293,8 +296,10 @@ def _inputs(collection: Collection, plans: Sequence[TaskPlan]) -> tuple[list[dic
         for rel in written:
             data.append({"task": task.name, "path": rel, "sha256": sha256_file(collection.resolve(rel))})
         if not task.sni:
-            templates.append({"task": task.name, "path": plan.template_label,
-                              "sha256": sha256_file(Path(plan.template_file))})
+            entry = {"task": task.name, "path": plan.template_label, "sha256": sha256_file(Path(plan.template_file))}
+            if plan.template_source:  # converted templates (e.g. an lm-eval task): origin and eval settings
+                entry["source"] = plan.template_source
+            templates.append(entry)
     return data, templates
 
 

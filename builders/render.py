@@ -59,6 +59,8 @@ class TaskPlan:
         selected: Split -> row indices built (after ``max_examples``), ascending.
         template_label: The template file as the card and manifest show it (relative to the
             collection, or ``taskmill/templates/library/<file>``), so they are machine-independent.
+        template_source: The template file's ``source`` block (converted templates: where they
+            came from and their eval settings), recorded in the manifest; None otherwise.
     """
 
     index: int
@@ -69,6 +71,7 @@ class TaskPlan:
     data: SourceData
     selected: dict[str, list[int]]
     template_label: str = ""
+    template_source: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

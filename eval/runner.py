@@ -49,8 +49,10 @@ class EvalConfig:
         fold: A fold JSON (``taskmill.records.Fold`` fields); restricts tasks to its ``test_tasks``.
         clusters: Task -> cluster mapping for ``per_cluster``: a JSON object, or a cluster manifest.
         limit: At most this many rows per (task, template, format), in corpus order.
-        prompt_style: ``plain``, ``chat`` or ``auto`` (chat when the model has a chat template).
-        separator: Text between prompt and continuation in ``plain`` style.
+        prompt_style: ``plain``, ``chat``, ``auto`` (chat when the model has a chat template) or
+            ``lmeval`` (lm-evaluation-harness's requests: ``(prompt, separator + choice)``).
+        separator: Text between prompt and continuation in ``plain`` style (``lmeval``: the
+            target delimiter that starts every choice).
         calibrate: Also compute ``acc_calibrated`` against ``content_free``.
         content_free: The content-free prompt for calibration.
         max_new_tokens: Generation budget for open-ended rows.
@@ -95,8 +97,8 @@ class EvalConfig:
         bad = [f for f in self.formats if f not in FORMATS]
         if bad or not self.formats:
             problems.append(f"formats: {bad or 'none given'}: expected some of {', '.join(FORMATS)}")
-        if self.prompt_style not in ("plain", "chat", "auto"):
-            problems.append(f"prompt_style: '{self.prompt_style}': expected plain, chat or auto")
+        if self.prompt_style not in ("plain", "chat", "auto", "lmeval"):
+            problems.append(f"prompt_style: '{self.prompt_style}': expected plain, chat, auto or lmeval")
         for name in ("limit", "chunk_size", "max_new_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -282,8 +284,31 @@ def _example(row: Row, raw: dict[str, Any] | None, backend: Any) -> dict[str, An
 VERSIONED = ("taskmill", "torch", "transformers", "peft", "vllm", "rouge-score", "sacrebleu", "numpy")
 
 
+def template_sources(corpus: str, tasks: set[str]) -> list[dict[str, Any]]:
+    """Where the templates of ``tasks`` came from, from the corpus manifest (converted files only).
+
+    A template file converted from another tool (``taskmill templates convert-lmeval``) carries a
+    ``source`` block (lm-eval task name and version, and the eval settings that reproduce its
+    requests); the build copies it into ``manifest.json``. Hand-written files have none, and a
+    corpus without a manifest (a bare JSONL) gives an empty list.
+    """
+    path = corpus_file(corpus).parent / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    entries = manifest.get("templates") if isinstance(manifest, dict) else None
+    return [{"task": e["task"], "template_file": e.get("path"), **e["source"]}
+            for e in entries or [] if isinstance(e, dict) and e.get("source") and e.get("task") in tasks]
+
+
 def _summary(config: EvalConfig, backend: Any, options: ScoringOptions, examples: list[dict]) -> dict[str, Any]:
     agg = aggregate(examples, clusters=load_clusters(config.clusters), n_boot=config.bootstrap, seed=config.seed)
+    sources = template_sources(config.corpus, {e["task"] for e in examples})
+    for source in sources:  # converted templates reproduce their origin only with its eval settings
+        wanted = source.get("eval") or {}
+        source["eval_settings_used"] = (wanted.get("prompt_style") == options.style.kind
+                                        and wanted.get("separator") == options.style.separator)
     return {
         "schema": "taskmill.eval.results/1",
         "versions": package_versions(VERSIONED),
@@ -295,5 +320,6 @@ def _summary(config: EvalConfig, backend: Any, options: ScoringOptions, examples
         "adapter_hash": backend.adapter_hash,
         "prompt_style": {"kind": options.style.kind, "separator": options.style.separator},
         "n_examples": len(examples),
+        **({"template_sources": sources} if sources else {}),
         **agg,
     }

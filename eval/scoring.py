@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from taskmill.eval.metrics import GENERATION_METRICS, metrics_for
-from taskmill.backends.requests import GenerateRequest, LoglikelihoodRequest, PromptStyle, join_prompt
+from taskmill.backends.requests import GenerateRequest, LoglikelihoodRequest, PromptStyle, continuation_lead, join_prompt
 from taskmill.records import Row
 
 
@@ -73,10 +73,11 @@ def loglikelihood_requests(
     choices after the content-free prompt."""
     assert row.answer_choices is not None
     context = join_prompt(row.prompt, options.style, chat)
-    reqs = [LoglikelihoodRequest(context, choice) for choice in row.answer_choices]
+    lead = continuation_lead(options.style)  # lm-eval style: (prompt, target_delimiter + choice)
+    reqs = [LoglikelihoodRequest(context, lead + choice) for choice in row.answer_choices]
     if options.calibrate:
         free = join_prompt(options.content_free, options.style, chat)
-        reqs += [LoglikelihoodRequest(free, choice) for choice in row.answer_choices]
+        reqs += [LoglikelihoodRequest(free, lead + choice) for choice in row.answer_choices]
     return reqs
 
 

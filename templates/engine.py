@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ _RNG_KEY = "__taskmill_rng__"
 _TEXT_FILTERS = ("trim", "upper", "lower", "title", "capitalize", "replace")
 _NUMBER_FILTERS = ("int", "float")
 # taskmill's own filters, named in the unknown-filter message.
-_OWN_FILTERS = ("choice", "most_frequent", "highlight")
+_OWN_FILTERS = ("choice", "most_frequent", "highlight", "regex_replace")
 
 
 class NullValueError(TemplateError):
@@ -110,6 +111,11 @@ def _most_frequent(items: Any) -> list[Any] | None:
     counts = Counter(items).most_common()
     top = counts[0][1]
     return [item for item, count in counts if count == top]
+
+
+def _regex_replace(text: Any, pattern: str, repl: str, count: int = 0) -> str:
+    """``re.sub(pattern, repl, text, count=count)``: the filter lm-evaluation-harness's templates use."""
+    return re.sub(pattern, repl, text, count=count)
 
 
 def _highlight(text: Any) -> str:
@@ -195,7 +201,7 @@ def environment(strict: bool = True, nulls: Nulls | None = None) -> SandboxedEnv
         autoescape=False,
         keep_trailing_newline=False,
     )
-    env.filters.update(choice=_choice, most_frequent=_most_frequent, highlight=_highlight)
+    env.filters.update(choice=_choice, most_frequent=_most_frequent, highlight=_highlight, regex_replace=_regex_replace)
     env.globals.update(zip=zip)
     nulls = nulls if nulls is not None else dialect_nulls("taskmill" if strict else "promptsource")
     if nulls != PROMPTSOURCE_NULLS:
@@ -380,6 +386,8 @@ class CompiledTemplate:
         if self._choices is None:
             return None
         text = self._run(self._choices, ctx, "answer_choices")
+        if self.template.keep_whitespace:  # lm-eval scores " a choice " with its spaces
+            return tuple(self._unguard(c) for c in text.split(SEPARATOR))
         return tuple(self._unguard(c.strip()) for c in text.split(SEPARATOR))
 
     def _prepare(self, row: Mapping[str, Any], seed: int | None) -> tuple[dict[str, Any], tuple[str, ...] | None]:
@@ -393,8 +401,9 @@ class CompiledTemplate:
         if self.template.dialect == "promptsource":
             text = self._run(self._parts[0], ctx, "jinja")
             return [self._unguard(part).strip() for part in text.split(SEPARATOR)]
-        return [self._unguard(self._run(self._parts[0], ctx, "input")).strip(),
-                self._unguard(self._run(self._parts[1], ctx, "target")).strip()]
+        parts = [self._unguard(self._run(self._parts[0], ctx, "input")),
+                 self._unguard(self._run(self._parts[1], ctx, "target"))]
+        return parts if self.template.keep_whitespace else [part.strip() for part in parts]
 
     def render_parts(self, row: Mapping[str, Any], seed: int | None = 0) -> list[str]:
         """Render and return the parts, as PromptSource's ``Template.apply`` returns them.
@@ -432,7 +441,8 @@ class CompiledTemplate:
         if self._cot is None:
             return None
         ctx, _ = self._prepare(row, seed)
-        return self._unguard(self._run(self._cot, ctx, "cot_target")).strip()
+        text = self._unguard(self._run(self._cot, ctx, "cot_target"))
+        return text if self.template.keep_whitespace else text.strip()
 
 
 def _null_reads(source: _Source, ctx: Mapping[str, Any]) -> tuple[str, ...]:

@@ -12,6 +12,8 @@ templates:
     cot_target: null                # optional chain-of-thought target
     reference: ""
     metadata: {original_task: true, choices_in_prompt: true, metrics: [Accuracy], languages: [en]}
+    keep_whitespace: false          # optional: true keeps input, target and choices unstripped
+source: {...}            # optional: where converted templates came from, and their eval settings
 ```
 
 :func:`load_template_file` also reads PromptSource ``templates.yaml`` files (detected by their
@@ -29,7 +31,8 @@ from taskmill.errors import ConfigError
 from taskmill.fileio import parse_yaml, read_text, write_text
 from taskmill.records import Template, TemplateFile, TemplateMetadata
 
-_TEMPLATE_KEYS = {"id", "name", "input", "target", "answer_choices", "cot_target", "reference", "metadata"}
+_TEMPLATE_KEYS = {"id", "name", "input", "target", "answer_choices", "cot_target", "reference", "metadata",
+                  "keep_whitespace"}
 _METADATA_KEYS = {"original_task", "choices_in_prompt", "metrics", "languages"}
 
 
@@ -68,6 +71,8 @@ def _template(raw: Any, index: int, problems: list[str]) -> Template | None:
     for key in ("answer_choices", "cot_target"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             problems.append(f"{where}: '{key}' must be a string (Jinja) or absent")
+    if raw.get("keep_whitespace") is not None and not isinstance(raw["keep_whitespace"], bool):
+        problems.append(f"{where}: 'keep_whitespace' must be true or false")
     metadata = _metadata(raw.get("metadata"), where, problems)
     if any(not isinstance(raw.get(k), str) for k in ("id", "name", "input", "target")):
         return None
@@ -75,6 +80,7 @@ def _template(raw: Any, index: int, problems: list[str]) -> Template | None:
         id=raw["id"], name=raw["name"], input=raw["input"], target=raw["target"],
         answer_choices=raw.get("answer_choices"), metadata=metadata,
         reference=str(raw.get("reference") or ""), cot_target=raw.get("cot_target"),
+        keep_whitespace=raw.get("keep_whitespace") is True,
     )
 
 
@@ -112,10 +118,14 @@ def collect_taskmill(data: Any, path: Path) -> tuple[TemplateFile, list[str]]:
     if not isinstance(raw, list) or not raw:
         problems.append("'templates' must be a non-empty list")
         raw = []
+    source = data.get("source")
+    if source is not None and not isinstance(source, dict):
+        problems.append("'source' must be a mapping or absent")
+        source = None
     templates = tuple(t for i, r in enumerate(raw) if (t := _template(r, i, problems)) is not None)
     problems += duplicate_problems(templates)
     subset = data.get("subset") if isinstance(data.get("subset"), str) else None
-    return TemplateFile(str(path), str(data.get("dataset") or ""), subset, templates), problems
+    return TemplateFile(str(path), str(data.get("dataset") or ""), subset, templates, source), problems
 
 
 def load_template_file(path: str | Path) -> TemplateFile:
@@ -146,6 +156,8 @@ def _template_dict(t: Template) -> dict[str, Any]:
         out["cot_target"] = t.cot_target
     if t.reference:
         out["reference"] = t.reference
+    if t.keep_whitespace:
+        out["keep_whitespace"] = True
     m = t.metadata
     out["metadata"] = {
         "original_task": m.original_task, "choices_in_prompt": m.choices_in_prompt,
@@ -175,6 +187,8 @@ def dump_template_file(tf: TemplateFile) -> str:
     data: dict[str, Any] = {"dataset": tf.dataset}
     if tf.subset:
         data["subset"] = tf.subset
+    if tf.source:
+        data["source"] = tf.source
     data["templates"] = [_template_dict(t) for t in tf.templates]
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
