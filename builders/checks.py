@@ -2,12 +2,18 @@
 
 * A template reading a field the dataset does not have (PromptSource's lenient Jinja would render
   it as an empty string).
+* A field whose name is not an identifier written bare (``{{ A-coref }}`` is ``A - coref`` to
+  Jinja): the message says to write ``example['A-coref']``.
 * Single-brace ``{field}`` text, which Jinja prints literally (a format-string habit).
 * An integer label indexing ``answer_choices`` out of range (``answer_choices[7]`` with two
   choices renders empty in the PromptSource dialect, and ``-1``, the HF "no label" value, would
   silently pick the last choice).
 * A Jinja source that does not compile, or uses a filter or test that does not exist (checked
   before any row is rendered, so the error names the file and task).
+
+The static checks are :mod:`taskmill.templates.static`'s and the label check
+:mod:`taskmill.templates.labels`'s, shared with ``taskmill templates lint`` so that both commands
+give the same message for the same fault.
 """
 
 from __future__ import annotations
