@@ -475,9 +475,9 @@ def build_collection(
             _shard_folder(tmp, executor, workers) as folder:
         with shards.open_lanes(executor, workers, plans, folder, address) as lanes:
             rendered = render_all(plans, lanes, progress)
-            _say_empty_formats(plans, rendered)
             if not rendered.rows:  # e.g. --format cot and no template has a cot_target
                 raise no_rows_error(str(collection.path), plans, rendered.skips)
+            _say_empty_formats(plans, rendered)
             positions, stats = _select(collection, plans, rendered)
             kept = kept_by_chunk(rendered, positions)
             per_task = corpus_stats(lanes, rendered, kept)
