@@ -477,7 +477,6 @@ def build_collection(
             rendered = render_all(plans, lanes, progress)
             if not rendered.rows:  # e.g. --format cot and no template has a cot_target
                 raise no_rows_error(str(collection.path), plans, rendered.skips)
-            _say_empty_formats(plans, rendered)
             positions, stats = _select(collection, plans, rendered)
             kept = kept_by_chunk(rendered, positions)
             per_task = corpus_stats(lanes, rendered, kept)
@@ -485,7 +484,8 @@ def build_collection(
             _check_size(collection, runs, len(positions), max_size, Path(out), progress)
             outputs = _write_corpus(tmp, lanes, collection, plans, rendered, positions, runs, per_task, stats)
         outputs = _write_rest(tmp, collection, plans, len(positions), outputs, save_to_disk)
-        return BuildResult(Path(out), len(positions), rendered.rows, outputs)
+    _say_empty_formats(plans, rendered)  # once the corpus is in place (a failed build says only its error)
+    return BuildResult(Path(out), len(positions), rendered.rows, outputs)
 
 
 def _say_empty_formats(plans: Sequence[TaskPlan], rendered: Rendered) -> None:
