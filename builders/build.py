@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.builders import keys, shards
-from taskmill.builders.card import BuildStats, TaskStats, merge_stats, no_rows_error, render_card
+from taskmill.builders.card import BuildStats, TaskStats, empty_format_notes, merge_stats, no_rows_error, render_card
 from taskmill.builders.checks import check_template
 from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection, starter_collection
 from taskmill.builders.mixing import dedup, mix
@@ -489,7 +489,16 @@ def build_collection(
             _check_size(collection, runs, len(positions), max_size, Path(out), progress)
             outputs = _write_corpus(tmp, lanes, collection, plans, rendered, positions, runs, per_task, stats)
         outputs = _write_rest(tmp, collection, plans, len(positions), outputs, save_to_disk)
-        return BuildResult(Path(out), len(positions), rendered.rows, outputs)
+    _say_empty_formats(plans, rendered)  # once the corpus is in place (a failed build says only its error)
+    return BuildResult(Path(out), len(positions), rendered.rows, outputs)
+
+
+def _say_empty_formats(plans: Sequence[TaskPlan], rendered: Rendered) -> None:
+    """Say on stderr, one line per task, which formats gave no rows from which templates and why
+    (``zero_shot_options`` skips templates with ``choices_in_prompt: true``; the card counts them too)."""
+    produced = {(s.task, tid, fmt) for s in rendered.summaries for tid, fmt in s.groups}
+    for line in empty_format_notes(plans, produced, rendered.skips):
+        print(f"taskmill: note: {line}", file=sys.stderr, flush=True)
 
 
 def _check_workers(num_proc: int | None, executor: str, address: str | None) -> int | None:

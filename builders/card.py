@@ -165,6 +165,37 @@ def format_notes(plan: TaskPlan) -> list[str]:
     return []
 
 
+def empty_format_notes(plans: Sequence[TaskPlan], produced: set[tuple[int, str, str]],
+                       skips: dict[tuple[int, str, str, str, str], list[Any]]) -> list[str]:
+    """One line per task that has templates giving no rows in some of its formats: which formats,
+    how many of its templates, and why (each template's most frequent skip reason).
+
+    Args:
+        plans: The planned tasks.
+        produced: (task, template_id, format) of every row rendered.
+        skips: The build's skip counters, (task, template_id, split, format, reason) -> [count, rows].
+    """
+    lines = []
+    for plan in plans:
+        parts = []
+        for fmt in plan.config.formats:
+            empty = [t for t in plan.templates if (plan.index, t.id, fmt) not in produced]
+            if not empty:
+                continue
+            reasons: Counter[str] = Counter()
+            for t in empty:
+                mine = Counter({r: c for (ti, i, _, f, r), (c, _) in skips.items()
+                                if ti == plan.index and i == t.id and f == fmt})
+                reasons[mine.most_common(1)[0][0] if mine else "no rows selected"] += 1
+            why = "; ".join(f"{n} template{'s' if n > 1 else ''}: {reason}" if len(reasons) > 1 else reason
+                            for reason, n in reasons.most_common())
+            what = "no rows" if len(empty) == len(plan.templates) else f"no rows from {len(empty)} of {len(plan.templates)} templates"
+            parts.append(f"{fmt}: {what} ({why})")
+        if parts:
+            lines.append(f"task '{plan.config.name}': " + "; ".join(parts))
+    return lines
+
+
 def no_rows_error(collection_file: str, plans: Sequence[TaskPlan],
                   skips: dict[tuple[int, str, str, str, str], list[Any]]) -> TaskmillError:
     """The error for a build that rendered no row at all: per task, why (its format notes, else

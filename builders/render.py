@@ -21,7 +21,7 @@ from taskmill.builders.lines import LineEncoder
 from taskmill.builders.sources import SourceData
 from taskmill.errors import TaskmillError, TemplateError
 from taskmill.records import Rendered, Template
-from taskmill.templates.engine import RAISE_ON_NULL, Nulls, NullValueError, describe_nulls
+from taskmill.templates.engine import RAISE_ON_NULL, Nulls, NullValueError, describe_nulls, null_error_message
 
 SKIP_EMPTY = "template renders empty for this row"
 SKIP_EMPTY_INPUT = "empty input"
@@ -249,8 +249,7 @@ class TemplateRenderer:
         """The skip reason of a row with a null field (``on_null: skip``), else its one-line error."""
         if self.task.on_null == "skip":
             return null_skip_reason(err.fields)
-        hint = "on_null: skip" if self.task.on_null == "default" else "on_null: skip or on_null: default"
-        raise TemplateError(f"{err.message}; expected a value (or set {hint} for the task)",
+        raise TemplateError(null_error_message(err.message, self.task.on_null),
                             file=self.plan.template_file, task=self.task.name, template=t.name,
                             row=f"{split}[{idx}]")
 

@@ -70,6 +70,16 @@ def sni_prompt(task: dict[str, Any], instance_input: str, positives: int, negati
     return sni_prefix(task, positives, negatives) + _instance(instance_input)
 
 
+def _bad_instance(data: Any) -> str | None:
+    """``Instances[i]`` of the first instance that is not an {id, input, output: [...]} object."""
+    instances = data.get("Instances") if isinstance(data, dict) else None
+    for i, instance in enumerate(instances if isinstance(instances, list) else ()):
+        if not (isinstance(instance, dict) and isinstance(instance.get("input"), str)
+                and isinstance(instance.get("output"), list)):
+            return f"Instances[{i}]"
+    return None
+
+
 def _validate(data: Any) -> list[str]:
     if not isinstance(data, dict):
         return ["expected a JSON object with Definition, Positive Examples, Instances"]
@@ -109,11 +119,12 @@ def load_sni(task: TaskConfig, collection: Collection) -> SourceData:
         err.task = task.name
         raise
     except json.JSONDecodeError as err:
-        raise DataError(f"malformed JSON: line {err.lineno}, column {err.colno}: {err.msg}",
-                        file=str(path), task=task.name) from None
+        raise DataError(f"not valid JSON ({err.msg}, column {err.colno})", file=str(path), task=task.name,
+                        row=f"line {err.lineno}") from None
     problems = _validate(data)
     if problems:
-        raise DataError("not an SNI task file: " + "; ".join(problems), file=str(path), task=task.name)
+        raise DataError("not an SNI task file: " + "; ".join(problems), file=str(path), task=task.name,
+                        row=_bad_instance(data))
     data.setdefault("Negative Examples", [])
     if not data["Instances"]:
         raise DataError(f"split '{task.splits[0]}' is empty (0 Instances); expected at least one",

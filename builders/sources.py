@@ -75,23 +75,90 @@ def _load_files(task: TaskConfig, collection: Collection, splits: tuple[str, ...
     try:
         loaded = datasets.load_dataset(kind, data_files=files, cache_dir=cache_dir)
         # Arrow keeps invalid UTF-8 in JSON strings as it found it; converting them is what fails.
-        return SourceData({s: loaded[s].to_list() for s in splits}, "data_files")
+        data = SourceData({s: loaded[s].to_list() for s in splits}, "data_files")
     except Exception as err:  # datasets raises many types; all mean "this file cannot be read"
-        _raise_not_utf8(kind, files, task)
+        _raise_file_problem(kind, files, task)
         shown = ", ".join(p for ps in files.values() for p in ps)
         raise DataError(f"cannot read {kind} data: {_root_cause(err)}", file=shown, task=task.name) from None
+    _check_jsonl_rows(files, data, task)
+    return data
 
 
-def _raise_not_utf8(kind: str, files: dict[str, list[str]], task: TaskConfig) -> None:
-    """After a failed load: name the text file that is not UTF-8, with where, if there is one."""
-    if kind == "parquet":
-        return
+def _check_jsonl_rows(files: dict[str, list[str]], data: SourceData, task: TaskConfig) -> None:
+    """A JSON Lines split must hold one row per non-blank line, as lint reads it: Arrow's reader
+    also takes two objects on one line, which lint (and ``json.loads``) rejects as "Extra data"."""
+    for split, paths in files.items():
+        if not all(p.endswith(".jsonl") for p in paths):
+            continue
+        lines = 0
+        for path in paths:
+            with open(path, "rb") as fh:
+                lines += sum(1 for line in fh if line.strip())
+        if lines != len(data.splits[split]):
+            _raise_file_problem("json", {split: paths}, task)
+
+
+def _raise_file_problem(kind: str, files: dict[str, list[str]], task: TaskConfig) -> None:
+    """After a failed load: find the file and the line (or row group) that broke it, reading each
+    file again with a plain reader, and raise that (the loader's own message names neither)."""
+    for path in dict.fromkeys(p for ps in files.values() for p in ps):
+        problem = _FILE_PROBLEMS[kind](Path(path))
+        if problem is not None:
+            problem.task = task.name
+            raise problem
+
+
+def _jsonl_problem(path: Path) -> DataError | None:
+    from taskmill.fileio import jsonl_object_problem
+
+    return jsonl_object_problem(path)  # lint reads --data with the same function: the same line
+
+
+def _csv_problem(path: Path) -> DataError | None:
+    """The first record whose field count differs from the header's, or a quoting error, by line."""
+    import csv
+
     from taskmill.fileio import utf8_problem
 
-    for path in dict.fromkeys(p for ps in files.values() for p in ps):
-        problem = utf8_problem(Path(path))
-        if problem:
-            raise DataError(problem, file=path, task=task.name)
+    problem = utf8_problem(path)
+    if problem:
+        return DataError(problem, file=str(path))
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return None
+            for record in reader:
+                if record and len(record) != len(header):
+                    return DataError(f"expected {len(header)} fields as in the header, got {len(record)}",
+                                     file=str(path), row=f"line {reader.line_num}")
+        except csv.Error as err:
+            return DataError(f"not valid CSV ({err})", file=str(path), row=f"line {reader.line_num}")
+    return None
+
+
+def _parquet_problem(path: Path) -> DataError | None:
+    """A file that is not Parquet, or the first row group (with its rows) that cannot be read."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow's many error types all mean "not readable"
+        return DataError(f"not a readable Parquet file ({_root_cause(err)})", file=str(path))
+    first = 0
+    for group in range(parquet.num_row_groups):
+        size = parquet.metadata.row_group(group).num_rows
+        try:
+            parquet.read_row_group(group)
+        except Exception as err:  # noqa: BLE001
+            return DataError(f"cannot read Parquet row group {group} ({_root_cause(err)})", file=str(path),
+                             row=f"{first}..{first + size - 1}")
+        first += size
+    return None
+
+
+_FILE_PROBLEMS = {"json": _jsonl_problem, "csv": _csv_problem, "parquet": _parquet_problem}
 
 
 def _load_hub(task: TaskConfig, splits: tuple[str, ...], cache_dir: str | None) -> SourceData:

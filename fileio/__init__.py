@@ -20,7 +20,10 @@ from taskmill.fileio.atomic import (
 from taskmill.fileio.outdir import MARKER, OutputFolder, claim_output
 from taskmill.fileio.read import (
     CORPUS_FILE,
+    JSON_OBJECT_EXPECTED,
     corpus_file,
+    iter_jsonl,
+    jsonl_object_problem,
     not_utf8,
     parse_yaml,
     read_jsonl,
@@ -30,6 +33,6 @@ from taskmill.fileio.read import (
 )
 
 __all__ = [
-    "CORPUS_FILE", "corpus_file", "not_utf8", "parse_yaml", "read_jsonl", "read_text", "read_yaml", "utf8_problem", "MARKER", "OutputFolder", "atomic_dir", "claim_output", "replace_dir", "sha256_file", "temp_path",
+    "CORPUS_FILE", "JSON_OBJECT_EXPECTED", "corpus_file", "iter_jsonl", "jsonl_object_problem", "not_utf8", "parse_yaml", "read_jsonl", "read_text", "read_yaml", "utf8_problem", "MARKER", "OutputFolder", "atomic_dir", "claim_output", "replace_dir", "sha256_file", "temp_path",
     "write_atomic", "write_bytes", "write_json", "write_jsonl", "write_text",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import yaml
@@ -12,6 +13,7 @@ import yaml
 from taskmill.errors import DataError, TaskmillError
 
 CORPUS_FILE = "corpus.jsonl"
+JSON_OBJECT_EXPECTED = "expected a JSON object (one dataset row per line)"
 
 
 def corpus_file(path: str | Path) -> Path:
@@ -41,20 +43,48 @@ def read_jsonl(file: Path, valid: Callable[[Any], bool], expected: str, *, missi
 
 def _read_rows(file: Path, valid: Callable[[Any], bool], expected: str, empty: str) -> list[dict[str, Any]]:
     rows = []
+    for number, row in iter_jsonl(file):
+        if not valid(row):
+            raise DataError(expected, file=str(file), row=f"line {number}")
+        rows.append(row)
+    if not rows:
+        raise DataError(empty, file=str(file))
+    return rows
+
+
+def iter_jsonl(file: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line of a JSONL file, read lazily.
+
+    Raises:
+        DataError: A line that is not JSON (naming the file and the line).
+        UnicodeDecodeError: The file is not UTF-8 (callers name the byte with :func:`utf8_problem`).
+    """
     with file.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                yield number, json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"not valid JSON ({err.msg})", file=str(file), row=f"line {number}") from None
-            if not valid(row):
-                raise DataError(expected, file=str(file), row=f"line {number}")
-            rows.append(row)
-    if not rows:
-        raise DataError(empty, file=str(file))
-    return rows
+
+
+def jsonl_object_problem(file: Path) -> DataError | None:
+    """The first line of a JSON Lines file of dataset rows that is not a JSON object (or not UTF-8),
+    as the error that names the file and the line; None when every line is one.
+
+    Both ``taskmill build`` (after its loader failed) and ``taskmill templates lint`` use it, so the
+    same bad line gets the same message.
+    """
+    try:
+        for number, row in iter_jsonl(file):
+            if not isinstance(row, dict):
+                return DataError(JSON_OBJECT_EXPECTED, file=str(file), row=f"line {number}")
+    except DataError as err:
+        return err
+    except UnicodeDecodeError:
+        return DataError(utf8_problem(file) or "not valid UTF-8", file=str(file))
+    return None
 
 
 def read_yaml(path: Path) -> Any:

@@ -10,6 +10,11 @@ Two dialects share one engine:
   expression and its protection of ``|||`` inside row values), but compiled once instead of on
   every call, and sandboxed.
 
+Every row is also available whole as ``example`` (unless the row has a field of that name), so a
+field whose name is not a Python identifier -- GAP's ``A-coref``, a column with a space or a leading
+digit -- is read as ``example['A-coref']``; ``{{ A-coref }}`` would be Jinja's subtraction
+``A - coref``.
+
 Randomness is explicit: the ``choice`` filter draws from a :class:`random.Random` seeded by the
 caller, so the same seed gives the same output on every machine.
 
@@ -52,6 +57,12 @@ _PS_PIPE_GUARD = "3ed2dface8203c4c9dfb1a5dc58e41e0"
 # PromptSource truncates every {{ }} expression to this many characters (its TEXT_VAR_LENGTH).
 PROMPTSOURCE_TRUNCATE = 2048
 _RNG_KEY = "__taskmill_rng__"
+# The variable holding the whole row (for fields whose names are not identifiers).
+ROW_VARIABLE = "example"
+# Methods of the row dict: ``example.get('x')`` reads field x, not a field named "get".
+_DICT_METHODS = frozenset(("get", "items", "keys", "values"))
+# Set in a render context when ``example`` is the row (not a field of the row named "example").
+_ROW_ADDED = "__taskmill_example__"
 # Built-in filters that turn their input into text (None -> "None"), and those that turn it into a
 # number (None -> 0): a null reaching them is printed, so the null rule applies to their input
 # (``string`` too, fused into one function, and ``join`` per item).
@@ -72,6 +83,28 @@ class NullValueError(TemplateError):
     def __init__(self, message: str, *, fields: tuple[str, ...] = (), template: str | None = None) -> None:
         self.fields = fields
         super().__init__(message, template=template)
+
+
+class ChoiceIndexError(TemplateError):
+    """An index into ``answer_choices`` is outside the choices (the taskmill dialect's message for
+    any index expression, e.g. ``answer_choices[label | int]`` with label 3 of 3 choices)."""
+
+
+class _Choices(list):  # type: ignore[type-arg]
+    """``answer_choices`` as the taskmill dialect sees it: an index past either end is the clear
+    label error, not Jinja's ``list object has no element 3``. (Negative indices inside the range
+    stay Python's, for ``answer_choices[-1]``; a label of -1 is caught by the label check.)"""
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, int) and not isinstance(index, bool) and not -len(self) <= index < len(self):
+            raise ChoiceIndexError(choice_index_problem(index, tuple(self)))
+        return super().__getitem__(index)
+
+
+def choice_index_problem(index: int, choices: Sequence[str]) -> str:
+    """The message for an out-of-range index into ``answer_choices`` (build's and lint's)."""
+    return (f"answer_choices index {index} is out of range of the template's {len(choices)} answer_choices "
+            f"{list(choices)}; expected 0..{len(choices) - 1}")
 
 
 @dataclass(frozen=True)
@@ -244,6 +277,7 @@ class _Source:
     globals: dict[str, Any] = dataclasses.field(default_factory=dict)
     constant: str | None = None  # the output when the source reads no variable (e.g. "no ||| yes")
     fields: tuple[str, ...] = ()  # the row fields it reads (to name a null one in errors)
+    reads_row: bool = False  # it names ``example`` (the whole row)
 
     def render(self, ctx: Mapping[str, Any]) -> str:
         """Exactly ``compiled.render(ctx)``: same context contents (globals, then ctx), same output."""
@@ -268,14 +302,32 @@ def _compile(source: str, template: Template, field: str, *, strict: bool, nulls
             f"{field}: Jinja syntax error at line {err.lineno}: {err.message}", template=template.name
         ) from None
     needs_rng = _uses_choice(ast)
-    fields = tuple(sorted(jinja2.meta.find_undeclared_variables(ast) - set(env.globals)))
+    fields = tuple(sorted(_read_fields(ast, env)))
     constant = None
     if not needs_rng and not fields:
         try:  # reads no row field and draws nothing: the same text for every row
             constant = compiled.render()
         except Exception:  # noqa: BLE001 - left to fail (or not) per row, as before
             constant = None
-    return _Source(compiled, needs_rng, dict(compiled.globals), constant, fields)
+    reads_row = ROW_VARIABLE in jinja2.meta.find_undeclared_variables(ast)
+    return _Source(compiled, needs_rng, dict(compiled.globals), constant, fields, reads_row)
+
+
+def _read_fields(ast: nodes.Template, env: SandboxedEnvironment) -> set[str]:
+    """The row fields a parsed source reads: its free variables, with ``example`` replaced by the
+    constant keys read from it (``example['A-coref']``, ``example.label``)."""
+    names = jinja2.meta.find_undeclared_variables(ast) - set(env.globals)
+    if ROW_VARIABLE not in names:
+        return names
+    names.discard(ROW_VARIABLE)
+    for node in ast.find_all((nodes.Getitem, nodes.Getattr)):
+        if not (isinstance(node.node, nodes.Name) and node.node.name == ROW_VARIABLE):
+            continue
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            names.add(node.arg.value)
+        elif isinstance(node, nodes.Getattr) and node.attr not in _DICT_METHODS:
+            names.add(node.attr)
+    return names
 
 
 def _guard(row: Mapping[str, Any], marker: str) -> dict[str, Any]:
@@ -323,6 +375,8 @@ class CompiledTemplate:
         )
         sources = [*self._parts, *([self._choices] if self._choices else []), *([self._cot] if self._cot else [])]
         self.needs_rng = any(s.needs_rng for s in sources)
+        # The row is copied into ``example`` only for templates that name it (no cost for others).
+        self.reads_row = any(s.reads_row for s in sources)
         self.fields = tuple(sorted({f for s in sources for f in s.fields} - {"answer_choices"}))
 
     def null_fields(self, row: Mapping[str, Any]) -> tuple[str, ...]:
@@ -334,6 +388,9 @@ class CompiledTemplate:
             raise TemplateError("row has a field named 'answer_choices', which templates reserve",
                                 template=self.template.name)
         ctx = _guard(row, self._marker)
+        if self.reads_row and ROW_VARIABLE not in ctx:  # a row's own field of that name wins
+            ctx[ROW_VARIABLE] = dict(ctx)
+            ctx[_ROW_ADDED] = True
         if self.needs_rng:
             ctx[_RNG_KEY] = random.Random(seed) if seed is not None else None
         return ctx
@@ -348,6 +405,8 @@ class CompiledTemplate:
             culprits = self._printed_nulls(source, ctx)
             raise NullValueError(f"{field}: {err.message} ({describe_nulls(culprits)})", fields=culprits,
                                  template=self.template.name) from None
+        except ChoiceIndexError as err:
+            raise ChoiceIndexError(f"{field}: {err.message}", template=self.template.name) from None
         except TemplateError:
             raise
         except Exception as err:  # any failure inside a user's template is the template's problem
@@ -370,7 +429,7 @@ class CompiledTemplate:
         culprits = []
         for name in _null_reads(source, ctx):
             try:
-                source.render({**ctx, name: ""})
+                source.render(_with_field(ctx, name, ""))
             except NullValueError:
                 continue
             except Exception:  # noqa: BLE001 - another failure: this null was the one printed
@@ -394,7 +453,10 @@ class CompiledTemplate:
         """The render context of a row, with its ``answer_choices`` rendered in, and those choices."""
         ctx = self._context(row, seed)
         choices = self._choices_in(ctx)
-        ctx["answer_choices"] = list(choices) if choices is not None else None
+        if choices is None:
+            ctx["answer_choices"] = None
+        else:  # PromptSource's own list in its dialect, so an out-of-range index renders as it does there
+            ctx["answer_choices"] = list(choices) if self.template.dialect == "promptsource" else _Choices(choices)
         return ctx, choices
 
     def _parts_in(self, ctx: dict[str, Any]) -> list[str]:
@@ -445,9 +507,24 @@ class CompiledTemplate:
         return text if self.template.keep_whitespace else text.strip()
 
 
+def _with_field(ctx: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
+    """A copy of a render context with one row field replaced, in the row and in ``example``."""
+    out = {**ctx, name: value}
+    if ctx.get(_ROW_ADDED):
+        out[ROW_VARIABLE] = {**ctx[ROW_VARIABLE], name: value}
+    return out
+
+
 def _null_reads(source: _Source, ctx: Mapping[str, Any]) -> tuple[str, ...]:
     """The row fields a source reads whose value is null."""
     return tuple(f for f in source.fields if f != "answer_choices" and f in ctx and ctx[f] is None)
+
+
+def null_error_message(message: str, on_null: str = "error") -> str:
+    """The one-line message of a printed null under a task's ``on_null`` rule (build's and lint's;
+    lint, which has no task, reports it as under the default rule, ``error``)."""
+    hint = "on_null: skip" if on_null == "default" else "on_null: skip or on_null: default"
+    return f"{message}; expected a value (or set {hint} for the task)"
 
 
 def describe_nulls(fields: Sequence[str]) -> str:
@@ -459,7 +536,8 @@ def describe_nulls(fields: Sequence[str]) -> str:
 
 
 def _fields(ctx: Mapping[str, Any]) -> str:
-    return ", ".join(k for k in ctx if k not in (_RNG_KEY, "answer_choices")) or "no fields"
+    added = (_RNG_KEY, "answer_choices", _ROW_ADDED, *((ROW_VARIABLE,) if ctx.get(_ROW_ADDED) else ()))
+    return ", ".join(k for k in ctx if k not in added) or "no fields"
 
 
 @lru_cache(maxsize=4096)
@@ -474,9 +552,10 @@ def compile_template(template: Template, nulls: Nulls | None = None) -> Compiled
 
 
 def variables(source: str) -> set[str]:
-    """Names a Jinja source reads from its context (for lint: fields the row must have)."""
+    """Row fields a Jinja source reads (for lint and build: fields the row must have), including
+    those read through ``example`` (``example['A-coref']`` reads ``A-coref``)."""
     env = environment(True)
     try:
-        return jinja2.meta.find_undeclared_variables(env.parse(source)) - set(env.globals)
+        return _read_fields(env.parse(source), env)
     except jinja2.TemplateSyntaxError:  # also an unknown filter; compiling the template reports it
         return set()

@@ -106,7 +106,8 @@ def parse_taskmill(data: Any, path: Path) -> TemplateFile:
 
 
 def collect_taskmill(data: Any, path: Path) -> tuple[TemplateFile, list[str]]:
-    """The valid templates of a parsed taskmill file and every problem found (lint goes on past them)."""
+    """The valid templates of a parsed taskmill file (those without a problem of their own) and every
+    problem found (lint goes on past them)."""
     problems: list[str] = []
     if not isinstance(data, dict):
         return TemplateFile(str(path), "", None, ()), ["expected a mapping with 'dataset' and 'templates'"]
@@ -122,10 +123,19 @@ def collect_taskmill(data: Any, path: Path) -> tuple[TemplateFile, list[str]]:
     if source is not None and not isinstance(source, dict):
         problems.append("'source' must be a mapping or absent")
         source = None
-    templates = tuple(t for i, r in enumerate(raw) if (t := _template(r, i, problems)) is not None)
-    problems += duplicate_problems(templates)
+    templates, valid = [], []
+    for i, r in enumerate(raw):
+        before = len(problems)
+        t = _template(r, i, problems)
+        if t is not None:
+            templates.append(t)
+            # A template with a problem of its own (a misspelled key such as `answer_choice`) is
+            # reported by that problem alone: lint does not render it into a second, confusing error.
+            if len(problems) == before:
+                valid.append(t)
+    problems += duplicate_problems(tuple(templates))
     subset = data.get("subset") if isinstance(data.get("subset"), str) else None
-    return TemplateFile(str(path), str(data.get("dataset") or ""), subset, templates, source), problems
+    return TemplateFile(str(path), str(data.get("dataset") or ""), subset, tuple(valid), source), problems
 
 
 def load_template_file(path: str | Path) -> TemplateFile:

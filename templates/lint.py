@@ -4,8 +4,10 @@ Checks, each finding naming file, template and row:
 
 * ``parse``: the file does not load (YAML, schema) or a Jinja source does not compile (error);
 * ``duplicate``: two templates share an id or a name (error);
-* ``unknown-field``: a source reads a variable the dataset rows do not have (error; a warning for
-  the promptsource dialect, where PromptSource renders it as empty text);
+* ``invalid-name``: a field whose name is not an identifier written bare (``{{ A-coref }}``, which
+  Jinja reads as ``A - coref``); the message says to write ``example['A-coref']`` (error);
+* ``unknown-field``: a source reads a variable the dataset rows do not have (error, in both
+  dialects, as in build: PromptSource would render it as empty text);
 * ``single-brace``: literal text such as ``{premise}`` whose name is a row field (or a variable of
   the template): Jinja prints it verbatim, the classic silent template bug (error);
 * ``render``: the template fails on a row (error), with the message ``taskmill build`` stops on;
@@ -19,35 +21,35 @@ Checks, each finding naming file, template and row:
 
 Every row of the data file is checked unless a sample (the first N rows) is asked for: the row
 checks are those of ``taskmill build`` (shared with it, :mod:`taskmill.templates.labels`), so a file
-that lints clean against the rows also builds. Row-level findings are reported once per template
+that lints clean against the rows also builds. The static checks are build's too
+(:mod:`taskmill.templates.static`), and every message is build's message for the same fault:
+build's line is ``FILE: task 'T': template 'N': row split[i]: MESSAGE``, lint's is
+``FILE: template 'N': row data.jsonl:LINE: LEVEL [code] MESSAGE``. Row-level findings are reported once per template
 and check, at the first row, with a count.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import jinja2
-from jinja2 import nodes
-
 from taskmill.errors import DataError, TaskmillError, TemplateError
 from taskmill.records import Rendered, Template, TemplateFile
-from taskmill.templates.engine import compile_template, environment, variables
+from taskmill.templates.engine import ChoiceIndexError, NullValueError, compile_template, null_error_message
 from taskmill.templates.fileformat import collect_taskmill, duplicate_problems
-from taskmill.fileio import parse_yaml, read_text, utf8_problem
+from taskmill.fileio import JSON_OBJECT_EXPECTED, iter_jsonl, parse_yaml, read_text, utf8_problem
 from taskmill.templates.labels import index_fields, label_problem
 from taskmill.templates.promptsource import load_promptsource
+from taskmill.templates.static import sources, static_problems
+
+__all__ = ["Finding", "LintReport", "lint_file", "lint_paths", "read_rows", "sources"]
 
 Level = Literal["error", "warning"]
-# "{name}" or "{ name }" not part of "{{" / "}}": how Python format strings and slips of the pen look.
-_SINGLE_BRACE = re.compile(r"(?<!\{)\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}(?!\})")
-_RESERVED = {"answer_choices"}
+# Static findings after which every row would fail too (said once, not per row).
+_FAILS_EVERY_ROW = ("parse", "unknown-field", "invalid-name")
 
 
 @dataclass(frozen=True)
@@ -107,35 +109,24 @@ def read_rows(path: str | Path, limit: int | None) -> list[tuple[str, dict[str, 
     """The first ``limit`` rows of a JSONL file, labelled ``name:line``.
 
     Raises:
-        DataError: Missing file, a line that is not a JSON object, or no rows.
+        DataError: Missing file, a line that is not a JSON object (build's message for it), or no rows.
     """
     path = Path(path)
     rows: list[tuple[str, dict[str, Any]]] = []
+    if not path.is_file():
+        raise DataError("data file not found", file=str(path))
     try:
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if limit is not None and len(rows) >= limit:
-                    break
-                if not line.strip():
-                    continue
-                rows.append((f"{path.name}:{number}", _json_object(line, path, number)))
-    except FileNotFoundError:
-        raise DataError("data file not found", file=str(path)) from None
+        for number, row in iter_jsonl(path):
+            if limit is not None and len(rows) >= limit:
+                break
+            if not isinstance(row, dict):
+                raise DataError(JSON_OBJECT_EXPECTED, file=str(path), row=f"line {number}")
+            rows.append((f"{path.name}:{number}", row))
     except UnicodeDecodeError:
         raise DataError(utf8_problem(path) or "not valid UTF-8", file=str(path)) from None
     if not rows:
         raise DataError("no rows (expected JSON Lines, one object per line)", file=str(path))
     return rows
-
-
-def _json_object(line: str, path: Path, number: int) -> dict[str, Any]:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(f"not JSON: {err.msg}", file=str(path), row=f"line {number}") from None
-    if not isinstance(obj, dict):
-        raise DataError("expected a JSON object", file=str(path), row=f"line {number}")
-    return obj
 
 
 def load_for_lint(path: Path) -> tuple[TemplateFile | None, list[str]]:
@@ -152,51 +143,9 @@ def load_for_lint(path: Path) -> tuple[TemplateFile | None, list[str]]:
         return None, [f"cannot read: {err}"]
 
 
-def sources(template: Template) -> dict[str, str]:
-    """The template's Jinja sources by field name (``jinja`` for the promptsource dialect)."""
-    if template.dialect == "promptsource" and template.jinja is not None:
-        named = {"jinja": template.jinja}
-    else:
-        named = {"input": template.input, "target": template.target}
-    named |= {"answer_choices": template.answer_choices, "cot_target": template.cot_target}
-    return {name: src for name, src in named.items() if src is not None}
-
-
-def literal_texts(source: str) -> list[str]:
-    """Text a Jinja source prints verbatim (template data and raw blocks)."""
-    try:
-        ast = environment(True).parse(source)
-    except jinja2.TemplateSyntaxError:
-        return []
-    return [node.data for node in ast.find_all(nodes.TemplateData)]
-
-
-def single_braces(source: str, names: Iterable[str]) -> list[str]:
-    """``{name}`` snippets in the literal text of a source whose name is in ``names``."""
-    known = set(names)
-    return [m.group(0) for text in literal_texts(source) for m in _SINGLE_BRACE.finditer(text) if m.group(1) in known]
-
-
-def _static_findings(template: Template, file: str, fields: set[str] | None) -> list[Finding]:
-    """Findings that need no rendering: compile errors, unknown fields, single braces."""
-    out: list[Finding] = []
-    try:
-        compile_template(template)
-    except TemplateError as err:
-        out.append(Finding("error", "parse", err.message, file, template.name))
-    used = set().union(*(variables(src) for src in sources(template).values())) - _RESERVED
-    if fields is not None:
-        level: Level = "warning" if template.dialect == "promptsource" else "error"
-        effect = "renders as empty text" if level == "warning" else "fails every render"
-        for name in sorted(used - fields):
-            out.append(Finding(level, "unknown-field", f"uses '{name}', which the rows do not have ({effect});"
-                               f" rows have: {', '.join(sorted(fields))}", file, template.name))
-    known = used | (fields or set())
-    for where, src in sources(template).items():
-        for snippet in sorted(set(single_braces(src, known))):
-            out.append(Finding("error", "single-brace", f"{where}: '{snippet}' is literal text and renders verbatim;"
-                               " write '{{ " + snippet.strip("{} ") + " }}' to insert the field", file, template.name))
-    return out
+def _static_findings(template: Template, file: str, fields: Sequence[str] | None) -> list[Finding]:
+    """Findings that need no rendering (build's static checks, :func:`static_problems`)."""
+    return [Finding("error", p.code, p.message, file, template.name) for p in static_problems(template, fields)]
 
 
 def _render(template: Template, row: dict[str, Any], seed: int) -> Rendered | tuple[Level, str, str]:
@@ -208,6 +157,10 @@ def _render(template: Template, row: dict[str, Any], seed: int) -> Rendered | tu
     compiled = compile_template(template)
     try:
         return compiled.render(row, seed=seed)
+    except NullValueError as err:  # build's message under the default on_null (error)
+        return ("error", "render", null_error_message(err.message))
+    except ChoiceIndexError as err:  # answer_choices[expression] out of range: build's message
+        return ("error", "label-out-of-range", err.message)
     except TemplateError as err:
         if template.dialect == "promptsource":
             try:
@@ -229,7 +182,7 @@ def _label_problem(template: Template, row: dict[str, Any], seed: int, out: Rend
     if isinstance(out, Rendered):
         # build skips a row that renders empty throughout before looking at its labels
         return label_problem(row, fields, out.answer_choices) if out.input or out.target else None
-    if out[1] != "render" or template.answer_choices is None:
+    if out[1] not in ("render", "label-out-of-range") or template.answer_choices is None:
         return None
     try:
         choices = compile_template(template).choices(row, seed)
@@ -280,14 +233,15 @@ def lint_file(path: str | Path, rows: Sequence[tuple[str, dict[str, Any]]] | Non
     findings = [Finding("error", "duplicate" if p.startswith("duplicate") else "parse", p, str(path)) for p in problems]
     if tf is None:
         return findings, 0
-    fields = set().union(*(r.keys() for _, r in rows)) if rows else None
+    # the rows' fields in first-seen order, as build lists them
+    fields = list(dict.fromkeys(k for _, r in rows for k in r)) if rows else None
     row_checked = []  # by position: two templates may share an id (reported as a duplicate)
     for template in tf.templates:
         static = _static_findings(template, str(path), fields)
         findings += static
         # A template that does not compile, or reads a field the rows lack in the strict dialect,
         # would fail on every row: its static finding says it once.
-        if not any(f.level == "error" and f.code in ("parse", "unknown-field") for f in static):
+        if not any(f.level == "error" and f.code in _FAILS_EVERY_ROW for f in static):
             row_checked.append(template)
     for template in row_checked if rows else ():
         findings += _row_findings(template, str(path), rows, seed)

@@ -84,8 +84,12 @@ def test_lint_promptsource_conventions(tmp_path: Path) -> None:
                     "    jinja: '{% if label == 1 %}{{ text }} {{ missing }} ||| loc{% endif %}'\n", encoding="utf-8")
     data = tmp_path / "rows.jsonl"
     data.write_text('{"text": "where?", "label": 1}\n{"text": "who?", "label": 0}\n', encoding="utf-8")
+    # A field the rows lack fails `taskmill build` in both dialects, so lint says it as an error too.
     report = lint_paths([path], data)
-    assert {(f.code, f.level) for f in report.findings} == {("unknown-field", "warning"), ("not-applicable", "warning")}
+    assert {(f.code, f.level) for f in report.findings} == {("unknown-field", "error")}
+    path.write_text(path.read_text().replace(" {{ missing }}", ""), encoding="utf-8")
+    report = lint_paths([path], data)
+    assert {(f.code, f.level) for f in report.findings} == {("not-applicable", "warning")}
     assert report.errors == 0
 
 
