@@ -191,6 +191,9 @@ def corpus_score(name: str, stats: np.ndarray) -> float:
     return corpus_from_stats(name, stats.sum(axis=0))
 
 
+_COUNT_CELLS = 1 << 22  # cells of one chunk's count matrix in corpus_draws (32 MB of int64)
+
+
 def corpus_draws(name: str, stats: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """(B,) corpus scores of bootstrap resamples: ``idx`` (B, n) example indices into ``stats`` (n, k).
 
@@ -198,9 +201,15 @@ def corpus_draws(name: str, stats: np.ndarray, idx: np.ndarray) -> np.ndarray:
     resampled set is scored as a corpus, not as an average of sentence scores.
     """
     n_boot, n = idx.shape
-    # counts[b, i] = times example i is in draw b; (B, n) @ (n, k) -> (B, k) summed statistics.
-    counts = np.bincount((np.arange(n_boot)[:, None] * n + idx).ravel(), minlength=n_boot * n).reshape(n_boot, n)
-    summed = counts @ stats.astype(np.int64)
+    stats = stats.astype(np.int64)
+    summed = np.empty((n_boot, stats.shape[1]), dtype=np.int64)
+    step = max(1, _COUNT_CELLS // max(n, 1))  # draws per chunk, so the (chunk, n) count matrix stays small
+    for start in range(0, n_boot, step):
+        part = idx[start : start + step]
+        rows = len(part)
+        # counts[b, i] = times example i is in draw b; (b, n) @ (n, k) -> (b, k) summed statistics.
+        counts = np.bincount((np.arange(rows)[:, None] * n + part).ravel(), minlength=rows * n).reshape(rows, n)
+        summed[start : start + rows] = counts @ stats
     return np.array([corpus_from_stats(name, row) for row in summed], dtype=float)
 
 

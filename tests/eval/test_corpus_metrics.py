@@ -141,6 +141,15 @@ def test_corpus_bootstrap_matches_a_direct_resampling_loop(metric, corpus_fn):
     assert tpl["ci95"] != percentile_ci(sentence[idx].mean(axis=1))
 
 
+def test_corpus_draws_are_the_same_in_chunks(monkeypatch):
+    stats = np.array([m.segment_stats("chrf", h, [r]) for h, r in zip(HYPS, REFS)])
+    idx = np.random.default_rng(0).integers(0, len(HYPS), size=(50, len(HYPS)))
+    whole = m.corpus_draws("chrf", stats, idx)
+    monkeypatch.setattr(m, "_COUNT_CELLS", 3 * len(HYPS))  # 3 draws per chunk, the last one short
+    np.testing.assert_array_equal(m.corpus_draws("chrf", stats, idx), whole)
+    assert whole[0] == sacrebleu.corpus_chrf([HYPS[i] for i in idx[0]], [[REFS[i] for i in idx[0]]]).score
+
+
 def test_paired_delta_draws_recompute_the_corpus_statistic():
     tuned_hyps = [r if i % 2 else h for i, (h, r) in enumerate(zip(HYPS, REFS))]  # half the answers fixed
     stats = {name: np.array([m.segment_stats("bleu", h, [r]) for h, r in zip(hyps, REFS)])
@@ -231,3 +240,9 @@ def test_old_results_with_averaged_bleu_are_refused_with_one_line(tmp_path):
     res["per_template"] = [{**t, "metrics": {"exact_match": 1.0}} for t in res["per_template"]]
     path.write_text(json.dumps({**res, "schema": "taskmill.eval.results/1"}))
     write_report([str(tmp_path / "run")], tmp_path / "board2", bootstrap=0)
+
+
+def test_every_metric_declares_its_level():
+    assert set(m.GENERATION_METRICS) | {"acc", "acc_norm", "acc_calibrated"} == set(m.METRIC_INFO)
+    assert {n for n, info in m.METRIC_INFO.items() if info.level == "corpus"} == {"bleu", "chrf"}
+    assert all(info.level in ("example", "corpus") and info.source for info in m.METRIC_INFO.values())
