@@ -15,7 +15,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import sacrebleu
+from typer.testing import CliRunner
 
+from taskmill.cli import app
 from taskmill.errors import ConfigError, DataError
 from taskmill.eval import metrics as m
 from taskmill.eval.aggregate import aggregate, percentile_ci
@@ -93,6 +95,8 @@ def test_template_bleu_and_chrf_equal_sacrebleu_corpus_functions(tmp_path):
     # Equal to the last digit results.json keeps (4 decimals).
     assert tpl["bleu_tpl"]["score"] == round(bleu.score, 4) and tpl["bleu_tpl"]["level"] == "corpus"
     assert tpl["chrf_tpl"]["score"] == round(chrf.score, 4) and tpl["chrf_tpl"]["metrics"] == {"chrf": round(chrf.score, 4)}
+    stats = np.array([m.segment_stats("bleu", h, [r]) for h, r in zip(HYPS, REFS)])
+    assert m.corpus_score("bleu", stats) == bleu.score  # unrounded: the same float
     # A secondary corpus metric is a corpus score too; the primary exact match stays a mean.
     em = np.mean([m.exact_match(h, [r]) for h, r in zip(HYPS, REFS)])
     assert tpl["em_bleu_tpl"]["metrics"] == {"bleu": round(bleu.score, 4), "exact_match": round(float(em), 4)}
@@ -226,6 +230,9 @@ def test_squad_setting_reaches_results_and_is_validated(tmp_path):
     assert "v1.1" in v1["metric_info"]["squad_f1"]["source"] and v1["config"]["squad"] == "squad_v1"
     with pytest.raises(ConfigError, match="squad: 'v3': expected squad_v1 or squad_v2"):
         EvalConfig(corpus=str(corpus), out=str(tmp_path / "x"), model="m", squad="v3").validate()
+    bad = CliRunner().invoke(app, ["eval", str(corpus), "--model", "m", "--out", str(tmp_path / "x"), "--squad", "v3"])
+    assert bad.exit_code == 2 and "squad: 'v3': expected squad_v1 or squad_v2" in bad.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_old_results_with_averaged_bleu_are_refused_with_one_line(tmp_path):
