@@ -114,8 +114,8 @@ def metric_notes(board: dict[str, Any], code: Callable[[str], str] = str, esc: C
             continue
         sigs = info["signatures"]
         warn = " (signatures differ: these scores are not comparable)" if len(sigs) > 1 else ""
-        notes.append(f"{esc(name)} is corpus-level ({esc(str(info['source']))}): computed once over a template's examples"
-                     f" and recomputed on each bootstrap resample; sacreBLEU signature"
+        notes.append(f"{esc(name)} is corpus-level, computed once over a template's examples and recomputed on each"
+                     f" bootstrap resample (source: {esc(str(info['source']))}); sacreBLEU signature"
                      f" {' ; '.join(map(code, sigs)) or '?'}{warn}.")
     return notes
 
