@@ -423,6 +423,7 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% intervals (0: none).")] = 1000,
     cache: Annotated[Optional[Path], typer.Option(help="Cache file shared across runs (default OUT/cache.jsonl).")] = None,
+    squad: Annotated[str, typer.Option(help="SQuAD F1 on answers that normalise to nothing: squad_v2 (both empty -> 100) or squad_v1 (0).")] = "squad_v2",
     overwrite: Overwrite = False,
 ) -> None:
     """Score one model (optionally with an adapter) on a corpus; resumable, cached per example."""
@@ -435,6 +436,7 @@ def eval_command(
         fold=str(fold) if fold else None, clusters=str(clusters) if clusters else None, limit=limit,
         prompt_style=prompt_style, separator=separator, calibrate=calibrate, max_new_tokens=max_new_tokens,
         seed=seed, bootstrap=bootstrap, cache=str(cache) if cache else None, options=options, overwrite=overwrite,
+        squad=squad,
     ))
 
 

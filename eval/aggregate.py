@@ -1,9 +1,14 @@
-"""Aggregation of per-example scores: per template, per task (median and spread across templates,
-as T0 reports), per cluster (mean of its tasks' medians), with seeded bootstrap 95% intervals.
+"""Aggregation of scored examples: per template, per task (median and spread across templates, as
+T0 reports), per cluster (mean of its tasks' medians), with seeded bootstrap 95% intervals.
 
-The bootstrap resamples examples within each template (the unit that was sampled), B times; the same
-draws feed the template means, the task medians and the cluster means, so every interval is for the
-statistic actually reported.
+A template's score is the mean of its examples' scores for per-example metrics, and the corpus
+score computed once over its examples for corpus-level metrics (BLEU, chrF: from the sum of the
+examples' sacreBLEU statistics, see :mod:`taskmill.eval.metrics`).
+
+The bootstrap resamples examples within each template (the unit that was sampled), B times, and
+recomputes the template's statistic on each resample (a mean, or a corpus score of the resampled
+examples); the same draws feed the template scores, the task medians and the cluster means, so
+every interval is for the statistic actually reported.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from taskmill.eval.metrics import corpus_draws, corpus_score, metric_level, signature
+
 
 def percentile_ci(draws: np.ndarray) -> list[float]:
     """Percentile 95% interval of bootstrap draws (B,), rounded to 4 decimals."""
@@ -20,10 +27,39 @@ def percentile_ci(draws: np.ndarray) -> list[float]:
     return [round(float(lo), 4), round(float(hi), 4)]
 
 
-def _template_draws(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(B,) bootstrap means of one template's per-example values."""
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+def template_values(rows: Sequence[Mapping[str, Any]], metric: str) -> np.ndarray:
+    """What the statistic of ``metric`` is computed from: the examples' scores (n,) for a
+    per-example metric, their sacreBLEU segment statistics (n, k) for a corpus-level one.
+
+    Raises:
+        ValueError: An example of a corpus-level metric carries no statistics for it.
+    """
+    if metric_level(metric) == "example":
+        return np.array([r["scores"][metric] for r in rows if metric in r["scores"]], dtype=float)
+    missing = sum(metric not in (r.get("stats") or {}) for r in rows)
+    if missing:
+        raise ValueError(f"{missing} example(s) scored with corpus-level '{metric}' carry no 'stats' for it")
+    return np.array([r["stats"][metric] for r in rows], dtype=np.int64).reshape(len(rows), -1)
+
+
+def statistic(metric: str, values: np.ndarray) -> float:
+    """A template's score: mean of per-example scores, or the corpus score of the statistics."""
+    if metric_level(metric) == "corpus":
+        return corpus_score(metric, values)
+    return float(values.mean()) if len(values) else 0.0
+
+
+def resampled(metric: str, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """(B,) the template statistic on each bootstrap resample ``idx`` (B, n) of its examples."""
+    if metric_level(metric) == "corpus":
+        return corpus_draws(metric, values, idx)
     return values[idx].mean(axis=1)
+
+
+def _template_draws(metric: str, values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(B,) bootstrap draws of one template's statistic."""
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    return resampled(metric, values, idx)
 
 
 def aggregate(
@@ -37,14 +73,17 @@ def aggregate(
 
     Args:
         examples: Dicts with ``task``, ``template_id``, ``template_name``, ``format``, ``primary``
-            (metric name) and ``scores`` (metric -> value).
+            (metric name), ``scores`` (metric -> value) and, for corpus-level metrics, ``stats``
+            (metric -> sacreBLEU segment statistics).
         clusters: Task -> cluster name; tasks without one are left out of ``per_cluster``.
         n_boot: Bootstrap resamples (0 disables intervals).
         seed: Seed of the bootstrap generator.
 
     Returns:
         ``{"per_template": [...], "per_task": [...], "per_cluster": [...]}``, each list sorted by
-        its keys; every entry gives ``metric`` (the primary one), ``score`` and ``ci95``.
+        its keys; every entry gives ``metric`` (the primary one), ``score`` and ``ci95``; template
+        entries also give ``level`` (the primary metric's), ``metrics`` (every metric's score) and
+        ``signatures`` (sacreBLEU signature of each corpus-level metric).
     """
     rng = np.random.default_rng(seed)
     groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
@@ -63,17 +102,15 @@ def aggregate(
 def _summarise_template(rows: list[Mapping[str, Any]], n_boot: int, rng: np.random.Generator) -> tuple[dict, Any]:
     first = rows[0]
     primary = first["primary"]
-    metrics = {}
-    for name in sorted({m for r in rows for m in r["scores"]}):
-        values = np.array([r["scores"][name] for r in rows if name in r["scores"]], dtype=float)
-        metrics[name] = round(float(values.mean()), 4)
-    values = np.array([r["scores"][primary] for r in rows], dtype=float)
-    boot = _template_draws(values, n_boot, rng) if n_boot else None
+    names = sorted({m for r in rows for m in r["scores"]})
+    metrics = {name: round(statistic(name, template_values(rows, name)), 4) for name in names}
+    values = template_values(rows, primary)
+    boot = _template_draws(primary, values, n_boot, rng) if n_boot else None
     entry = {
         "task": first["task"], "format": first["format"], "template_id": first["template_id"],
-        "template_name": first["template_name"], "n": len(rows), "metric": primary,
-        "score": round(float(values.mean()), 4), "ci95": percentile_ci(boot) if boot is not None else None,
-        "metrics": metrics,
+        "template_name": first["template_name"], "n": len(rows), "metric": primary, "level": metric_level(primary),
+        "score": round(statistic(primary, values), 4), "ci95": percentile_ci(boot) if boot is not None else None,
+        "metrics": metrics, "signatures": {name: signature(name) for name in names if metric_level(name) == "corpus"},
     }
     return entry, boot
 

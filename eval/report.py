@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 from typing import Any
 
+from taskmill.eval.metrics import DEFAULT_SQUAD
 from taskmill.eval.runner import EVAL_FORMATS, EvalConfig, evaluate
 
 
@@ -25,6 +26,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     for c in summary["per_cluster"]:
         ci = f"[{c['ci95'][0]:.1f}, {c['ci95'][1]:.1f}]" if c["ci95"] else "-"
         lines.append(f"cluster {c['cluster'][:22]:22s} {c['format']:18s} {'mean':10s} {c['score']:7.2f} {ci:>15s}")
+    for name, info in summary.get("metric_info", {}).items():
+        if info["level"] == "corpus":
+            lines.append(f"{name}: corpus-level per template, sacreBLEU {info['signature']}")
     return "\n".join(lines)
 
 
@@ -32,7 +36,7 @@ def cli_eval(
     corpus: str, *, model: str, out: str, backend: str = "hf", adapter: str | None = None,
     formats: list[str] | None = None, tasks: list[str] | None = None, fold: str | None = None,
     clusters: str | None = None, limit: int | None = None, prompt_style: str = "auto", separator: str = "\\n",
-    calibrate: bool = False, max_new_tokens: int = 64, seed: int = 0, bootstrap: int = 1000,
+    calibrate: bool = False, max_new_tokens: int = 64, seed: int = 0, bootstrap: int = 1000, squad: str = DEFAULT_SQUAD,
     cache: str | None = None, options: dict[str, Any] | None = None, overwrite: bool = False,
 ) -> str:
     """Run ``taskmill eval`` and return the text to print.
@@ -44,7 +48,7 @@ def cli_eval(
         backend_options={k: v for k, v in (options or {}).items() if v is not None},
         formats=tuple(formats or EVAL_FORMATS), tasks=tuple(tasks or ()), fold=fold, clusters=clusters, limit=limit,
         prompt_style=prompt_style, separator=codecs.decode(separator, "unicode_escape"), calibrate=calibrate,
-        max_new_tokens=max_new_tokens, seed=seed, bootstrap=bootstrap, cache=cache,
+        max_new_tokens=max_new_tokens, seed=seed, bootstrap=bootstrap, cache=cache, squad=squad,
     )
     summary = evaluate(config, overwrite=overwrite)
     return format_summary(summary) + f"\nwrote {out}/results.json, examples.jsonl, examples.parquet"

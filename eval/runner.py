@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 from taskmill.errors import ConfigError, DataError
 from taskmill.eval.aggregate import aggregate
+from taskmill.eval.metrics import DEFAULT_SQUAD, SQUAD_VERSIONS, describe_metrics
 from taskmill.backends.requests import PromptStyle
 from taskmill.eval.scoring import (
     ScoringOptions,
@@ -57,6 +58,8 @@ class EvalConfig:
         content_free: The content-free prompt for calibration.
         max_new_tokens: Generation budget for open-ended rows.
         stop: Stop sequences for generation.
+        squad: SQuAD F1's rule for answers that normalise to nothing: ``squad_v2`` (default: both
+            empty -> 100, as the SQuAD 2.0 script) or ``squad_v1`` (the v1.1 script: 0).
         seed: Bootstrap seed.
         bootstrap: Bootstrap resamples for the 95% intervals (0: none).
         chunk_size: Rows per backend call; the cache is flushed after each.
@@ -80,6 +83,7 @@ class EvalConfig:
     content_free: str = "N/A"
     max_new_tokens: int = 64
     stop: tuple[str, ...] = ("\n\n",)
+    squad: str = DEFAULT_SQUAD
     seed: int = 0
     bootstrap: int = 1000
     chunk_size: int = 256
@@ -103,6 +107,8 @@ class EvalConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"{name}: {value}: expected a positive integer")
+        if self.squad not in SQUAD_VERSIONS:
+            problems.append(f"squad: '{self.squad}': expected {' or '.join(SQUAD_VERSIONS)}")
         if self.bootstrap < 0:
             problems.append(f"bootstrap: {self.bootstrap}: expected >= 0")
         for name in ("fold", "clusters", "adapter"):
@@ -217,7 +223,7 @@ def evaluate(config: EvalConfig, backend: Any = None, progress: bool = True, *, 
     keys = {r.id: _row_key(r, backend, options) for r in rows}
     todo = [r for r in rows if cache.get(keys[r.id]) is None]
     calls = _fill_cache(todo, backend, options, cache, keys, config.chunk_size, progress)
-    examples = [_example(r, cache.get(keys[r.id]), backend) for r in rows]
+    examples = [_example(r, cache.get(keys[r.id]), backend, config.squad) for r in rows]
     summary = _summary(config, backend, options, examples)
     write_jsonl(out / "examples.jsonl", examples)
     write_parquet(out / "examples.parquet", examples)
@@ -268,19 +274,21 @@ def _progress(total: int, enabled: bool) -> Callable[..., None]:
     return step
 
 
-def _example(row: Row, raw: dict[str, Any] | None, backend: Any) -> dict[str, Any]:
+def _example(row: Row, raw: dict[str, Any] | None, backend: Any, squad: str) -> dict[str, Any]:
     assert raw is not None
-    scored = score_row(row, raw)
+    scored = score_row(row, raw, squad)
     return {
         "id": row.id, "task": row.task, "dataset": row.dataset, "split": row.split, "row_index": row.row_index,
         "template_id": row.template_id, "template_name": row.template_name, "format": row.format,
         "model_revision": backend.model_revision, "adapter_hash": backend.adapter_hash,
         "target": row.target_index if raw["kind"] == "choice" else row.completion,
         "prediction": scored["prediction"], "predictions": scored["predictions"],
-        "primary": scored["primary"], "scores": scored["scores"], "raw": raw,
+        "primary": scored["primary"], "scores": scored["scores"], "stats": scored["stats"], "raw": raw,
     }
 
 
+# /2: corpus-level metrics (BLEU, chrF) are corpus scores, not means of sentence scores; metric_info.
+RESULTS_SCHEMA = "taskmill.eval.results/2"
 VERSIONED = ("taskmill", "torch", "transformers", "peft", "vllm", "rouge-score", "sacrebleu", "numpy")
 
 
@@ -310,7 +318,7 @@ def _summary(config: EvalConfig, backend: Any, options: ScoringOptions, examples
         source["eval_settings_used"] = (wanted.get("prompt_style") == options.style.kind
                                         and wanted.get("separator") == options.style.separator)
     return {
-        "schema": "taskmill.eval.results/1",
+        "schema": RESULTS_SCHEMA,
         "versions": package_versions(VERSIONED),
         "config": asdict(config),
         "config_hash": config.config_hash(),
@@ -320,6 +328,7 @@ def _summary(config: EvalConfig, backend: Any, options: ScoringOptions, examples
         "adapter_hash": backend.adapter_hash,
         "prompt_style": {"kind": options.style.kind, "separator": options.style.separator},
         "n_examples": len(examples),
+        "metric_info": describe_metrics(sorted({m for ex in examples for m in ex["scores"]}), config.squad),
         **({"template_sources": sources} if sources else {}),
         **agg,
     }

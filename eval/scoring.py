@@ -10,7 +10,9 @@ is a continuation of the prompt and the best-scoring choice is the prediction, b
   prompt (Zhao et al. 2021's "N/A" input), only when calibration is on.
 
 Any other row is generated greedily and scored against its completion with the metrics its
-template's metadata names (see :func:`taskmill.eval.metrics.metrics_for`).
+template's metadata names (see :func:`taskmill.eval.metrics.metrics_for`). For corpus-level metrics
+(BLEU, chrF) a row also keeps its sacreBLEU segment statistics (``stats``), from which aggregation
+computes the corpus score; its ``scores`` entry is the sentence score, for inspection.
 
 What the backend answered for a row (its *raw* record, which the cache stores) is kept apart from
 the scores computed from it, so re-scoring never needs the model.
@@ -23,7 +25,15 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from taskmill.eval.metrics import GENERATION_METRICS, metrics_for
+from taskmill.eval.metrics import (
+    DEFAULT_SQUAD,
+    GENERATION_METRICS,
+    metric_level,
+    metrics_for,
+    segment_stats,
+    sentence_from_stats,
+    squad_f1,
+)
 from taskmill.backends.requests import GenerateRequest, LoglikelihoodRequest, PromptStyle, continuation_lead, join_prompt
 from taskmill.records import Row
 
@@ -116,17 +126,32 @@ def score_choice(row: Row, raw: dict[str, Any]) -> dict[str, Any]:
     if raw.get("calib_logprobs") is not None:
         preds["acc_calibrated"] = _argmax([lp - cf for lp, cf in zip(lps, raw["calib_logprobs"])])
     scores = {name: 100.0 * (pred == row.target_index) for name, pred in preds.items()}
-    return {"primary": "acc", "prediction": preds["acc"], "predictions": preds, "scores": scores}
+    return {"primary": "acc", "prediction": preds["acc"], "predictions": preds, "scores": scores, "stats": {}}
 
 
-def score_generation(row: Row, raw: dict[str, Any]) -> dict[str, Any]:
-    """Scores of an open-ended row by the metrics its template names."""
+def score_generation(row: Row, raw: dict[str, Any], squad: str = DEFAULT_SQUAD) -> dict[str, Any]:
+    """Scores of an open-ended row by the metrics its template names.
+
+    Args:
+        row: The corpus row (its completion is the one reference).
+        raw: Its raw record (``{"kind": "generate", "prediction": ...}``).
+        squad: SQuAD F1's empty-answer rule, ``squad_v1`` or ``squad_v2``.
+    """
     names = metrics_for(row.metrics)
-    pred = raw["prediction"]
-    scores = {name: GENERATION_METRICS[name](pred, [row.completion]) for name in names}
-    return {"primary": names[0], "prediction": pred, "predictions": {}, "scores": scores}
+    pred, refs = raw["prediction"], [row.completion]
+    scores: dict[str, float] = {}
+    stats: dict[str, list[int]] = {}
+    for name in names:
+        if metric_level(name) == "corpus":
+            stats[name] = segment_stats(name, pred, refs)
+            scores[name] = sentence_from_stats(name, stats[name])
+        elif name == "squad_f1":
+            scores[name] = squad_f1(pred, refs, version=squad)
+        else:
+            scores[name] = GENERATION_METRICS[name](pred, refs)
+    return {"primary": names[0], "prediction": pred, "predictions": {}, "scores": scores, "stats": stats}
 
 
-def score_row(row: Row, raw: dict[str, Any]) -> dict[str, Any]:
-    """Scores of one row from its raw record."""
-    return score_choice(row, raw) if raw["kind"] == "choice" else score_generation(row, raw)
+def score_row(row: Row, raw: dict[str, Any], squad: str = DEFAULT_SQUAD) -> dict[str, Any]:
+    """Scores (and corpus-metric statistics) of one row from its raw record."""
+    return score_choice(row, raw) if raw["kind"] == "choice" else score_generation(row, raw, squad)

@@ -9,9 +9,11 @@ leaves at most one truncated last line, which is ignored on load: that row is si
 Results (``OUT/``):
 
 - ``examples.jsonl`` and ``examples.parquet``: one record per row (schema in the README, "Eval
-  results"): ids, task/template/format, prediction(s), target, scores, and the raw log-probs;
-- ``results.json``: versions, resolved config, config hash, seed, model revision, adapter hash and
-  the per-template / per-task / per-cluster summaries.
+  results"): ids, task/template/format, prediction(s), target, scores, corpus-metric statistics
+  (``stats``) and the raw log-probs;
+- ``results.json``: versions, resolved config, config hash, seed, model revision, adapter hash,
+  each metric's level, source and sacreBLEU signature (``metric_info``) and the per-template /
+  per-task / per-cluster summaries.
 
 Every file is written through :mod:`taskmill.fileio` (a temporary name, then a rename), so a reader
 never sees half a file.
@@ -84,17 +86,19 @@ class ResultCache:
 
 
 def write_parquet(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
-    """Write records as Parquet (scores flattened to ``score_<metric>`` columns), atomically."""
+    """Write records as Parquet (scores flattened to ``score_<metric>`` columns; ``prediction``,
+    ``target``, ``raw`` and ``stats`` JSON-encoded), atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     flat = []
     for rec in records:
-        row = {k: v for k, v in rec.items() if k not in ("scores", "predictions", "raw")}
+        row = {k: v for k, v in rec.items() if k not in ("scores", "predictions", "raw", "stats")}
         # Choice rows hold indices, generation rows text: one JSON-encoded column for both.
         row["prediction"] = json.dumps(rec["prediction"], ensure_ascii=False)
         row["target"] = json.dumps(rec["target"], ensure_ascii=False)
         row["raw"] = json.dumps(rec["raw"], ensure_ascii=False)
+        row["stats"] = json.dumps(rec.get("stats") or {}, sort_keys=True)
         for name, value in rec["scores"].items():
             row[f"score_{name}"] = value
         flat.append(row)

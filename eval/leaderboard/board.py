@@ -211,7 +211,21 @@ def run_record(run: Run, path: str) -> dict[str, Any]:
         "config_hash": res["config_hash"], "seed": res.get("seed"), "bootstrap": cfg.get("bootstrap"),
         "n_examples": res.get("n_examples"), "versions": res.get("versions", {}), "date": run.date,
         "date_source": run.date_source, "examples": run.path.with_name("examples.jsonl").is_file(),
+        "metric_info": res.get("metric_info", {}),
     }
+
+
+def board_metrics(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
+    """Every metric on the board: its level, source and (corpus-level) the sacreBLEU signatures of
+    the runs that used it, sorted; more than one signature means those scores are not comparable."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        for name, info in run.results.get("metric_info", {}).items():
+            entry = out.setdefault(name, {"level": info.get("level"), "source": info.get("source"), "signatures": []})
+            sig = info.get("signature")
+            if sig and sig not in entry["signatures"]:
+                entry["signatures"] = sorted([*entry["signatures"], sig])
+    return dict(sorted(out.items()))
 
 
 def build_board(runs: Sequence[Run], paths: dict[str, str], *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -244,6 +258,7 @@ def build_board(runs: Sequence[Run], paths: dict[str, str], *, n_boot: int = 100
     return {
         "schema": SCHEMA, "produced_by": package_versions(PRODUCED_BY), "options": {"bootstrap": n_boot, "seed": seed, "mean_over": over},
         "runs": [run_record(run, paths[run.id]) for run in sorted(runs, key=lambda r: (paths[r.id], r.id))],
+        "metrics": board_metrics(runs),
         "formats": list(scores), "clusters": [{"name": c, "tasks": clusters[c]} for c in sorted(clusters)],
         "unclustered_tasks": [t for t in all_tasks if t not in task_cluster],
         "rows": [{"label": r.label, "kind": r.kind, "model": r.model, "model_revision": r.model_revision, "base": r.base,

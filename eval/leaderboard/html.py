@@ -13,7 +13,7 @@ from typing import Any
 
 from taskmill.eval.leaderboard.assets import CSS, JS
 from taskmill.eval.leaderboard.plots import row_colors
-from taskmill.eval.leaderboard.text import columns, ranked
+from taskmill.eval.leaderboard.text import columns, metric_notes, ranked
 
 PLOT_CAPTIONS = {
     "clusters": "Score per held-out cluster: median over templates per task, mean over the cluster's tasks; bars show 95% bootstrap intervals.",
@@ -155,12 +155,13 @@ def _format_section(board: dict, fmt: str, svgs: dict[str, str], colors: dict[st
 
 def _intro(board: dict) -> str:
     over, opts = board["options"]["mean_over"], board["options"]
+    notes = "".join(f'<p class="note metric">{n}</p>' for n in metric_notes(board, lambda sig: f"<code>{escape(sig)}</code>", escape))
     drill = " Click <b>\u25B8 tasks</b> in a cluster's header to show its tasks." if over == "clusters" else ""
     return (f'<p class="note">Scores are 0\u2013100. Task = median over its templates; cluster = mean of its tasks; '
             f'Mean = mean over the {over} a row has. Grey brackets: 95% bootstrap intervals (examples resampled '
             f'within templates). \u0394 = instruction-tuned minus the base model (same revision), with a paired '
             f'bootstrap interval ({opts["bootstrap"]} resamples, seed {opts["seed"]}); bold when it excludes 0. '
-            f'Click a column header to sort.{drill}</p>')
+            f'Click a column header to sort.{drill}</p>{notes}')
 
 
 def page(board: dict[str, Any], svgs: dict[str, dict[str, str]]) -> str:

@@ -13,9 +13,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from taskmill.errors import DataError
+from taskmill.eval.metrics import metric_level
 
 RESULTS_SCHEMA = "taskmill.eval.results/"
+# Schemas read. /1 files averaged sentence BLEU/chrF; they are read only when they hold neither.
+READ_SCHEMAS = ("taskmill.eval.results/1", "taskmill.eval.results/2")
 REQUIRED_KEYS = ("schema", "config", "config_hash", "model_revision", "adapter_hash", "per_template", "per_task", "per_cluster")
 # Keys a results file may carry with the time it was produced; the file's mtime is the fallback.
 DATE_KEYS = ("finished_at", "created_at", "date")
@@ -106,12 +111,23 @@ def load_run(path: Path, label: str | None = None) -> Run:
     if not isinstance(results, dict):
         raise DataError("not a JSON object: expected a results.json written by `taskmill eval`", file=str(path))
     missing = [k for k in REQUIRED_KEYS if k not in results]
-    if missing or not str(results.get("schema", "")).startswith(RESULTS_SCHEMA):
+    if missing or results.get("schema") not in READ_SCHEMAS:
         what = f"missing {', '.join(missing)}" if missing else f"schema '{results.get('schema')}'"
-        raise DataError(f"{what}: expected a results file of schema {RESULTS_SCHEMA}1 (from `taskmill eval`)", file=str(path))
+        raise DataError(f"{what}: expected a results file of schema {READ_SCHEMAS[-1]} (from `taskmill eval`)", file=str(path))
+    _check_old_corpus_metrics(path, results)
     label = label or results.get("label") or results["config"].get("label") or None
     date, source = _run_date(path, results)
     return Run(hashlib.sha256(data).hexdigest()[:12], path, label, results, date, source)
+
+
+def _check_old_corpus_metrics(path: Path, results: dict[str, Any]) -> None:
+    """Refuse a /1 file that scored BLEU or chrF: its numbers are means of sentence scores."""
+    if results["schema"] != READ_SCHEMAS[0]:
+        return
+    old = sorted({m for t in results["per_template"] for m in t.get("metrics", {}) if metric_level(m) == "corpus"})
+    if old:
+        raise DataError(f"schema {READ_SCHEMAS[0]} averaged sentence-level {', '.join(old)}: re-run `taskmill eval` with the"
+                        " same --out (answers are cached, no model call) to get corpus-level scores", file=str(path))
 
 
 def load_runs(inputs: Sequence[str]) -> list[Run]:
@@ -134,18 +150,46 @@ def load_runs(inputs: Sequence[str]) -> list[Run]:
     return list(runs.values())
 
 
-def load_examples(run: Run) -> dict[tuple[str, str, str], dict[str, float]] | None:
-    """Primary scores of a run's examples, ``(task, format, template_id) -> {example id: score}``.
+@dataclass(frozen=True)
+class TemplateExamples:
+    """One template's examples, as the statistic of its primary metric needs them.
+
+    Attributes:
+        metric: The primary metric.
+        values: Example id -> its score (per-example metric) or its sacreBLEU segment statistics
+            (corpus-level metric).
+    """
+
+    metric: str
+    values: dict[str, Any]
+
+    def array(self, ids: Sequence[str]) -> np.ndarray:
+        """The values of ``ids`` in that order: (n,) scores, or (n, k) statistics."""
+        if metric_level(self.metric) == "corpus":
+            return np.array([self.values[i] for i in ids], dtype=np.int64).reshape(len(ids), -1)
+        return np.array([self.values[i] for i in ids], dtype=float)
+
+
+def _example_value(ex: dict[str, Any]) -> Any:
+    metric = ex["primary"]
+    if metric_level(metric) == "corpus":
+        return [int(x) for x in ex["stats"][metric]]  # KeyError when an example lacks them
+    return float(ex["scores"][metric])
+
+
+def load_examples(run: Run) -> dict[tuple[str, str, str], TemplateExamples] | None:
+    """A run's examples by ``(task, format, template_id)``, with what its primary metric's statistic needs.
 
     Read from ``examples.jsonl`` beside ``results.json``; None when that file is absent.
 
     Raises:
-        DataError: A line is not an example record (names file and line).
+        DataError: A line is not an example record, or its template mixes primary metrics (names
+            file and line).
     """
     path = run.path.with_name("examples.jsonl")
     if not path.is_file():
         return None
-    out: dict[tuple[str, str, str], dict[str, float]] = {}
+    out: dict[tuple[str, str, str], TemplateExamples] = {}
     with path.open("r", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -153,7 +197,10 @@ def load_examples(run: Run) -> dict[tuple[str, str, str], dict[str, float]] | No
             try:
                 ex = json.loads(line)
                 key = (ex["task"], ex["format"], ex["template_id"])
-                out.setdefault(key, {})[ex["id"]] = float(ex["scores"][ex["primary"]])
+                group = out.setdefault(key, TemplateExamples(ex["primary"], {}))
+                if group.metric != ex["primary"]:
+                    raise ValueError(f"primary metric '{ex['primary']}' but '{group.metric}' earlier in this template")
+                group.values[ex["id"]] = _example_value(ex)
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
                 raise DataError(f"not an eval example ({type(err).__name__}: {err})", file=str(path), row=f"line {lineno}") from None
     return out

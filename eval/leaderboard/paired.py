@@ -2,9 +2,10 @@
 
 Both runs scored the same examples, so the interval resamples example ids once and applies the same
 draw to both: the difference of the two statistics on each draw gives the delta's distribution.
-The statistic is the one the eval reports (see ``taskmill.eval.aggregate``): template mean over its
-examples -> task median over templates -> cluster mean over tasks -> board mean over clusters.
-Examples are resampled within each template, as the eval's own intervals do.
+The statistic is the one the eval reports (see ``taskmill.eval.aggregate``): template score over its
+examples (the mean, or for a corpus-level metric such as BLEU the corpus score recomputed on the
+resampled examples) -> task median over templates -> cluster mean over tasks -> board mean over
+clusters. Examples are resampled within each template, as the eval's own intervals do.
 
 Each task gets its own generator, seeded from (seed, format, row, task), so a task's draws do not
 depend on which other tasks or runs are on the board.
@@ -17,37 +18,43 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-Examples = Mapping[tuple[str, str, str], Mapping[str, float]]
+from taskmill.eval.aggregate import resampled
+from taskmill.eval.leaderboard.load import TemplateExamples
+
+Examples = Mapping[tuple[str, str, str], TemplateExamples]
+# Per template: (primary metric, tuned values, base values); values (n,) scores or (n, k) statistics.
+Pair = tuple[str, np.ndarray, np.ndarray]
 
 
 def _rng(seed: int, *key: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("\x1f".join(key).encode())])
 
 
-def paired_arrays(tuned: Examples, base: Examples, task: str, fmt: str, templates: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """Per template, the (tuned, base) primary scores aligned by example id.
+def paired_arrays(tuned: Examples, base: Examples, task: str, fmt: str, templates: Sequence[str]) -> list[Pair] | None:
+    """Per template, the primary metric and the (tuned, base) values aligned by example id.
 
-    Returns None unless both runs scored exactly the same example ids for every template (a pair
-    evaluated on different rows, e.g. with different ``--limit``, gets no paired interval).
+    Returns None unless both runs scored exactly the same example ids with the same primary metric
+    for every template (a pair evaluated on different rows, e.g. with different ``--limit``, gets
+    no paired interval).
     """
     pairs = []
     for tpl in templates:
         a, b = tuned.get((task, fmt, tpl)), base.get((task, fmt, tpl))
-        if not a or not b or a.keys() != b.keys():
+        if not a or not b or not a.values or a.values.keys() != b.values.keys() or a.metric != b.metric:
             return None
-        ids = sorted(a)
-        pairs.append((np.array([a[i] for i in ids]), np.array([b[i] for i in ids])))
+        ids = sorted(a.values)
+        pairs.append((a.metric, a.array(ids), b.array(ids)))
     return pairs or None
 
 
-def task_delta_draws(pairs: Sequence[tuple[np.ndarray, np.ndarray]], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def task_delta_draws(pairs: Sequence[Pair], n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """(B,) draws of median-over-templates(tuned) - median-over-templates(base)."""
-    tuned_means, base_means = [], []
-    for a, b in pairs:
+    tuned_stats, base_stats = [], []
+    for metric, a, b in pairs:
         idx = rng.integers(0, len(a), size=(n_boot, len(a)))  # (B, n): same resample for both runs
-        tuned_means.append(a[idx].mean(axis=1))
-        base_means.append(b[idx].mean(axis=1))
-    return np.median(np.stack(tuned_means), axis=0) - np.median(np.stack(base_means), axis=0)  # (T, B) -> (B,)
+        tuned_stats.append(resampled(metric, a, idx))
+        base_stats.append(resampled(metric, b, idx))
+    return np.median(np.stack(tuned_stats), axis=0) - np.median(np.stack(base_stats), axis=0)  # (T, B) -> (B,)
 
 
 def delta_draws(

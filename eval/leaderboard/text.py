@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from typing import Any, Callable
 
 CSV_COLUMNS = (
     "format", "row", "kind", "model", "model_revision", "level", "cluster", "task", "template_id", "template_name",
@@ -96,7 +96,28 @@ def _preamble(board: dict[str, Any], over: str) -> list[str]:
         f"{over} a row has. Brackets: 95% bootstrap intervals (examples resampled within templates). "
         "Δ = instruction-tuned minus base of the same model, with a paired bootstrap interval "
         f"({board['options']['bootstrap']} resamples, seed {board['options']['seed']}).",
+        *[line for note in metric_notes(board, lambda sig: f"`{sig}`") for line in ("", note)],
     ]
+
+
+def metric_notes(board: dict[str, Any], code: Callable[[str], str] = str, esc: Callable[[str], str] = str) -> list[str]:
+    """How the board's metrics are computed: one sentence naming the per-example ones, then one per
+    corpus-level metric with its source and sacreBLEU signature(s) (each signature through
+    ``code``, any other text from the results through ``esc``: for Markdown or HTML)."""
+    metrics = board.get("metrics", {})
+    notes = []
+    example = [esc(k) for k, v in metrics.items() if v["level"] != "corpus"]
+    if example:
+        notes.append(f"Per-example metrics, averaged over a template's examples: {', '.join(example)}.")
+    for name, info in metrics.items():
+        if info["level"] != "corpus":
+            continue
+        sigs = info["signatures"]
+        warn = " (signatures differ: these scores are not comparable)" if len(sigs) > 1 else ""
+        notes.append(f"{esc(name)} is corpus-level, computed once over a template's examples and recomputed on each"
+                     f" bootstrap resample (source: {esc(str(info['source']))}); sacreBLEU signature"
+                     f" {' ; '.join(map(code, sigs)) or '?'}{warn}.")
+    return notes
 
 
 def _md_runs(board: dict[str, Any]) -> list[str]:
