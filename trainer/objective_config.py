@@ -9,6 +9,10 @@
 * ``dpo`` — Direct Preference Optimisation (Rafailov et al., 2023) on prompt/chosen/rejected pairs
   (TRL's format) against a frozen reference: the base with adapters disabled for LoRA, a frozen
   copy of the starting weights for full fine-tuning.
+* ``reward`` — a reward model: a scalar head on the LM trained on the same pairs with the
+  Bradley–Terry loss (:mod:`taskmill.trainer.reward`); saves a ``*ForSequenceClassification`` folder.
+* ``rlhf`` — online policy optimisation (RLOO) of prompts' sampled answers against a reward (a
+  reward model or a rule), with a KL penalty to the reference policy (:mod:`taskmill.trainer.rl`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-OBJECTIVES = ("sft", "cpt", "dpo")
+OBJECTIVES = ("sft", "cpt", "dpo", "reward", "rlhf")
 
 
 @dataclass
@@ -46,11 +50,29 @@ class DpoConfig:
     label_smoothing: float = 0.0
 
 
+@dataclass
+class RewardConfig:
+    """Reward-model settings (``objective: reward``).
+
+    Attributes:
+        center_coefficient: Weight of the reward-centring term ``(r_chosen + r_rejected) ** 2``
+            (TRL's ``center_rewards_coefficient``; 0 turns it off, TRL's docs suggest 0.01).
+    """
+
+    center_coefficient: float = 0.0
+
+
 def check_objective(cfg: Any, problems: list[str]) -> None:
     """Consistency checks of ``cfg.objective`` with the other sections (appends to ``problems``)."""
-    objective: Literal["sft", "cpt", "dpo"] = cfg.objective
+    objective: Literal["sft", "cpt", "dpo", "reward", "rlhf"] = cfg.objective
     if objective == "cpt" and cfg.lora.enabled:
         problems.append("objective 'cpt' trains all parameters: set lora.enabled: false")
+    if objective == "reward":
+        if cfg.reward.center_coefficient < 0:
+            problems.append(f"reward.center_coefficient: must be >= 0, got {cfg.reward.center_coefficient}")
+        if 2 * cfg.data.max_length > cfg.data.micro_batch_tokens:
+            problems.append(f"objective 'reward' packs a pair's two sequences together: data.micro_batch_tokens "
+                            f"({cfg.data.micro_batch_tokens}) must be >= 2 * data.max_length ({cfg.data.max_length})")
     if objective == "dpo":
         if cfg.dpo.beta <= 0:
             problems.append(f"dpo.beta: must be > 0, got {cfg.dpo.beta}")

@@ -35,4 +35,8 @@ def trainer_class(cfg: TrainConfig) -> type[Any]:
         from taskmill.trainer.dpo import DpoTrainer
 
         return DpoTrainer
+    if cfg.objective == "reward":
+        from taskmill.trainer.reward import RewardTrainer
+
+        return RewardTrainer
     return Trainer
