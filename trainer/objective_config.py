@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 OBJECTIVES = ("sft", "cpt", "dpo", "reward", "rlhf")
@@ -62,6 +62,38 @@ class RewardConfig:
     center_coefficient: float = 0.0
 
 
+@dataclass
+class RlhfConfig:
+    """Online policy optimisation settings (``objective: rlhf``; the estimator is RLOO).
+
+    Each step takes ``prompts_per_step`` corpus prompts, samples ``samples_per_prompt`` responses
+    to each from the current policy, scores them (``reward``) and subtracts ``kl_coef`` x the
+    sequence's KL estimate to the reference policy; a sample's advantage is its total reward
+    minus the mean of the other samples of its prompt.
+
+    Attributes:
+        reward: ``exact_match`` / ``rouge_l`` (against the row's completion), ``callable`` or ``model``.
+        reward_callable: ``module.path:function`` or ``file.py:function`` for ``reward: callable``.
+        reward_model: Reward model folder (``OUTPUT/reward_model``) for ``reward: model``.
+        samples_per_prompt: k >= 2 samples per prompt (the leave-one-out baseline needs two).
+        prompts_per_step: Prompts per optimizer step.
+        kl_coef: Weight of the KL penalty (TRL's RLOO default 0.05).
+        temperature: Sampling temperature (log-probabilities use the same one).
+        max_new_tokens: Longest sampled response.
+        stop: Stop sequences (the response ends after the token that completes one).
+    """
+
+    reward: Literal["exact_match", "rouge_l", "callable", "model"] = "exact_match"
+    reward_callable: str | None = None
+    reward_model: str | None = None
+    samples_per_prompt: int = 4
+    prompts_per_step: int = 4
+    kl_coef: float = 0.05
+    temperature: float = 1.0
+    max_new_tokens: int = 32
+    stop: list[str] = field(default_factory=list)
+
+
 def check_objective(cfg: Any, problems: list[str]) -> None:
     """Consistency checks of ``cfg.objective`` with the other sections (appends to ``problems``)."""
     objective: Literal["sft", "cpt", "dpo", "reward", "rlhf"] = cfg.objective
@@ -73,6 +105,8 @@ def check_objective(cfg: Any, problems: list[str]) -> None:
         if 2 * cfg.data.max_length > cfg.data.micro_batch_tokens:
             problems.append(f"objective 'reward' packs a pair's two sequences together: data.micro_batch_tokens "
                             f"({cfg.data.micro_batch_tokens}) must be >= 2 * data.max_length ({cfg.data.max_length})")
+    if objective == "rlhf":
+        check_rlhf(cfg.rlhf, problems)
     if objective == "dpo":
         if cfg.dpo.beta <= 0:
             problems.append(f"dpo.beta: must be > 0, got {cfg.dpo.beta}")
@@ -81,3 +115,19 @@ def check_objective(cfg: Any, problems: list[str]) -> None:
         if 2 * cfg.data.max_length > cfg.data.micro_batch_tokens:
             problems.append(f"objective 'dpo' packs a pair's two sequences together: data.micro_batch_tokens "
                             f"({cfg.data.micro_batch_tokens}) must be >= 2 * data.max_length ({cfg.data.max_length})")
+
+
+def check_rlhf(r: RlhfConfig, problems: list[str]) -> None:
+    """Range checks of the ``rlhf`` section (appends to ``problems``)."""
+    if r.samples_per_prompt < 2:
+        problems.append(f"rlhf.samples_per_prompt: must be >= 2 (RLOO's baseline), got {r.samples_per_prompt}")
+    if r.prompts_per_step < 1 or r.max_new_tokens < 1:
+        problems.append("rlhf.prompts_per_step and rlhf.max_new_tokens must be >= 1")
+    if r.kl_coef < 0:
+        problems.append(f"rlhf.kl_coef: must be >= 0, got {r.kl_coef}")
+    if r.temperature <= 0:
+        problems.append(f"rlhf.temperature: must be > 0, got {r.temperature}")
+    if r.reward == "callable" and not r.reward_callable:
+        problems.append("rlhf.reward_callable: needed with rlhf.reward: callable ('module:function')")
+    if r.reward == "model" and not r.reward_model:
+        problems.append("rlhf.reward_model: needed with rlhf.reward: model (a reward_model folder)")

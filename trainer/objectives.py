@@ -39,4 +39,8 @@ def trainer_class(cfg: TrainConfig) -> type[Any]:
         from taskmill.trainer.reward import RewardTrainer
 
         return RewardTrainer
+    if cfg.objective == "rlhf":
+        from taskmill.trainer.rl import RlhfTrainer
+
+        return RlhfTrainer
     return Trainer

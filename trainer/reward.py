@@ -278,8 +278,12 @@ def reward_eval(pairs: str | Path, model_dir: str | Path, max_length: int = 2048
 
 def cli_reward_eval(pairs: Path, model: Path, max_length: int, resamples: int, seed: int, out: Path | None) -> str:
     """Run ``taskmill reward-eval``; writes ``out`` (JSON) when given and returns the text to print."""
+    from taskmill.errors import ConfigError
     from taskmill.fileio import write_text
 
+    problems = [f"--{k}: must be > 0, got {v}" for k, v in (("max-length", max_length), ("resamples", resamples)) if v <= 0]
+    if problems:
+        raise ConfigError(problems)
     result = reward_eval(pairs, model, max_length, resamples, seed)
     text = json.dumps(result, indent=1, sort_keys=True)
     if out is not None:
