@@ -282,7 +282,8 @@ class RlhfTrainer(Trainer):
             total += loss.detach().double()
         norm, lr = self._optimizer_step()
         stats = torch.tensor([float(total), float(rewards.sum()), float(kl.sum()), ent_sum, ent_n,
-                              sum(len(t) for t in responses), n, rollout_s], dtype=torch.float64)
+                              sum(len(t) for t in responses), n, rollout_s], dtype=torch.float64,
+                             device=self.info.device)
         return StepOutput(total, norm, lr, stats)
 
     @staticmethod
