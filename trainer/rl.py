@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from taskmill.errors import ConfigError
-from taskmill.trainer import dist
 from taskmill.trainer.data import Document, make_micro_batch, pack_micro_batches, read_corpus
 from taskmill.trainer.dpo import DpoLoss, token_logps
 from taskmill.trainer.engine import batch_inputs
@@ -205,7 +204,8 @@ class RlhfTrainer(Trainer):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(eos, default=0)
         gen_cfg = GenerationConfig(do_sample=True, temperature=r.temperature, top_k=0, top_p=1.0,
                                    max_new_tokens=r.max_new_tokens, pad_token_id=pad,
-                                   eos_token_id=sorted(eos) or None, use_cache=True)
+                                   eos_token_id=sorted(eos) or None, use_cache=True, output_scores=True,
+                                   return_dict_in_generate=True)
         torch.manual_seed(self.cfg.run.seed * 1_000_003 + step)  # same samples after a resume
         responses: list[list[int]] = []
         ent_sum, ent_n = 0.0, 0
@@ -213,8 +213,7 @@ class RlhfTrainer(Trainer):
         with torch.no_grad():
             for p in prompts:
                 ids = torch.tensor([p.ids] * r.samples_per_prompt, device=self.info.device)  # [k, P]
-                out = self.lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=gen_cfg,
-                                       output_scores=True, return_dict_in_generate=True)
+                out = self.lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=gen_cfg)
                 new = out.sequences[:, ids.shape[1]:].tolist()  # [k, <= max_new_tokens]
                 for b, tokens in enumerate(new):
                     resp = cut_response(tokens, eos, r.stop, self.tokenizer)

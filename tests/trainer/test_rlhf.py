@@ -141,3 +141,5 @@ def test_cli_train_stops_with_one_line_when_the_reward_callable_fails(tmp_path, 
     line = out.output.strip().splitlines()[-1]
     assert line.startswith("taskmill: error: row ") and "returned 'good', expected a finite number" in line
     assert not (tmp_path / "run" / "model").exists()
+
+
