@@ -356,6 +356,22 @@ def train_cmd(
         typer.echo(f"saved {result.saved}")
 
 
+@app.command("reward-eval")
+@user_errors
+def reward_eval_cmd(
+    pairs: Annotated[Path, typer.Argument(help="Held-out pairs: JSONL of prompt/chosen/rejected, or a folder with preferences.jsonl.")],
+    model: Annotated[Path, typer.Option("--model", help="Reward model folder (OUTPUT/reward_model of an objective: reward run).")],
+    max_length: Annotated[int, typer.Option(help="Longest sequence in tokens (longer ones keep their end, as in training).")] = 2048,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the pairs for the 95% intervals.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Also write the result as JSON to this file.")] = None,
+) -> None:
+    """Pairwise accuracy and mean margin of a reward model on held-out pairs, with bootstrap intervals."""
+    from taskmill.trainer.reward import cli_reward_eval
+
+    typer.echo(cli_reward_eval(pairs, model, max_length, resamples, seed, out))
+
+
 @app.command("merge")
 @user_errors
 def merge_cmd(

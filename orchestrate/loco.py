@@ -40,7 +40,7 @@ from taskmill.orchestrate.loco_units import FoldInfo, as_executor_unit, finished
 
 # cache: every unit keeps its own (one file appended by several processes would interleave lines)
 _EVAL_FIELDS = {f.name for f in fields(EvalConfig)} - {"corpus", "out", "model", "adapter", "fold", "cache"}
-_KEYS = {"folds", "model", "out", "fold_names", "train", "eval", "recipes", "dpo", "preference", "executor"}
+_KEYS = {"folds", "model", "out", "fold_names", "train", "eval", "recipes", "dpo", "preference", "executor", "rlhf"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class LocoConfig:
     dpo: dict[str, Any] = field(default_factory=dict)
     preference: dict[str, Any] = field(default_factory=dict)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    rlhf: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, raw: Any, file: str | None = None) -> LocoConfig:
@@ -88,12 +89,13 @@ class LocoConfig:
         if isinstance(train, dict) and isinstance(raw.get("dpo") or {}, dict):
             from taskmill.orchestrate.recipes import check_serving_ranks
 
-            check_serving_ranks(train, raw.get("dpo") or {}, raw.get("recipes") or ["sft"], ev, problems)
+            check_serving_ranks(train, raw.get("dpo") or {}, raw.get("recipes") or ["sft"], ev, problems,
+                                raw.get("rlhf") if isinstance(raw.get("rlhf"), dict) else None)
         if problems:
             raise ConfigError(problems, file=file)
         return cls(raw["folds"], raw["model"], raw["out"], tuple(raw.get("fold_names") or ()), train, dict(ev),
                    tuple(raw.get("recipes") or ("sft",)), dict(raw.get("dpo") or {}), dict(raw.get("preference") or {}),
-                   ExecutorConfig(**(raw.get("executor") or {})))
+                   ExecutorConfig(**(raw.get("executor") or {})), dict(raw.get("rlhf") or {}))
 
 
 def load_loco_config(path: str | Path) -> LocoConfig:

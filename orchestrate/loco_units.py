@@ -131,6 +131,8 @@ def _settings(config: LocoConfig, kind: str) -> dict[str, Any]:
         settings["train"] = config.train
     if kind == "sft+dpo":
         settings.update(dpo=config.dpo, preference=config.preference)
+    if kind == "sft+rlhf":
+        settings.update(rlhf=config.rlhf)
     return settings
 
 
@@ -266,10 +268,11 @@ def _sft(unit: LocoUnit, config: LocoConfig, factory: Callable[..., Any]) -> dic
 
 
 def _recipe(unit: LocoUnit, config: LocoConfig, factory: Callable[..., Any], sft: dict[str, Any]) -> dict[str, Any]:
-    from taskmill.orchestrate.recipes import train_dpo_after_sft
+    from taskmill.orchestrate.recipes import train_dpo_after_sft, train_rlhf_after_sft
 
     fold = Path(unit.fold.dir)
-    adapter = train_dpo_after_sft(config, fold / "data" / "train", Path(sft["adapter"]),
+    after_sft = train_rlhf_after_sft if unit.kind == "sft+rlhf" else train_dpo_after_sft
+    adapter = after_sft(config, fold / "data" / "train", Path(sft["adapter"]),
                                   fold / f"train_{_recipe_slug(unit.kind)}")
     res = _evaluate(config, unit.fold, unit.folder, factory(adapter), adapter=adapter)
     return {"line": _scores(res), "model_calls": res["model_calls"], "adapter": str(adapter)}

@@ -36,7 +36,7 @@ from taskmill.executors import ExecutorConfig, executor_problems
 from taskmill.fileio import atomic_dir, claim_output, write_text
 
 _KEYS = {"out", "collection", "formats", "build", "cluster", "folds", "model", "train", "eval", "recipes", "dpo", "report",
-         "executor"}
+         "executor", "rlhf"}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -55,6 +55,7 @@ class PipelineConfig:
     eval: dict[str, Any] = field(default_factory=dict)
     recipes: tuple[str, ...] = ("sft",)
     dpo: dict[str, Any] = field(default_factory=dict)
+    rlhf: dict[str, Any] = field(default_factory=dict)
     report: bool = True
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
@@ -65,7 +66,7 @@ class PipelineConfig:
             raise ConfigError(["expected a mapping with out, model, train, eval"], file=file)
         problems = [f"{k}: unknown key (expected one of {', '.join(sorted(_KEYS))})" for k in sorted(set(raw) - _KEYS)]
         problems += [f"{k}: required" for k in ("out", "model") if not isinstance(raw.get(k), str)]
-        for key in ("build", "cluster", "folds", "train", "eval", "dpo"):
+        for key in ("build", "cluster", "folds", "train", "eval", "dpo", "rlhf"):
             if raw.get(key) is not None and not isinstance(raw[key], dict):
                 problems.append(f"{key}: expected a mapping")
         for key in ("formats", "recipes"):
@@ -83,7 +84,7 @@ class PipelineConfig:
             from taskmill.orchestrate.recipes import check_serving_ranks
 
             check_serving_ranks(raw.get("train") or {}, raw.get("dpo") or {}, raw.get("recipes") or ["sft"],
-                                raw.get("eval") or {}, problems)
+                                raw.get("eval") or {}, problems, raw.get("rlhf") or {})
         if problems:
             raise ConfigError(problems, file=file)
         rel = lambda p: str((base / p).resolve()) if p is not None else None  # noqa: E731
@@ -96,7 +97,7 @@ class PipelineConfig:
             formats=tuple(raw.get("formats") or ()), cluster=cluster,
             max_size=str((raw.get("build") or {}).get("max_size")) if (raw.get("build") or {}).get("max_size") is not None else None,
             folds=dict(raw.get("folds") or {}), train=dict(raw.get("train") or {}), eval=dict(raw.get("eval") or {}),
-            recipes=tuple(raw.get("recipes") or ("sft",)), dpo=dict(raw.get("dpo") or {}),
+            recipes=tuple(raw.get("recipes") or ("sft",)), dpo=dict(raw.get("dpo") or {}), rlhf=dict(raw.get("rlhf") or {}),
             report=bool(raw.get("report", True)), executor=ExecutorConfig(**(raw.get("executor") or {})),
         )
 
@@ -212,9 +213,10 @@ def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print, *, 
         model = str(folder)
     eval_settings = {"clusters": str(clusters / "clusters.yaml"), **config.eval}
     loco_config = LocoConfig(folds=str(folds), model=model, out=str(loco), train=config.train, eval=eval_settings,
-                             recipes=config.recipes, dpo=config.dpo, executor=config.executor)
+                             recipes=config.recipes, dpo=config.dpo, executor=config.executor, rlhf=config.rlhf)
     # LOCO skips adapters and answers it already has, so it always runs and does only what is new.
-    stages.run("loco", {"train": config.train, "eval": eval_settings, "recipes": config.recipes, "dpo": config.dpo},
+    stages.run("loco", {"train": config.train, "eval": eval_settings, "recipes": config.recipes, "dpo": config.dpo,
+                        **({"rlhf": config.rlhf} if config.rlhf else {})},
                loco / "loco.json", lambda: run_loco(loco_config, progress=progress), always=True)
     if not config.report:
         return loco / "loco.json"

@@ -8,12 +8,18 @@
   adapter (``model.init_adapter``: the SFT model is both the starting point and the reference).
   The saved adapter is the rank-concatenation of both, so it is evaluated on the base model exactly
   like the SFT adapter.
+* ``sft+rlhf`` — online RL (RLOO, ``objective: rlhf``) after SFT: the fold's training corpus gives
+  the prompts and the rule reward's targets (``rlhf.reward``: ``rouge_l`` unless set; only training
+  folds, so the leakage guard that built them covers the rewards too); a second LoRA adapter is
+  trained on top of the SFT adapter (the SFT model is the start and the KL reference) and saved
+  concatenated with it, as for ``sft+dpo``.
 
 Config keys (beside the LOCO ones)::
 
     recipes: [sft, sft+dpo]
     dpo: {dpo: {beta: 0.1}, optim: {lr: 5.0e-5}, run: {max_steps: 50}}   # merged over `train`
     preference: {seed: 0, formats: [zero_shot]}                          # PreferenceConfig fields
+    rlhf: {rlhf: {reward: rouge_l, max_new_tokens: 16}, run: {max_steps: 20}}   # merged over `train`
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-RECIPES = ("sft", "sft+dpo")
+RECIPES = ("sft", "sft+dpo", "sft+rlhf")
 _PREF_FIELDS = ("seed", "formats", "splits")
 
 
@@ -34,8 +40,9 @@ def check_recipes(raw: dict[str, Any], problems: list[str]) -> None:
         problems.append(f"recipes: expected a non-empty list of {', '.join(RECIPES)}, got {recipes!r}")
     elif recipes[0] != "sft":
         problems.append("recipes: must start with sft (the adapter every other recipe builds on)")
-    if not isinstance(raw.get("dpo", {}) or {}, dict):
-        problems.append("dpo: expected a trainer config mapping (merged over train)")
+    for key in ("dpo", "rlhf"):
+        if not isinstance(raw.get(key, {}) or {}, dict):
+            problems.append(f"{key}: expected a trainer config mapping (merged over train)")
     pref = raw.get("preference", {}) or {}
     if not isinstance(pref, dict):
         problems.append("preference: expected a mapping")
@@ -43,8 +50,9 @@ def check_recipes(raw: dict[str, Any], problems: list[str]) -> None:
         problems += [f"preference.{k}: unknown (expected one of {', '.join(_PREF_FIELDS)})" for k in sorted(set(pref) - set(_PREF_FIELDS))]
 
 
-def adapter_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Sequence[str]) -> dict[str, Any]:
-    """LoRA rank of each recipe's saved adapter (``sft+dpo`` concatenates both adapters' ranks).
+def adapter_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Sequence[str],
+                  rlhf: dict[str, Any] | None = None) -> dict[str, Any]:
+    """LoRA rank of each recipe's saved adapter (``sft+dpo``/``sft+rlhf`` concatenate both adapters' ranks).
 
     A rank that is not an integer is returned as given (the trainer's config check reports it).
     """
@@ -55,15 +63,16 @@ def adapter_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Sequence[
         return lora.get("r", LoraConfig.r)
 
     ranks = {"sft": rank(train)}
-    if "sft+dpo" in recipes:
-        r_dpo = rank(_deep_merge(train, dpo))
-        both = (ranks["sft"], r_dpo)
-        ranks["sft+dpo"] = sum(both) if all(isinstance(r, int) and not isinstance(r, bool) for r in both) else r_dpo
+    for recipe, over in (("sft+dpo", dpo), ("sft+rlhf", rlhf or {})):
+        if recipe in recipes:
+            r_second = rank(_deep_merge(train, over))
+            both = (ranks["sft"], r_second)
+            ranks[recipe] = sum(both) if all(isinstance(r, int) and not isinstance(r, bool) for r in both) else r_second
     return ranks
 
 
 def check_serving_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Sequence[str], ev: dict[str, Any],
-                        problems: list[str]) -> None:
+                        problems: list[str], rlhf: dict[str, Any] | None = None) -> None:
     """With the vLLM backend, every recipe's adapter must fit the engine's ``max_lora_rank`` (appends problems).
 
     Checked before training: otherwise vLLM refuses the adapters only after every fold has trained.
@@ -77,11 +86,11 @@ def check_serving_ranks(train: dict[str, Any], dpo: dict[str, Any], recipes: Seq
     if served not in MAX_LORA_RANKS:
         problems.append(f"eval.backend_options.max_lora_rank: vLLM accepts {', '.join(map(str, MAX_LORA_RANKS))}; got {served!r}")
         return
-    for recipe, rank in adapter_ranks(train, dpo, recipes).items():
+    for recipe, rank in adapter_ranks(train, dpo, recipes, rlhf).items():
         if not isinstance(rank, int) or isinstance(rank, bool):
             problems.append(f"lora.r of the {recipe} adapters: expected an integer, got {rank!r}")
         elif rank > served:
-            how = " (sft and dpo adapters concatenated)" if recipe == "sft+dpo" else ""
+            how = f" (sft and {recipe[4:]} adapters concatenated)" if recipe != "sft" else ""
             problems.append(f"eval.backend_options.max_lora_rank: {served} is below the {recipe} adapters' rank "
                             f"{rank}{how}; vLLM would refuse them ({rank_advice(rank)})")
 
@@ -124,6 +133,19 @@ def train_dpo_after_sft(config: Any, train_corpus: Path, sft_adapter: Path, out:
     data["objective"] = "dpo"
     return train_adapter(config, data, {"init_adapter": str(sft_adapter)}, {"corpus": str(prefs), "eval_corpus": None},
                          out, "dpo")
+
+
+def train_rlhf_after_sft(config: Any, train_corpus: Path, sft_adapter: Path, out: Path) -> Path:
+    """Train (or find) the ``sft+rlhf`` adapter of a fold; returns its folder."""
+    adapter = out / "adapter"
+    if (adapter / "adapter_config.json").is_file():
+        return adapter
+    from taskmill.orchestrate.loco import train_adapter
+
+    data = _deep_merge(_deep_merge(config.train, {"rlhf": {"reward": "rouge_l"}}), config.rlhf)
+    data["objective"] = "rlhf"
+    return train_adapter(config, data, {"init_adapter": str(sft_adapter)},
+                         {"corpus": str(train_corpus), "eval_corpus": None}, out, "rlhf")
 
 
 def add_recipe(fold_report: dict[str, Any], recipe: str, results: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from taskmill.backends.vllm import MAX_LORA_RANKS
 from taskmill.errors import ConfigError
 from taskmill.fileio import read_yaml, write_text
-from taskmill.trainer.objective_config import CptConfig, DpoConfig, check_objective
+from taskmill.trainer.objective_config import CptConfig, DpoConfig, RewardConfig, RlhfConfig, check_objective
 
 
 @dataclass
@@ -175,7 +175,7 @@ class TrainConfig:
     :mod:`taskmill.trainer.objective_config`.
     """
 
-    objective: Literal["sft", "cpt", "dpo"] = "sft"
+    objective: Literal["sft", "cpt", "dpo", "reward", "rlhf"] = "sft"
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -183,6 +183,8 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     cpt: CptConfig = field(default_factory=CptConfig)
     dpo: DpoConfig = field(default_factory=DpoConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    rlhf: RlhfConfig = field(default_factory=RlhfConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML-ready)."""
@@ -363,7 +365,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
 
 def _resolve_relative(cfg: TrainConfig, base: Path) -> None:
     """Paths in a config file are relative to the file's folder (when they exist there)."""
-    for section, name in (("model", "path"), ("model", "tokenizer"), ("model", "init_adapter"), ("data", "corpus"), ("data", "eval_corpus")):
+    for section, name in (("model", "path"), ("model", "tokenizer"), ("model", "init_adapter"), ("data", "corpus"),
+                          ("data", "eval_corpus"), ("rlhf", "reward_model")):
         obj = getattr(cfg, section)
         value = getattr(obj, name)
         if value and not Path(value).is_absolute() and (base / value).exists():

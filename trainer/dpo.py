@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from taskmill.errors import DataError
 from taskmill.trainer import dist
 from taskmill.fileio import corpus_file, read_jsonl
 from taskmill.trainer.data import Document, make_micro_batch, tokenize_rows
@@ -80,15 +81,32 @@ def read_pairs(path: str | Path) -> list[dict[str, Any]]:
     """Read TRL-format preference rows (a JSONL file, or a folder holding ``preferences.jsonl``).
 
     Raises:
-        DataError: missing file, bad JSON, or a row without prompt/chosen/rejected.
+        DataError: missing file, bad JSON, a row without prompt/chosen/rejected, or one whose
+            chosen equals its rejected.
     """
     p = Path(path)
     file = p / "preferences.jsonl" if p.is_dir() and (p / "preferences.jsonl").is_file() else corpus_file(p)
-    return read_jsonl(
+    rows = read_jsonl(
         file, _pair_ok, "expected 'prompt', 'chosen' and 'rejected' (strings, or message lists)",
         missing="preference file not found (expected JSONL or a folder with preferences.jsonl)",
         empty="no preference pairs",
     )
+    same = next((i for i, r in enumerate(rows) if r["chosen"] == r["rejected"]), None)
+    if same is not None:  # no preference to learn, and a sign the pairs were built wrongly
+        raise DataError("'chosen' equals 'rejected' (a pair needs two different answers)", file=str(file),
+                        row=f"line {_line_of(file, same)}")
+    return rows
+
+
+def _line_of(file: Path, index: int) -> int:
+    """1-based line number of the ``index``-th non-blank line (what read_jsonl counts as rows)."""
+    with file.open(encoding="utf-8") as fh:
+        seen = -1
+        for number, line in enumerate(fh, start=1):
+            seen += bool(line.strip())
+            if seen == index:
+                return number
+    return index + 1
 
 
 def _pair_ok(row: Any) -> bool:
@@ -219,6 +237,7 @@ class DpoTrainer(Trainer):
     """The training loop with pairs as its documents and the DPO loss as its step loss."""
 
     documents_name = "preference pairs"
+    loss_key = "dpo_loss"  # the loss's name in :meth:`_stats` (subclasses with another loss rename it)
 
     def _read_documents(self, path: str) -> list[Pair]:
         return tokenize_pairs(self.tokenizer, read_pairs(path), self.cfg.data.max_length)
@@ -284,7 +303,7 @@ class DpoTrainer(Trainer):
             for pairs in self._rank_batches(self.eval_docs, lengths, range(len(self.eval_docs)), DUMMY_PAIR, True):
                 totals += self._forward(runner, pairs, 1.0)[1].double()
         self.eval_stats = self._stats(dist.all_reduce_sum([float(t) for t in totals], self.info))
-        return self.eval_stats["dpo_loss"]
+        return self.eval_stats[self.loss_key]
 
     def _stats_fields(self, stats: list[float]) -> dict[str, Any]:
-        return {k: v for k, v in self._stats(stats).items() if k != "dpo_loss"}
+        return {k: v for k, v in self._stats(stats).items() if k != self.loss_key}

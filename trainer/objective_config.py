@@ -9,14 +9,18 @@
 * ``dpo`` — Direct Preference Optimisation (Rafailov et al., 2023) on prompt/chosen/rejected pairs
   (TRL's format) against a frozen reference: the base with adapters disabled for LoRA, a frozen
   copy of the starting weights for full fine-tuning.
+* ``reward`` — a reward model: a scalar head on the LM trained on the same pairs with the
+  Bradley–Terry loss (:mod:`taskmill.trainer.reward`); saves a ``*ForSequenceClassification`` folder.
+* ``rlhf`` — online policy optimisation (RLOO) of prompts' sampled answers against a reward (a
+  reward model or a rule), with a KL penalty to the reference policy (:mod:`taskmill.trainer.rl`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-OBJECTIVES = ("sft", "cpt", "dpo")
+OBJECTIVES = ("sft", "cpt", "dpo", "reward", "rlhf")
 
 
 @dataclass
@@ -46,11 +50,63 @@ class DpoConfig:
     label_smoothing: float = 0.0
 
 
+@dataclass
+class RewardConfig:
+    """Reward-model settings (``objective: reward``).
+
+    Attributes:
+        center_coefficient: Weight of the reward-centring term ``(r_chosen + r_rejected) ** 2``
+            (TRL's ``center_rewards_coefficient``; 0 turns it off, TRL's docs suggest 0.01).
+    """
+
+    center_coefficient: float = 0.0
+
+
+@dataclass
+class RlhfConfig:
+    """Online policy optimisation settings (``objective: rlhf``; the estimator is RLOO).
+
+    Each step takes ``prompts_per_step`` corpus prompts, samples ``samples_per_prompt`` responses
+    to each from the current policy, scores them (``reward``) and subtracts ``kl_coef`` x the
+    sequence's KL estimate to the reference policy; a sample's advantage is its total reward
+    minus the mean of the other samples of its prompt.
+
+    Attributes:
+        reward: ``exact_match`` / ``rouge_l`` (against the row's completion), ``callable`` or ``model``.
+        reward_callable: ``module.path:function`` or ``file.py:function`` for ``reward: callable``.
+        reward_model: Reward model folder (``OUTPUT/reward_model``) for ``reward: model``.
+        samples_per_prompt: k >= 2 samples per prompt (the leave-one-out baseline needs two).
+        prompts_per_step: Prompts per optimizer step.
+        kl_coef: Weight of the KL penalty (TRL's RLOO default 0.05).
+        temperature: Sampling temperature (log-probabilities use the same one).
+        max_new_tokens: Longest sampled response.
+        stop: Stop sequences (the response ends after the token that completes one).
+    """
+
+    reward: Literal["exact_match", "rouge_l", "callable", "model"] = "exact_match"
+    reward_callable: str | None = None
+    reward_model: str | None = None
+    samples_per_prompt: int = 4
+    prompts_per_step: int = 4
+    kl_coef: float = 0.05
+    temperature: float = 1.0
+    max_new_tokens: int = 32
+    stop: list[str] = field(default_factory=list)
+
+
 def check_objective(cfg: Any, problems: list[str]) -> None:
     """Consistency checks of ``cfg.objective`` with the other sections (appends to ``problems``)."""
-    objective: Literal["sft", "cpt", "dpo"] = cfg.objective
+    objective: Literal["sft", "cpt", "dpo", "reward", "rlhf"] = cfg.objective
     if objective == "cpt" and cfg.lora.enabled:
         problems.append("objective 'cpt' trains all parameters: set lora.enabled: false")
+    if objective == "reward":
+        if cfg.reward.center_coefficient < 0:
+            problems.append(f"reward.center_coefficient: must be >= 0, got {cfg.reward.center_coefficient}")
+        if 2 * cfg.data.max_length > cfg.data.micro_batch_tokens:
+            problems.append(f"objective 'reward' packs a pair's two sequences together: data.micro_batch_tokens "
+                            f"({cfg.data.micro_batch_tokens}) must be >= 2 * data.max_length ({cfg.data.max_length})")
+    if objective == "rlhf":
+        check_rlhf(cfg.rlhf, problems)
     if objective == "dpo":
         if cfg.dpo.beta <= 0:
             problems.append(f"dpo.beta: must be > 0, got {cfg.dpo.beta}")
@@ -59,3 +115,19 @@ def check_objective(cfg: Any, problems: list[str]) -> None:
         if 2 * cfg.data.max_length > cfg.data.micro_batch_tokens:
             problems.append(f"objective 'dpo' packs a pair's two sequences together: data.micro_batch_tokens "
                             f"({cfg.data.micro_batch_tokens}) must be >= 2 * data.max_length ({cfg.data.max_length})")
+
+
+def check_rlhf(r: RlhfConfig, problems: list[str]) -> None:
+    """Range checks of the ``rlhf`` section (appends to ``problems``)."""
+    if r.samples_per_prompt < 2:
+        problems.append(f"rlhf.samples_per_prompt: must be >= 2 (RLOO's baseline), got {r.samples_per_prompt}")
+    if r.prompts_per_step < 1 or r.max_new_tokens < 1:
+        problems.append("rlhf.prompts_per_step and rlhf.max_new_tokens must be >= 1")
+    if r.kl_coef < 0:
+        problems.append(f"rlhf.kl_coef: must be >= 0, got {r.kl_coef}")
+    if r.temperature <= 0:
+        problems.append(f"rlhf.temperature: must be > 0, got {r.temperature}")
+    if r.reward == "callable" and not r.reward_callable:
+        problems.append("rlhf.reward_callable: needed with rlhf.reward: callable ('module:function')")
+    if r.reward == "model" and not r.reward_model:
+        problems.append("rlhf.reward_model: needed with rlhf.reward: model (a reward_model folder)")

@@ -35,4 +35,12 @@ def trainer_class(cfg: TrainConfig) -> type[Any]:
         from taskmill.trainer.dpo import DpoTrainer
 
         return DpoTrainer
+    if cfg.objective == "reward":
+        from taskmill.trainer.reward import RewardTrainer
+
+        return RewardTrainer
+    if cfg.objective == "rlhf":
+        from taskmill.trainer.rl import RlhfTrainer
+
+        return RlhfTrainer
     return Trainer

@@ -95,3 +95,31 @@ def test_vllm_serving_rank_is_checked_before_training():
         LocoConfig.from_mapping(raw)
     raw["eval"] = {"backend": "hf"}  # other backends load any rank
     assert LocoConfig.from_mapping(raw).eval == {"backend": "hf"}
+
+
+def test_loco_compares_sft_dpo_and_rlhf_after_sft_on_the_same_fold(tmp_path, tiny_model_dir):
+    """sft+rlhf: RLOO on the fold's training prompts (ROUGE-L against their targets), on top of SFT."""
+    cfg = LocoConfig.from_mapping({
+        "folds": str(_folds(tmp_path)), "model": str(tiny_model_dir), "out": str(tmp_path / "loco"),
+        "recipes": ["sft", "sft+dpo", "sft+rlhf"],
+        "train": {"lora": {"r": 4, "alpha": 8}, "data": {"max_length": 64, "tokens_per_step": 256, "micro_batch_tokens": 256},
+                  "run": {"max_steps": 2, "device": "cpu", "progress": False}, "optim": {"lr": 1e-2, "warmup_steps": 0}},
+        "dpo": {"dpo": {"beta": 0.5}, "lora": {"r": 2, "alpha": 4}, "run": {"max_steps": 2}},
+        "rlhf": {"rlhf": {"max_new_tokens": 4, "prompts_per_step": 2, "samples_per_prompt": 2},
+                 "lora": {"r": 2, "alpha": 4}, "run": {"max_steps": 2}},
+        "eval": {"prompt_style": "plain", "bootstrap": 20},
+    })
+    summary = run_loco(cfg)
+    assert summary["recipes"] == ["sft", "sft+dpo", "sft+rlhf"]
+    (fold,) = summary["folds"]
+    (task,) = fold["tasks"]
+    assert set(task["recipes"]) == {"sft", "sft+dpo", "sft+rlhf"} and task["recipes"]["sft+rlhf"] is not None
+    assert fold["recipe_adapter_hash"]["sft+rlhf"] not in (fold["adapter_hash"], fold["recipe_adapter_hash"]["sft+dpo"])
+    fold_dir = Path(cfg.out) / "folds" / "cluster_opinion"
+    run = fold_dir / "train_sft_rlhf"
+    assert json.loads((run / "adapter" / "adapter_config.json").read_text())["r"] == 4 + 2
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["objective"] == "rlhf" and saved["rlhf"]["reward"] == "rouge_l"
+    assert saved["data"]["corpus"].endswith(str(Path("cluster_opinion") / "data" / "train"))  # training fold only
+    log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert log[0]["kl"] == pytest.approx(0.0, abs=1e-4)  # reference = the SFT model

@@ -118,6 +118,8 @@ def _prefs(path: Path, n: int, seed: int) -> Path:
     with path.open("w", encoding="utf-8") as fh:
         for _ in range(n):
             seq = [rng.choice(words) for _ in range(rng.randint(2, 5))]
+            if seq == seq[::-1]:  # a palindrome would make chosen == rejected, which read_pairs refuses
+                seq.append("fish")
             fh.write(json.dumps({"prompt": f"Reverse: {' '.join(seq)}", "chosen": " ".join(reversed(seq)),
                                  "rejected": " ".join(seq)}) + "\n")
     return path
