@@ -502,7 +502,8 @@ def main_cpu(a: argparse.Namespace, rows: list) -> dict[str, Any]:
     lora = a.modes == "lora"
     for rnd in range(a.repeat):
         for precision in a.precisions.split(","):
-            for name, fn in (("taskmill", run_taskmill_cpu), ("trl", run_trl_cpu)):
+            runs = (("taskmill", run_taskmill_cpu),) + ((("trl", run_trl_cpu),) if not a.skip_trl else ())
+            for name, fn in runs:
                 key = f"{name}_{precision}"
                 r = fn(a, rows, lora, precision)
                 r["load"] = os.getloadavg()[0]
@@ -515,7 +516,7 @@ def main_cpu(a: argparse.Namespace, rows: list) -> dict[str, Any]:
     print(f"{'precision':10s} {'taskmill tok/CPU-s':>19s} {'TRL tok/CPU-s':>14s} {'taskmill / TRL':>15s}  (best of rounds; all rounds)")
     for precision in a.precisions.split(","):
         tm = [r["tokens_per_cpu_s"] for r in results["runs"][f"taskmill_{precision}"]]
-        tr = [r["tokens_per_cpu_s"] for r in results["runs"][f"trl_{precision}"]]
+        tr = [r["tokens_per_cpu_s"] for r in results["runs"].get(f"trl_{precision}", [{"tokens_per_cpu_s": float("nan")}])]
         print(f"{precision:10s} {max(tm):19.1f} {max(tr):14.1f} {max(tm) / max(tr):15.2f}  "
               f"({', '.join(f'{x:.1f}' for x in tm)} | {', '.join(f'{x:.1f}' for x in tr)})")
     base = max(r["tokens_per_cpu_s"] for r in results["runs"].get("taskmill_fp32", [{"tokens_per_cpu_s": float("nan")}]))

@@ -141,7 +141,8 @@ class RunConfig:
         seed: Seed for initialisation, shuffling and dropout.
         max_steps: Stop after this many optimizer steps (default: all epochs).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``.
+        precision: ``auto`` (bf16 autocast on CUDA, and on CPUs with native bf16 — AVX512-BF16 or
+            AMX; fp32 on other CPUs, where bf16 is emulated), ``bf16`` or ``fp32``.
         distributed: ``auto`` (DDP under torchrun), ``none``, ``ddp`` or ``fsdp2``.
         loss_chunk_tokens: Target tokens per chunk of the fused output-head cross-entropy, so
             the vocab-sized logits never exist for all tokens at once.

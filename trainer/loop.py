@@ -127,6 +127,20 @@ def cpu_threads(requested: int) -> int:
     return max(1, min(torch.get_num_threads(), allowed))
 
 
+def cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), as oneDNN reports it.
+
+    Only then is bf16 autocast the CPU default: on a CPU without it (AVX2 only, like the 2-core
+    development machine) bf16 matmuls are emulated, and measured slower than fp32 there.
+    """
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
     """Multiplier of the peak learning rate at ``step`` (0-based): linear warm-up, then cosine."""
     if warmup and step < warmup:
@@ -150,7 +164,7 @@ class Trainer:
         self.target = OutputFolder(self.out.resolve(), "train", "update")
         self.info = dist.setup(cfg.run.distributed, cfg.run.device)
         cuda = self.info.device.type == "cuda"
-        use_bf16 = cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and cuda)
+        use_bf16 = cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and (cuda or cpu_bf16()))
         self.amp_dtype = torch.bfloat16 if use_bf16 else None
         if not cuda:
             torch.set_num_threads(cpu_threads(cfg.run.threads))
