@@ -15,6 +15,14 @@ of 30-200 prompt + 1-24 answer tokens, 2,048 tokens per step, one torch thread):
 (``time.process_time``) is measured, so a machine loaded by other work changes the wall-clock
 numbers far more than these. Load average is printed before and after.
 
+Measured 2026-12-07 on the 2-core development machine (AVX2, no native bf16; torch 2.13.0+cpu,
+TRL 1.16.0), loaded by other work (load average 13.9-14.1):
+``--cpu --steps 2 --repeat 1`` gave taskmill fp32 86.9 tokens per CPU-second, TRL fp32 38.2
+(taskmill / TRL = 2.27x); the bf16 rows did not finish within the 900-s limit. bf16 against fp32,
+taskmill only, the same widths with 4 layers, 1,024 tokens per step, one thread, alternating
+(load 6.7-7.9): fp32 538.1 / 553.9, bf16 20.3 / 30.4 tokens per CPU-second (18-27x slower), so
+``precision: auto`` stays fp32 on CPUs without native bf16 (AVX512-BF16/AMX).
+
 MFU: ``mfu`` counts the FLOPs the step needs (decoder on every token, output head on completion
 tokens only, since only they carry loss; LoRA: no weight gradients for frozen weights); ``mfu_6n``
 is the usual 6 x params x tokens convention (head on every token) plus causal attention.
