@@ -342,11 +342,16 @@ def train_cmd(
     config: Annotated[Path, typer.Argument(help="Training config YAML.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: optim.lr=1e-4 lora.r=32")] = None,
     overwrite: Overwrite = False,
+    force_config: Annotated[bool, typer.Option("--force-config", help="Continue a run (checkpoint or finished) whose recorded config differs from this one.")] = False,
 ) -> None:
-    """Fine-tune a causal LM (LoRA or full) on a corpus; works under torchrun for DDP/FSDP2."""
+    """Fine-tune a causal LM (LoRA or full) on a corpus; works under torchrun for DDP/FSDP2.
+
+    Re-running into the same run.output_dir resumes from its newest checkpoint, or does nothing
+    when that run finished; a changed config is refused unless --force-config.
+    """
     from taskmill.trainer import load_config, train
 
-    result = train(load_config(config, overrides or []), overwrite=overwrite)
+    result = train(load_config(config, overrides or []), overwrite=overwrite, force_config=force_config)
     if result.records:
         last = result.records[-1]
         typer.echo(f"step {last['step']}: loss {last['loss']:.4f}")

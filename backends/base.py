@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
@@ -55,10 +56,31 @@ def hash_files(root: str | Path, patterns: Sequence[str]) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0")
+        if path.name == "adapter_config.json":
+            digest.update(canonical_adapter_config(path.read_bytes()))
+            continue
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def canonical_adapter_config(data: bytes) -> bytes:
+    """A PEFT ``adapter_config.json`` as sorted-key compact JSON with its module lists sorted.
+
+    PEFT writes ``target_modules`` in set order (which follows the process's string-hash seed), so
+    the same adapter could be saved as different bytes; its hash must not change with that.
+    """
+    try:
+        cfg = json.loads(data)
+    except ValueError:
+        return data
+    if not isinstance(cfg, dict):
+        return data
+    for key in ("target_modules", "exclude_modules", "modules_to_save"):
+        if isinstance(cfg.get(key), list):
+            cfg[key] = sorted(cfg[key], key=str)
+    return json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
 
 
 WEIGHT_PATTERNS = ("config.json", "*.safetensors", "*.bin", "*.gguf", "adapter_config.json")

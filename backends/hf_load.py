@@ -52,7 +52,11 @@ def attach_adapter(model: Any, adapter: str | Path, *, merge: bool = True) -> An
         raise TaskmillError("adapters need peft, which is not installed: pip install taskmill[train]") from None
     if not (Path(adapter) / "adapter_config.json").is_file():
         raise TaskmillError("not a PEFT adapter folder (no adapter_config.json)", file=str(adapter))
-    wrapped = PeftModel.from_pretrained(model, str(adapter))
+    import warnings
+
+    with warnings.catch_warnings():  # PEFT reads transformers' deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        wrapped = PeftModel.from_pretrained(model, str(adapter))
     return (wrapped.merge_and_unload() if merge else wrapped).eval()
 
 

@@ -7,6 +7,21 @@ their ratios, and taskmill's MFU, for full fine-tuning and LoRA r=16 on all line
 
     python bench/trainer_vs_trl.py            # Qwen2.5-0.5B shape, needs CUDA
     python bench/trainer_vs_trl.py --tiny     # small shape, CPU, checks the wiring
+    python bench/trainer_vs_trl.py --cpu      # SmolLM2-135M shape, the demo's LoRA job, tokens per CPU-second
+
+``--cpu`` is the demo's training job (SmolLM2-135M shape, LoRA r=8 on all linear layers, documents
+of 30-200 prompt + 1-24 answer tokens, 2,048 tokens per step, one torch thread): taskmill and TRL
+(packing="bfd") alternate ``--repeat`` times, fp32 and bf16 autocast each, and each step's CPU time
+(``time.process_time``) is measured, so a machine loaded by other work changes the wall-clock
+numbers far more than these. Load average is printed before and after.
+
+Measured 2026-12-07 on the 2-core development machine (AVX2, no native bf16; torch 2.13.0+cpu,
+TRL 1.16.0), loaded by other work (load average 13.9-14.1):
+``--cpu --steps 2 --repeat 1`` gave taskmill fp32 86.9 tokens per CPU-second, TRL fp32 38.2
+(taskmill / TRL = 2.27x); the bf16 rows did not finish within the 900-s limit. bf16 against fp32,
+taskmill only, the same widths with 4 layers, 1,024 tokens per step, one thread, alternating
+(load 6.7-7.9): fp32 538.1 / 553.9, bf16 20.3 / 30.4 tokens per CPU-second (18-27x slower), so
+``precision: auto`` stays fp32 on CPUs without native bf16 (AVX512-BF16/AMX).
 
 MFU: ``mfu`` counts the FLOPs the step needs (decoder on every token, output head on completion
 tokens only, since only they carry loss; LoRA: no weight gradients for frozen weights); ``mfu_6n``
@@ -72,6 +87,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 QWEN05 = dict(model_type="qwen2", hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
               num_key_value_heads=2, intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True,
               max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6)
+SMOL = dict(model_type="llama", hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
+            num_key_value_heads=3, intermediate_size=1536, vocab_size=49152, tie_word_embeddings=True,
+            max_position_embeddings=8192, rope_theta=100000.0, rms_norm_eps=1e-5)
 TINY = dict(model_type="qwen2", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, intermediate_size=128, vocab_size=1000, tie_word_embeddings=True,
             max_position_embeddings=1024)
@@ -141,7 +159,7 @@ def run_taskmill(a: argparse.Namespace, rows: list, lora: bool, variant: str | N
     docs = [Document(tuple(i), tuple(m)) for i, m in rows]
     base = {
         "model": {"arch": a.arch, "compile": False},
-        "lora": {"enabled": lora, "r": 16, "alpha": 32, "target_modules": "all-linear"},
+        "lora": {"enabled": lora, "r": a.lora_r, "alpha": 2 * a.lora_r, "target_modules": "all-linear"},
         "data": {"tokens_per_step": a.step_tokens, "micro_batch_tokens": a.step_tokens, "max_length": a.seq_len},
         "optim": {"lr": 2e-4 if lora else 2e-5, "warmup_steps": a.warmup},
         "run": {"output_dir": tempfile.mkdtemp(prefix="tm-bench-"), "max_steps": a.warmup + a.steps,
@@ -268,9 +286,10 @@ def _tiny_tokenizer() -> Any:
 class _Clock:
     """TrainerCallback-compatible step timer (synchronises CUDA at step edges)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu: bool = False) -> None:
         self.times: list[float] = []
         self.t0 = 0.0
+        self.now = time.process_time if cpu else time.perf_counter
 
     @staticmethod
     def _sync() -> None:
@@ -287,11 +306,11 @@ class _Clock:
         class Cb(TrainerCallback):
             def on_step_begin(self, args, state, control, **kw):  # noqa: ANN001, ANN003
                 clock._sync()
-                clock.t0 = time.perf_counter()
+                clock.t0 = clock.now()
 
             def on_step_end(self, args, state, control, **kw):  # noqa: ANN001, ANN003
                 clock._sync()
-                clock.times.append(time.perf_counter() - clock.t0)
+                clock.times.append(clock.now() - clock.t0)
 
         return Cb()
 
@@ -301,7 +320,7 @@ RECORDED_TRL = {"full": {"tokens_per_s": 18356.5, "peak_gb": 48.03}, "lora": {"t
 RECORDED_TRL_SOURCE = "recorded: NVIDIA H200, 2026-11-26, TRL 1.16.0 (not run now)"
 
 
-def run_trl(a: argparse.Namespace, rows: list, lora: bool) -> dict[str, Any]:
+def run_trl(a: argparse.Namespace, rows: list, lora: bool, bf16: bool | None = None) -> dict[str, Any]:
     """TRL SFTTrainer, packing='bfd' (per-document attention via SDPA masks), same steps."""
     import torch
     from datasets import Dataset
@@ -316,9 +335,10 @@ def run_trl(a: argparse.Namespace, rows: list, lora: bool) -> dict[str, Any]:
     ds = Dataset.from_dict({"input_ids": [i for i, _ in rows],
                            "labels": [[t if m else -100 for t, m in zip(i, mk)] for i, mk in rows]})
     cuda = torch.cuda.is_available()
+    bf16 = cuda if bf16 is None else bf16
     args = SFTConfig(
         output_dir=tempfile.mkdtemp(prefix="trl-bench-"), per_device_train_batch_size=a.trl_batch,
-        max_length=a.seq_len, packing=True, packing_strategy="bfd", bf16=cuda, gradient_checkpointing=False,
+        max_length=a.seq_len, packing=True, packing_strategy="bfd", bf16=bf16, gradient_checkpointing=False,
         max_steps=a.warmup + a.steps, learning_rate=2e-4 if lora else 2e-5, lr_scheduler_type="cosine",
         warmup_steps=a.warmup, logging_steps=10_000, save_strategy="no", report_to="none", seed=a.seed,
         use_cpu=not cuda, dataloader_num_workers=0, dataset_num_proc=None, disable_tqdm=True,
@@ -327,8 +347,8 @@ def run_trl(a: argparse.Namespace, rows: list, lora: bool) -> dict[str, Any]:
     if lora:
         from peft import LoraConfig
 
-        peft_cfg = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
-    clock = _Clock()
+        peft_cfg = LoraConfig(r=a.lora_r, lora_alpha=2 * a.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
+    clock = _Clock(cpu=a.cpu)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=_tiny_tokenizer(),
                          peft_config=peft_cfg, callbacks=[clock.callback()])
     counts: list[int] = []
@@ -385,6 +405,10 @@ def check_varlen(a: argparse.Namespace, rows: list) -> dict[str, Any]:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tiny", action="store_true", help="small shape on CPU (wiring check)")
+    p.add_argument("--cpu", action="store_true", help="the demo's job on CPU: tokens per CPU-second, taskmill vs TRL")
+    p.add_argument("--repeat", type=int, default=2, help="--cpu: alternating rounds")
+    p.add_argument("--threads", type=int, default=1, help="--cpu: torch intra-op threads")
+    p.add_argument("--precisions", default="fp32,bf16", help="--cpu: precisions to compare")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -403,7 +427,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = [e for e in filter(None, a.extra.split(",")) if e not in VARIANTS]
     if unknown:
         p.error(f"unknown --extra variants {unknown}; known: {', '.join(VARIANTS)}")
-    if a.tiny:
+    a.lora_r = 16
+    if a.cpu:
+        a.arch, a.seq_len, a.trl_batch, a.prompt, a.completion = SMOL, 256, 8, (30, 200), (1, 24)
+        a.lora_r, a.modes = 8, "lora" if a.modes == "full,lora" else a.modes
+        a.steps, a.warmup = min(a.steps, 3), min(a.warmup, 1)
+    elif a.tiny:
         a.arch, a.seq_len, a.trl_batch, a.prompt, a.completion = TINY, 128, 4, (5, 40), (1, 20)
         a.steps, a.warmup = min(a.steps, 4), min(a.warmup, 1)
     else:
@@ -429,11 +458,94 @@ def _attempt(results: dict[str, Any], key: str, fn: Any, path: str | None) -> No
     _save(results, path)
 
 
+def run_taskmill_cpu(a: argparse.Namespace, rows: list, lora: bool, precision: str) -> dict[str, Any]:
+    """taskmill on CPU, step by step: CPU seconds (``process_time``) and wall seconds of each step."""
+    from taskmill.trainer import config_from_dict, dist
+    from taskmill.trainer.data import Document
+    from taskmill.trainer.loop import Trainer
+
+    docs = [Document(tuple(i), tuple(m)) for i, m in rows]
+    cfg = config_from_dict({
+        "model": {"arch": a.arch, "compile": False},
+        "lora": {"enabled": lora, "r": a.lora_r, "alpha": 2 * a.lora_r, "target_modules": "all-linear"},
+        "data": {"tokens_per_step": a.step_tokens, "micro_batch_tokens": a.step_tokens, "max_length": a.seq_len},
+        "optim": {"lr": 2e-4 if lora else 2e-5, "warmup_steps": a.warmup},
+        "run": {"output_dir": tempfile.mkdtemp(prefix="tm-bench-"), "max_steps": a.warmup + a.steps, "device": "cpu",
+                "progress": False, "save_final": False, "seed": a.seed, "precision": precision, "threads": a.threads},
+    })
+    trainer = Trainer(cfg, docs, None)
+    trainer.scheduler = trainer._scheduler()
+    cpu, wall, tokens, losses = [], [], [], []
+    try:
+        for step in range(a.warmup + a.steps):
+            c0, w0 = time.process_time(), time.perf_counter()
+            loss, _, _ = trainer.run_step(trainer.plan[step]).read()
+            cpu.append(time.process_time() - c0)
+            wall.append(time.perf_counter() - w0)
+            tokens.append(sum(trainer.lengths[i] for i in trainer.plan[step]))
+            losses.append(loss)
+    finally:
+        dist.teardown(trainer.info)
+    n = sum(tokens[a.warmup:])
+    return {"tokens_per_cpu_s": n / sum(cpu[a.warmup:]), "tokens_per_s": n / sum(wall[a.warmup:]),
+            "tokens_per_step": n / a.steps, "losses": losses}
+
+
+def run_trl_cpu(a: argparse.Namespace, rows: list, lora: bool, precision: str) -> dict[str, Any]:
+    """TRL on CPU (its steps timed with ``process_time`` by the step callback)."""
+    t = time.perf_counter()
+    out = run_trl(a, rows, lora, bf16=precision == "bf16")
+    out["tokens_per_cpu_s"] = out.pop("tokens_per_s")
+    out["run_wall_s"] = time.perf_counter() - t
+    return out
+
+
+def main_cpu(a: argparse.Namespace, rows: list) -> dict[str, Any]:
+    """Alternate taskmill and TRL (each precision) ``--repeat`` times; print tokens per CPU-second."""
+    import torch
+
+    torch.set_num_threads(a.threads)
+    results: dict[str, Any] = {"device": "cpu", "torch": torch.__version__, "threads": a.threads,
+                               "load_before": os.getloadavg(), "runs": {}}
+    lora = a.modes == "lora"
+    for rnd in range(a.repeat):
+        for precision in a.precisions.split(","):
+            runs = (("taskmill", run_taskmill_cpu),) + ((("trl", run_trl_cpu),) if not a.skip_trl else ())
+            for name, fn in runs:
+                key = f"{name}_{precision}"
+                r = fn(a, rows, lora, precision)
+                r["load"] = os.getloadavg()[0]
+                results["runs"].setdefault(key, []).append(r)
+                print(f"[round {rnd + 1} {key}] {r['tokens_per_cpu_s']:.1f} tokens/CPU-s (load {r['load']:.2f})", flush=True)
+    results["load_after"] = os.getloadavg()
+    print(f"\nCPU, {a.threads} thread(s), torch {torch.__version__}, {a.modes}, {a.step_tokens} tokens/step, "
+          f"{a.steps} timed steps after {a.warmup}; load average before {results['load_before'][0]:.2f}, "
+          f"after {results['load_after'][0]:.2f}")
+    print(f"{'precision':10s} {'taskmill tok/CPU-s':>19s} {'TRL tok/CPU-s':>14s} {'taskmill / TRL':>15s}  (best of rounds; all rounds)")
+    for precision in a.precisions.split(","):
+        tm = [r["tokens_per_cpu_s"] for r in results["runs"][f"taskmill_{precision}"]]
+        tr = [r["tokens_per_cpu_s"] for r in results["runs"].get(f"trl_{precision}", [{"tokens_per_cpu_s": float("nan")}])]
+        print(f"{precision:10s} {max(tm):19.1f} {max(tr):14.1f} {max(tm) / max(tr):15.2f}  "
+              f"({', '.join(f'{x:.1f}' for x in tm)} | {', '.join(f'{x:.1f}' for x in tr)})")
+    base = max(r["tokens_per_cpu_s"] for r in results["runs"].get("taskmill_fp32", [{"tokens_per_cpu_s": float("nan")}]))
+    for precision in a.precisions.split(","):
+        if precision != "fp32" and "taskmill_fp32" in results["runs"]:
+            best = max(r["tokens_per_cpu_s"] for r in results["runs"][f"taskmill_{precision}"])
+            print(f"taskmill {precision} / fp32: {best / base:.2f}x tokens per CPU-second")
+    _save(results, a.out)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     t0 = time.perf_counter()
     a = parse(argv)
+    if a.cpu:
+        mean = (sum(a.prompt) + sum(a.completion)) / 2
+        rows = make_rows(int((a.warmup + a.steps) * a.step_tokens / mean * 1.5) + 64, a.arch["vocab_size"],
+                         a.prompt, a.completion, a.seed)
+        return main_cpu(a, rows)
     mean = (sum(a.prompt) + sum(a.completion)) / 2
     extras = list(filter(None, a.extra.split(",")))
     most = max([a.step_tokens] + [VARIANTS[e].get("data", {}).get("tokens_per_step", 0) for e in extras])

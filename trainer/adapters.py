@@ -30,7 +30,10 @@ def merge_init_adapter(model: Any, adapter_dir: str | Path) -> Any:
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise DataError("model.init_adapter: not a LoRA adapter folder (no adapter_config.json)", file=str(adapter_dir))
-    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    from taskmill.trainer.model import quiet_peft
+
+    with quiet_peft():
+        return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
 
 
 def _scaling(cfg: dict[str, Any]) -> float:

@@ -122,6 +122,11 @@ def latest(root: Path) -> Path | None:
     return path if (path / "state.json").is_file() else None
 
 
+def read_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's ``state.json`` (step, world, total steps, the config that wrote it)."""
+    return json.loads((path / "state.json").read_text())
+
+
 def load(path: Path, lm: Any, model: Any, optimizer: Any, scheduler: Any, info: DistInfo) -> dict[str, Any]:
     """Restore a checkpoint in place; returns its ``state.json``."""
     import torch

@@ -91,6 +91,8 @@ class DataConfig:
         micro_batch_tokens: Token budget of one packed forward/backward pass.
         shuffle: Shuffle documents each epoch (seeded).
         epochs: Passes over the corpus (when ``train.max_steps`` is not set).
+        no_target: A row with nothing to learn (empty completion): ``error`` stops before training
+            naming the first such row; ``skip`` leaves them out and reports how many.
     """
 
     corpus: str | None = None
@@ -100,6 +102,7 @@ class DataConfig:
     micro_batch_tokens: int = 16384
     shuffle: bool = True
     epochs: int = 1
+    no_target: Literal["error", "skip"] = "error"
 
 
 @dataclass
@@ -138,7 +141,8 @@ class RunConfig:
         seed: Seed for initialisation, shuffling and dropout.
         max_steps: Stop after this many optimizer steps (default: all epochs).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``.
+        precision: ``auto`` (bf16 autocast on CUDA, and on CPUs with native bf16 — AVX512-BF16 or
+            AMX; fp32 on other CPUs, where bf16 is emulated), ``bf16`` or ``fp32``.
         distributed: ``auto`` (DDP under torchrun), ``none``, ``ddp`` or ``fsdp2``.
         loss_chunk_tokens: Target tokens per chunk of the fused output-head cross-entropy, so
             the vocab-sized logits never exist for all tokens at once.
@@ -147,7 +151,12 @@ class RunConfig:
         log_every: Log every N steps.
         eval_every: Evaluate held-out loss every N steps (0: only at the end).
         peak_tflops: Accelerator peak (dense bf16) for MFU; 0 detects H100/H200/A100.
-        progress: Show a progress bar.
+        progress: Show a progress bar when stderr is a terminal.
+        progress_every_s: When stderr is not a terminal (a log file, a LOCO worker): one line every
+            this many seconds and at the end (step, loss, tokens/s, ETA); 0 turns them off.
+        threads: Torch intra-op threads on CPU (0: the count torch has, as an executor pinned it,
+            capped at the CPUs this process may use). On a machine loaded by other work, fewer
+            threads are much faster (oversubscribed threads wait on each other).
         save_final: Save the adapter or model at the end (benchmarks turn it off).
     """
 
@@ -164,6 +173,8 @@ class RunConfig:
     eval_every: int = 0
     peak_tflops: float = 0.0
     progress: bool = True
+    progress_every_s: float = 30.0
+    threads: int = 0
     save_final: bool = True
 
 
@@ -280,6 +291,10 @@ def _check_values(cfg: TrainConfig, problems: list[str]) -> None:
         problems.append(f"optim.betas: expected two numbers in [0, 1), got {o.betas}")
     if r.max_steps is not None and r.max_steps <= 0:
         problems.append(f"run.max_steps: must be > 0, got {r.max_steps}")
+    if r.progress_every_s < 0:
+        problems.append(f"run.progress_every_s: must be >= 0 (0: no progress lines), got {r.progress_every_s}")
+    if r.threads < 0:
+        problems.append(f"run.threads: must be >= 0 (0: automatic), got {r.threads}")
     if r.save_every < 0 or r.eval_every < 0:
         problems.append("run.save_every and run.eval_every must be >= 0")
     if lo.enabled and not 0 < lo.r <= VLLM_MAX_LORA_RANK:

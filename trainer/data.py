@@ -4,7 +4,9 @@ Joining prompt and completion: when the tokenizer has a chat template, the row's
 rendered with it; the prompt part is the rendering of the user turn with the generation prompt,
 and the loss covers everything after it (the assistant text and its end-of-turn tokens). Without
 a chat template the document is ``prompt + "\\n"`` (with the tokenizer's BOS if it adds one)
-followed by ``completion`` + EOS, tokenised as two pieces so the boundary never merges.
+followed by ``completion`` + EOS. As in TRL's ``SFTTrainer``, the prompt and the whole document
+are tokenised separately and the loss starts where their ids first differ, so the ids are those
+TRL trains on when it is given the same prompt and completion (README, "Training with TRL").
 
 Packing is planned in two stages so a step's gradient is independent of how it is computed:
 documents (shuffled per epoch with the seed) fill optimizer steps of ``tokens_per_step`` tokens in
@@ -93,25 +95,111 @@ def _plain_pieces(tokenizer: Any, row: dict[str, Any]) -> tuple[str, str]:
 def tokenize_rows(tokenizer: Any, rows: Sequence[dict[str, Any]], max_length: int) -> list[Document]:
     """Tokenise rows into :class:`Document`s with loss on completion tokens only.
 
-    Documents longer than ``max_length`` keep their last ``max_length`` tokens (the prompt is cut
-    from the left, so the completion survives).
+    Prompt and whole document are tokenised as two texts, as TRL's ``SFTTrainer`` does: the
+    document's ids are the tokenisation of the whole text (so nothing merges differently from
+    inference), and the completion starts where the prompt's ids and the document's ids first
+    differ. Documents longer than ``max_length`` keep their last ``max_length`` tokens (the prompt
+    is cut from the left, so the completion survives); :func:`truncation_report` counts them.
     """
+    return [doc for doc, _ in _tokenize(tokenizer, rows, max_length)]
+
+
+def _tokenize(tokenizer: Any, rows: Sequence[dict[str, Any]], max_length: int) -> list[tuple[Document, int]]:
+    """(document, untruncated length) per row; see :func:`tokenize_rows`."""
+    return [(to_document(full, n, max_length), len(full)) for full, n in tokenize_full(tokenizer, rows)]
+
+
+def tokenize_full(tokenizer: Any, rows: Sequence[dict[str, Any]]) -> list[tuple[list[int], int]]:
+    """(ids of the whole document, number of prompt ids) per row, untruncated."""
     chat = getattr(tokenizer, "chat_template", None) is not None
     pieces = [(_chat_pieces if chat else _plain_pieces)(tokenizer, r) for r in rows]
-    prompts = tokenizer([p for p, _ in pieces], add_special_tokens=not chat)["input_ids"]
-    comps = tokenizer([c for _, c in pieces], add_special_tokens=False)["input_ids"]
-    eos = [] if chat or tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
-    docs = []
-    for p, c in zip(prompts, comps):
-        c = list(c) + eos
-        ids, mask = (list(p) + c)[-max_length:], ([0] * len(p) + [1] * len(c))[-max_length:]
-        docs.append(Document(tuple(ids), tuple(mask)))
-    return docs
+    # without a chat template the EOS goes in as text, as TRL appends it, then tokenises
+    eos = "" if chat or tokenizer.eos_token is None else tokenizer.eos_token
+    special = not chat  # a chat template writes its own special tokens
+    prompts = tokenizer([p for p, _ in pieces], add_special_tokens=special)["input_ids"]
+    fulls = tokenizer([p + c + ("" if eos and c.endswith(eos) else eos) for p, c in pieces],
+                      add_special_tokens=special)["input_ids"]
+    return [(list(full), _common_prefix(p, full)) for p, full in zip(prompts, fulls)]
 
 
-def load_documents(tokenizer: Any, path: str | Path, max_length: int) -> list[Document]:
-    """Read and tokenise a corpus."""
-    return tokenize_rows(tokenizer, read_corpus(path), max_length)
+def to_document(full: Sequence[int], n_prompt: int, max_length: int) -> Document:
+    """A document of ``full`` ids with loss after the first ``n_prompt``, keeping its last ``max_length``."""
+    mask = [0] * n_prompt + [1] * (len(full) - n_prompt)
+    return Document(tuple(full[-max_length:]), tuple(mask[-max_length:]))
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Number of leading ids ``a`` and ``b`` share (where the completion starts)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """What tokenisation did to a corpus, reported before training.
+
+    Attributes:
+        rows: Rows read.
+        truncated: Documents longer than ``max_length`` (their start was cut).
+        prompt_lost: Truncated documents that kept no prompt token at all.
+        no_target: Rows with nothing to learn: an empty (or blank) completion, or no target token.
+        skipped: Rows left out (``no_target`` rows under ``data.no_target: skip``).
+    """
+
+    rows: int
+    truncated: int
+    prompt_lost: int
+    no_target: int
+    skipped: int
+
+    def line(self, name: str, max_length: int) -> str:
+        """One line for the log: counts and shares."""
+        pct = lambda n: f"{100 * n / max(self.rows, 1):.1f}%"  # noqa: E731
+        return (f"{name}: {self.rows} rows; {self.truncated} ({pct(self.truncated)}) longer than "
+                f"data.max_length={max_length} kept their last tokens, {self.prompt_lost} of them with no prompt "
+                f"token left; {self.no_target} with no target (empty completion); {self.skipped} skipped")
+
+
+def _no_target(row: dict[str, Any], doc: Document) -> bool:
+    msgs = _messages(row)
+    return not str(msgs[-1]["content"]).strip() or doc.n_targets == 0
+
+
+def load_documents(tokenizer: Any, path: str | Path, max_length: int,
+                   no_target: str = "error") -> tuple[list[Document], DataReport]:
+    """Read and tokenise a corpus, counting truncation and rows without a target.
+
+    Args:
+        tokenizer: The model's tokenizer.
+        path: ``corpus.jsonl`` or its folder.
+        max_length: Longest document kept (longer ones keep their end).
+        no_target: ``error`` (a row with an empty completion stops the run, naming the row) or
+            ``skip`` (such rows are left out and counted).
+
+    Raises:
+        DataError: a row with no target under ``no_target: error``.
+    """
+    rows = read_corpus(path)
+    tokenized = _tokenize(tokenizer, rows, max_length)
+    docs, truncated, prompt_lost, empty = [], 0, 0, []
+    for i, (row, (doc, full_len)) in enumerate(zip(rows, tokenized)):
+        if full_len > max_length:
+            truncated += 1
+            prompt_lost += doc.loss_mask[0] == 1
+        if _no_target(row, doc):
+            empty.append(i)
+            continue
+        docs.append(doc)
+    if empty and no_target == "error":
+        first = rows[empty[0]]
+        raise DataError(f"{len(empty)} rows have no target token (empty completion), the first with id "
+                        f"{first.get('id', '?')}; fix the corpus or set data.no_target=skip",
+                        file=str(corpus_file(path)), row=empty[0] + 1)
+    return docs, DataReport(len(rows), truncated, prompt_lost, len(empty), len(empty))
 
 
 # --- planning -------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 from taskmill.errors import DataError
 from taskmill.trainer import dist
 from taskmill.fileio import corpus_file, read_jsonl
-from taskmill.trainer.data import Document, make_micro_batch, tokenize_rows
+from taskmill.trainer.data import Document, make_micro_batch, to_document, tokenize_full
 from taskmill.trainer.engine import _module_base, batch_inputs
 from taskmill.trainer.loop import _DUMMY, StepOutput, Trainer
 
@@ -122,10 +122,19 @@ def _as_row(prompt: Any, answer: Any) -> dict[str, Any]:
 
 
 def tokenize_pairs(tokenizer: Any, rows: Sequence[dict[str, Any]], max_length: int) -> list[Pair]:
-    """Preference rows -> :class:`Pair`s, each side tokenised like an SFT row."""
-    chosen = tokenize_rows(tokenizer, [_as_row(r["prompt"], r["chosen"]) for r in rows], max_length)
-    rejected = tokenize_rows(tokenizer, [_as_row(r["prompt"], r["rejected"]) for r in rows], max_length)
-    return [Pair(c, r) for c, r in zip(chosen, rejected)]
+    """Preference rows -> :class:`Pair`s, each side tokenised like an SFT row.
+
+    As in TRL's ``DPOTrainer``, the answers of both sides start at the shorter of the two points
+    where the prompt's ids and the side's ids part (they differ when a token merges across the
+    boundary), so both sides share one prompt.
+    """
+    chosen = tokenize_full(tokenizer, [_as_row(r["prompt"], r["chosen"]) for r in rows])
+    rejected = tokenize_full(tokenizer, [_as_row(r["prompt"], r["rejected"]) for r in rows])
+    pairs = []
+    for (c, nc), (r, nr) in zip(chosen, rejected):
+        n = min(nc, nr)
+        pairs.append(Pair(to_document(c, n, max_length), to_document(r, n, max_length)))
+    return pairs
 
 
 # --- loss module ----------------------------------------------------------------------------------

@@ -132,7 +132,10 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_path: str |
     base = {"path": base_path, "gguf_file": gguf_file} if base_path else recorded
     target = claim_output(out_dir, "merge", inputs=[adapter_dir, *([base["path"]] if base.get("path") else [])],
                           overwrite=overwrite)
-    model = PeftModel.from_pretrained(_load_base(base), str(adapter_dir)).merge_and_unload()
+    from taskmill.trainer.model import quiet_peft
+
+    with quiet_peft():
+        model = PeftModel.from_pretrained(_load_base(base), str(adapter_dir)).merge_and_unload()
     with atomic_dir(out_dir, marker=target.write_marker) as tmp:
         model.save_pretrained(str(tmp))
         _save_tokenizer(base, tmp)

@@ -17,11 +17,13 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from taskmill.trainer import attention, checkpoint, dist
+from taskmill.trainer import attention, checkpoint, dist, resume
 from taskmill.fileio import OutputFolder, claim_output
 from taskmill.trainer.config import TrainConfig, save_config
 from taskmill.trainer.data import (Document, deal_to_ranks, load_documents, make_micro_batch,
@@ -108,6 +110,37 @@ class StepOutput:
         return values[0], (values[1] if has_norm else None), values[1 + has_norm:]
 
 
+def cpu_threads(requested: int) -> int:
+    """Torch intra-op threads for a CPU run: ``requested``, or (0) the count torch has now (its
+    default, or what an executor pinned) but never more than the CPUs this process may run on.
+
+    Not derived from the machine's load: the count can change CPU rounding, and the same config
+    must give the same bytes.
+    """
+    import os
+
+    import torch
+
+    if requested > 0:
+        return requested
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(torch.get_num_threads(), allowed))
+
+
+def cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), as oneDNN reports it.
+
+    Only then is bf16 autocast the CPU default: on a CPU without it (AVX2 only, like the 2-core
+    development machine) bf16 matmuls are emulated, and measured slower than fp32 there.
+    """
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
     """Multiplier of the peak learning rate at ``step`` (0-based): linear warm-up, then cosine."""
     if warmup and step < warmup:
@@ -131,8 +164,15 @@ class Trainer:
         self.target = OutputFolder(self.out.resolve(), "train", "update")
         self.info = dist.setup(cfg.run.distributed, cfg.run.device)
         cuda = self.info.device.type == "cuda"
-        use_bf16 = cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and cuda)
+        use_bf16 = cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and (cuda or cpu_bf16()))
         self.amp_dtype = torch.bfloat16 if use_bf16 else None
+        if not cuda:
+            torch.set_num_threads(cpu_threads(cfg.run.threads))
+        if cfg.model.attention == "varlen" and not cuda:
+            from taskmill.errors import ConfigError
+
+            raise ConfigError([f"model.attention: varlen needs CUDA, this run is on {self.info.device.type}; "
+                               "use auto or sdpa_per_doc"])
         random.seed(cfg.run.seed)
         torch.manual_seed(cfg.run.seed)
         self._load_data(documents, eval_documents)
@@ -163,8 +203,15 @@ class Trainer:
     documents_name = "corpus"
 
     def _read_documents(self, path: str) -> list[Any]:
-        """Tokenised documents of a corpus file or folder."""
-        return load_documents(self.tokenizer, path, self.cfg.data.max_length)
+        """Tokenised documents of a corpus file or folder (its counts reported before training)."""
+        d = self.cfg.data
+        docs, report = load_documents(self.tokenizer, path, d.max_length, d.no_target)
+        self.say(report.line(path, d.max_length))
+        return docs
+
+    def say(self, text: str) -> None:
+        """One status line on stderr (rank 0 only)."""
+        _say(text)
 
     def _build_model(self) -> None:
         cfg, info = self.cfg, self.info
@@ -318,25 +365,55 @@ class Trainer:
     def _resume(self) -> int:
         path = checkpoint.latest(self.out)
         if path is None:
+            self.say(f"starting: {self.total} steps into {self.out}")
             return 0
         state = checkpoint.load(path, self.lm, self.model, self.optimizer, self.scheduler, self.info)
-        return int(state["step"])
+        step = int(state["step"])
+        dropped = resume.truncate_log(self.out, step) if self.info.main else 0
+        self.say(f"resuming from step {step} of {self.total} ({path})"
+                 + (f"; dropped {dropped} log lines written after that checkpoint" if dropped else ""))
+        return step
 
     def _checkpoint(self, step: int) -> None:
+        extra = {"total_steps": self.total, "config": resume.comparable(self.cfg)}
         checkpoint.save(self.out, step, self.lm, self.model, self.optimizer, self.scheduler,
-                        self.info, {"total_steps": self.total}, self.cfg.run.keep_checkpoints)
+                        self.info, extra, self.cfg.run.keep_checkpoints)
 
     def run(self, stop_after: int | None = None) -> TrainResult:
         """Run (or resume) to ``total`` steps; ``stop_after`` ends early without saving (tests)."""
+        existed = self.out.exists()
+        before = set(self.out.iterdir()) if existed else set()
+        try:
+            if self.info.main:
+                self.target.ensure()
+                (self.out / resume.FINISHED).unlink(missing_ok=True)  # --force-config on a finished run
+                save_config(self.cfg, self.out / "config.yaml")
+            self.scheduler = self._scheduler()
+            start = self._resume()
+            if start == 0 and self.info.main:
+                resume.truncate_log(self.out, 0)  # no checkpoint: a killed run's lines go
+            return self._run(start, stop_after)
+        except BaseException:
+            if self.info.main and not before:
+                self._leave_nothing(existed)
+            raise
+
+    def _leave_nothing(self, existed: bool) -> None:
+        """After a failure: a fresh run that logged no step and saved no checkpoint leaves nothing."""
+        if (self.out / resume.LOG).is_file() or checkpoint.latest(self.out) is not None:
+            return
+        if not existed:
+            shutil.rmtree(self.out, ignore_errors=True)
+            return
+        for child in self.out.iterdir():  # the user's empty folder stays
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+
+    def _run(self, start: int, stop_after: int | None) -> TrainResult:
         r = self.cfg.run
-        if self.info.main:
-            self.target.ensure()
-            save_config(self.cfg, self.out / "config.yaml")
-        self.scheduler = self._scheduler()
-        start = self._resume()
         end = self.total if stop_after is None else max(start, min(self.total, stop_after))
         result = TrainResult(self.out)
-        log = RunLog(self.out / "log.jsonl" if self.info.main else None, self.total, start, r.progress)
+        log = RunLog(self.out / resume.LOG if self.info.main else None, self.total, start, r.progress,
+                     r.progress_every_s)
         clock = StepClock(self.info.device)
         pending: tuple[int, StepOutput, Any, Any] | None = None
 
@@ -383,6 +460,8 @@ class Trainer:
                 log.write({"step": self.total, "eval_loss": result.eval_loss})
             if r.save_final:
                 result.saved = self.save_final()
+            if self.info.main:
+                resume.write_finished(self.out, self.cfg, self.total, result.saved, result.eval_loss)
         finally:
             log.close()
         return result
@@ -396,7 +475,7 @@ class Trainer:
 
 def train(cfg: TrainConfig, documents: Sequence[Document] | None = None,
           eval_documents: Sequence[Document] | None = None, stop_after: int | None = None,
-          *, overwrite: bool = False) -> TrainResult:
+          *, overwrite: bool = False, force_config: bool = False) -> TrainResult:
     """Train per ``cfg`` on its corpus (or on pre-tokenised ``documents``).
 
     Args:
@@ -405,17 +484,56 @@ def train(cfg: TrainConfig, documents: Sequence[Document] | None = None,
         eval_documents: Pre-tokenised held-out documents.
         stop_after: Stop after this many steps without saving (for tests of resume).
         overwrite: Write into ``run.output_dir`` even when it is not an earlier training run.
+        force_config: Continue a run (from its checkpoint, or a finished one) although its
+            recorded config differs from ``cfg`` in settings that shape the result.
 
     Returns:
-        The :class:`TrainResult`.
+        The :class:`TrainResult` (of the earlier run, with no records, when ``run.output_dir``
+        holds a finished run of the same config).
+
+    Raises:
+        ConfigError: the folder's checkpoint or finished run has another config (without
+            ``force_config``), or the config cannot run (bad model path, ...).
     """
     from taskmill.trainer.objectives import trainer_class
 
     inputs = [p for p in (cfg.data.corpus, cfg.data.eval_corpus, cfg.model.path, cfg.model.tokenizer,
                           cfg.model.init_adapter) if p]
     claim_output(cfg.run.output_dir, "train", inputs=inputs, overwrite=overwrite, mode="update")
+    done = _finished_run(cfg, force_config)
+    if done is not None:
+        return done
+    ck = checkpoint.latest(Path(cfg.run.output_dir))
+    if ck is not None:
+        state = checkpoint.read_state(ck)
+        diffs = resume.refuse_changed(f"checkpoint {ck}", state.get("config"), cfg, force_config)
+        if diffs:
+            _say(f"--force-config: resuming {ck} with changed settings: {'; '.join(diffs)}")
     trainer = trainer_class(cfg)(cfg, documents, eval_documents)
     try:
         return trainer.run(stop_after)
     finally:
         dist.teardown(trainer.info)
+
+
+def _say(text: str) -> None:
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        print(f"taskmill train: {text}", file=sys.stderr, flush=True)
+
+
+def _finished_run(cfg: TrainConfig, force_config: bool) -> TrainResult | None:
+    """The earlier result when ``run.output_dir`` holds a finished run of this config, else None."""
+    out = Path(cfg.run.output_dir)
+    done = resume.finished(out)
+    if done is None:
+        return None
+    diffs = resume.refuse_changed(f"finished run {out}", done.get("config"), cfg, force_config)
+    if diffs:
+        _say(f"--force-config: continuing the finished run {out} with changed settings: {'; '.join(diffs)}")
+        return None
+    saved = out / done["saved"] if done.get("saved") else None
+    _say(f"{out} already holds this finished run ({done.get('steps')} steps"
+         + (f", {saved}" if saved else "") + "); nothing to do")
+    return TrainResult(out, eval_loss=done.get("eval_loss"), saved=saved)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from taskmill.errors import ConfigError
 from taskmill.trainer.config import LoraConfig, ModelConfig
@@ -20,7 +22,9 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     if gguf is None and cfg.gguf_file and (Path(source) / cfg.gguf_file).exists():
         gguf = cfg.gguf_file
     kwargs = {"gguf_file": gguf} if gguf else {}
-    tok = AutoTokenizer.from_pretrained(source, **kwargs)
+    key = "model.tokenizer" if cfg.tokenizer else "model.path"
+    with load_errors(key, source):
+        tok = AutoTokenizer.from_pretrained(source, **kwargs)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -43,8 +47,9 @@ def build_model(cfg: ModelConfig, attn_name: str, seed: int) -> Any:
         model = AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.float32, attn_implementation=attn_name)
     else:
         kwargs = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
-        model = AutoModelForCausalLM.from_pretrained(cfg.path, dtype=torch.float32,
-                                                     attn_implementation=attn_name, **kwargs)
+        with load_errors("model.path", cfg.path):
+            model = AutoModelForCausalLM.from_pretrained(cfg.path, dtype=torch.float32,
+                                                         attn_implementation=attn_name, **kwargs)
         _drop_quantization_marks(model)
     if cfg.init_adapter:  # e.g. DPO after SFT: start from (and refer to) base + the SFT adapter
         from taskmill.trainer.adapters import merge_init_adapter
@@ -52,6 +57,20 @@ def build_model(cfg: ModelConfig, attn_name: str, seed: int) -> Any:
         model = merge_init_adapter(model, cfg.init_adapter)
     model.config.use_cache = False
     return model
+
+
+@contextlib.contextmanager
+def load_errors(key: str, source: str | None) -> Iterator[None]:
+    """Turn a failed ``from_pretrained`` (missing folder, no weights, bad JSON...) into one line.
+
+    Raises:
+        ConfigError: naming the config key, the path and the loader's first line.
+    """
+    try:
+        yield
+    except (OSError, ValueError, KeyError) as err:
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise ConfigError([f"{key}: cannot load {source!r}: {first[:300]}"]) from None
 
 
 def _drop_quantization_marks(model: Any) -> None:
@@ -77,7 +96,16 @@ def apply_lora(model: Any, cfg: LoraConfig) -> Any:
         target_modules=targets, use_rslora=cfg.use_rslora,
         bias="none", task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, peft_cfg)
+    with quiet_peft():
+        return get_peft_model(model, peft_cfg)
+
+
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """PEFT reads transformers' deprecated ``is_gradient_checkpointing`` (a FutureWarning per wrap)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def linear_names(model: Any) -> list[str]:

@@ -55,7 +55,9 @@ def base_config(out: Path, **sections: dict[str, Any]) -> dict[str, Any]:
         "lora": {"enabled": False},
         "data": {"tokens_per_step": 256, "micro_batch_tokens": 256, "max_length": 64},
         "optim": {"lr": 1e-3, "warmup_steps": 2},
-        "run": {"output_dir": str(out), "progress": False, "device": "cpu"},
+        # fp32 pinned: precision=auto is bf16 on CPUs with native bf16, and these tests compare
+        # numbers across micro-batchings, ranks and resumes at fp32 tolerances
+        "run": {"output_dir": str(out), "progress": False, "device": "cpu", "precision": "fp32"},
     }
     for key, value in sections.items():
         cfg[key] = {**cfg.get(key, {}), **value}
