@@ -249,20 +249,23 @@ def cluster_run_cmd(
     task_types: Annotated[Optional[Path], typer.Option("--task-types", help="YAML: task or dataset -> task type; clusters are named after their tasks' types (shipped taxonomies otherwise).")] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write heatmap, dendrogram and PCA PNGs.")] = True,
     overwrite: Overwrite = False,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="View weights, e.g. template=1,answer=0.5,shape=0.5,rows=0 (unnamed views keep their defaults).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Also print what holds each cluster together and each task's nearest tasks (always in summary.md).")] = False,
 ) -> None:
     """Cluster the tasks of a corpus: clusters.yaml, similarity.csv, plots and summary.md."""
     from taskmill.clusters.cluster import ClusterConfig
-    from taskmill.clusters.represent import RepresentConfig
+    from taskmill.clusters.represent import RepresentConfig, parse_weights
     from taskmill.clusters.run import run_clustering, summary_markdown
 
     run = run_clustering(
         corpus, out,
-        RepresentConfig(embedder=embedder, rows_per_task=rows_per_task, seed=seed),
+        RepresentConfig(embedder=embedder, rows_per_task=rows_per_task, seed=seed, **parse_weights(weights or "")),
         ClusterConfig(algorithm=algorithm, k=k, distance_threshold=distance_threshold, linkage=linkage, k_max=k_max, min_cluster_size=min_cluster_size, seed=seed),
         overrides_file=overrides, draw=plots, overwrite=overwrite, task_types_file=task_types,
     )
-    typer.echo(summary_markdown(run).split("![")[0].rstrip())
-    typer.echo(f"\nwrote {out}/clusters.yaml, similarity.csv, summary.md" + (", heatmap.png, dendrogram.png, pca.png" if plots else ""))
+    text = summary_markdown(run).split("![")[0]
+    typer.echo((text if explain else text.split("## Why these clusters")[0]).rstrip())
+    typer.echo(f"\nwrote {out}/clusters.yaml, similarity.csv, summary.md" + (", heatmap.png, dendrogram.png, pca.png, k.png" if plots else ""))
 
 
 @cluster_app.command("compare")

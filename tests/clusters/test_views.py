@@ -1,0 +1,136 @@
+"""Task-side views: masked templates, answer space, input shape, and clusters that follow the task, not the topic."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from taskmill.clusters.cluster import ClusterConfig
+from taskmill.clusters.manifest import Overrides
+from taskmill.clusters.represent import RepresentConfig, combine, parse_weights
+from taskmill.clusters.run import cluster_corpus, run_clustering
+from taskmill.clusters.synthetic import make_row
+from taskmill.clusters.views import mask_prompt, sketch_template
+from taskmill.clusters.weights import pair_ari, weight_grid
+from taskmill.errors import ConfigError
+from taskmill.records import Row
+
+# Topic vocabularies: what rows are *about*. A task draws its row content from one of them.
+TOPICS = {
+    "restaurant": "waiter soup pasta dessert menu chef table kitchen wine bread salad sauce grill oven plate fork napkin cook bill tip".split(),
+    "movie": "actor plot director soundtrack scene script camera ending cast villain sequel trailer studio editor stunt costume dialogue hero premiere screen".split(),
+    "science": "chemist molecule telescope laboratory enzyme particle fossil reactor microscope orbit neuron protein comet magnet crystal genome isotope galaxy sample beaker".split(),
+    "football": "striker goalkeeper referee stadium league coach penalty midfielder trophy fans corner tackle header pitch season derby captain whistle jersey transfer".split(),
+    "farm": "tractor cow barn harvest orchard pig sheep hay fence seed goat plough silo duck field wheat pumpkin stable horse mud".split(),
+    "shop": "cashier receipt shelf basket customer coupon counter wallet aisle discount trolley bag till price label brand stock sale queue card".split(),
+}
+
+SENTIMENT = (("Review: {x}\nIs this review positive or negative?", ("negative", "positive")),
+             ("{x}\nDid the writer like it? Answer negative or positive.", ("negative", "positive")))
+NLI = (("Premise: {x}\nHypothesis: {y}\nDoes the premise entail the hypothesis? Answer yes, no or maybe.", ("yes", "no", "maybe")),
+       ("Suppose {x} Can we infer that {y} Yes, no or maybe?", ("yes", "no", "maybe")))
+MATH = (("Solve the word problem and give only the final number.\n{x}", None),
+        ("Question: {x}\nWhat number is the answer?", None))
+
+
+def _sentence(rng: random.Random, words: list[str], n: int = 4) -> str:
+    return "the " + " ".join(rng.sample(words, n)) + "."
+
+
+def _rows(task: str, family: str, topic: str, n: int = 8, seed: int = 0) -> list[Row]:
+    """``n`` rows per template of a tiny task of ``family`` whose row values use ``topic``'s words."""
+    rng = random.Random(f"{seed}:{task}")
+    words = TOPICS[topic]
+    rows = []
+    templates = {"sentiment": SENTIMENT, "nli": NLI, "math": MATH}[family]
+    for t, (template, choices) in enumerate(templates):
+        for i in range(n):
+            if family == "math":
+                a, b = rng.randint(2, 90), rng.randint(2, 90)
+                prompt = template.format(x=f"A {rng.choice(words)} had {a} {rng.choice(words)}s and got {b} more. How many now?")
+                target = str(a + b)
+            else:
+                prompt = template.format(x=_sentence(rng, words), y=_sentence(rng, words, 3))
+                target = rng.choice(choices)
+            row = make_row(task, f"tiny/{task}", t * n + i, prompt, target, template_id=f"{family}-{t}")
+            rows.append(replace(row, answer_choices=choices, original_task=True, metrics=("Accuracy",) if choices else ("Exact Match",)))
+    return rows
+
+
+def _corpus(write_corpus, tasks: dict[str, tuple[str, str]], name: str) -> Path:
+    return write_corpus([r for task, (family, topic) in tasks.items() for r in _rows(task, family, topic)], name)
+
+
+TASKS = {
+    "sentiment_restaurants": ("sentiment", "restaurant"), "sentiment_movies": ("sentiment", "movie"),
+    "nli_science": ("nli", "science"), "nli_football": ("nli", "football"),
+    "math_farm": ("math", "farm"), "math_shop": ("math", "shop"),
+}
+
+
+def _partition(run) -> set[frozenset[str]]:
+    return {frozenset(c.task_names) for c in run.manifest.clusters}
+
+
+def test_clusters_follow_the_templates_when_the_rows_topic_changes(write_corpus) -> None:
+    """Restaurant and movie sentiment land together, NLI on science and on football lands together;
+    rewriting one task's rows in another family's topic words (templates unchanged) moves nothing."""
+    config = RepresentConfig(embedder="tfidf")  # default view weights; TF-IDF needs no model
+    before = cluster_corpus(_corpus(write_corpus, TASKS, "before"), config, ClusterConfig(), Overrides())
+    expected = {frozenset(t for t, (f, _) in TASKS.items() if f == family) for family in ("sentiment", "nli", "math")}
+    assert _partition(before) == expected
+    # Sentiment rows now talk about football and NLI rows about restaurants: the topics of other tasks.
+    swapped = {**TASKS, "sentiment_restaurants": ("sentiment", "football"), "nli_science": ("nli", "restaurant")}
+    after = cluster_corpus(_corpus(write_corpus, swapped, "after"), config, ClusterConfig(), Overrides())
+    assert _partition(after) == expected
+
+
+def test_masked_template_keeps_the_instruction_and_names_the_slots() -> None:
+    rows = _rows("s", "sentiment", "movie")[:8]
+    sketch = sketch_template(rows)
+    assert sketch.text.startswith("Review : {sentence}")
+    assert "Is this review positive or negative ?" in sketch.text and sketch.text.endswith("negative | positive")
+    assert sketch.slots == ("sentence",)
+    assert not set(TOPICS["movie"]) & set(sketch.text.split())
+    text, slots = mask_prompt("Count: 12 34 56 apples", {"count", ":"})
+    assert text == "Count : {number}" and slots == ("number",)
+
+
+def test_cluster_run_writes_the_explanation_and_the_k_plot(write_corpus, tmp_path) -> None:
+    corpus = _corpus(write_corpus, TASKS, "explain")
+    run = run_clustering(corpus, tmp_path / "out", RepresentConfig(embedder="tfidf"), ClusterConfig(k_max=4))
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "## Why these clusters" in summary and "![silhouette over k](k.png)" in summary
+    assert (tmp_path / "out" / "k.png").stat().st_size > 1000
+    # each task's nearest task is its family sibling, with per-view similarities
+    line = next(x for x in summary.splitlines() if x.startswith("| sentiment_movies |"))
+    assert line.split("|")[3].strip().startswith("sentiment_restaurants ")
+    assert "target is a number (100%)" in summary and "3 choices (100%)" in summary
+    assert run.manifest.quality["k"] == 3
+
+
+def test_weights_combine_as_a_weighted_mean_of_view_cosines() -> None:
+    rng = np.random.default_rng(0)
+    views = {v: (m := rng.standard_normal((5, 4))) / np.linalg.norm(m, axis=1, keepdims=True) for v in ("template", "answer", "shape", "rows")}
+    weights = {"template": 2.0, "answer": 1.0, "shape": 0.0, "rows": 1.0}
+    X = combine(views, weights)
+    expected = sum(w * views[v] @ views[v].T for v, w in weights.items()) / 4.0
+    assert np.allclose(X @ X.T, expected)
+
+
+def test_weight_grid_pair_ari_and_weight_parsing() -> None:
+    grid = weight_grid((0.0, 1.0))
+    assert len(grid) == 15 and all(abs(sum(g.values()) - 1) < 1e-5 for g in grid)
+    assert grid[0]["rows"] == 0 and grid[-1]["rows"] > 0
+    assert pair_ari(tp=3, fp=0, fn=0, tn=7) == 1.0
+    assert abs(pair_ari(tp=1, fp=1, fn=1, tn=1)) < 1e-12
+    assert parse_weights("template=2, rows=0") == {"template_weight": 2.0, "rows_weight": 0.0}
+    with pytest.raises(ConfigError) as err:
+        parse_weights("topic=1,rows=x")
+    assert "topic=1" in str(err.value) and "rows=x" in str(err.value)
+    with pytest.raises(ConfigError):
+        RepresentConfig(template_weight=0, answer_weight=0, shape_weight=0, rows_weight=0).validate()
