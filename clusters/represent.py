@@ -40,6 +40,15 @@ MINILM = "minilm"
 TFIDF = "tfidf"
 ZERO_SHOT_FORMATS = ("zero_shot", "zero_shot_options")
 VIEWS = ("template", "answer", "shape", "rows")
+# Chosen per embedder by bench/cluster_weights.py (grid 0/1/2 per view, ward + silhouette k, against
+# clusters/reference/shared_taxonomy.yaml; README, "How the view weights were chosen"). MiniLM (and
+# other sentence-transformers models): in-sample ARI 0.480, leave-one-dataset-out 0.356, the same
+# weights won 13 of the 29 leave-one-out choices; the answer view did not help. TF-IDF: the rows view
+# alone won (0.406; the views scored 0.305), so TF-IDF keeps the representation it had.
+DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
+    MINILM: {"template": 1.0, "answer": 0.0, "shape": 1.0, "rows": 1.0},
+    TFIDF: {"template": 0.0, "answer": 0.0, "shape": 0.0, "rows": 1.0},
+}
 
 
 @dataclass(frozen=True)
@@ -71,18 +80,19 @@ class RepresentConfig:
     with_completion: bool = True
     batch_size: int = 64
     seed: int = 0
-    # Chosen by bench/cluster_weights.py (grid 0/1/2 per view, MiniLM, ward + silhouette k, against
-    # clusters/reference/shared_taxonomy.yaml): in-sample ARI 0.480, leave-one-dataset-out ARI 0.356;
-    # the same weights won on 13 of the 29 leave-one-out choices. The answer view did not help there.
-    template_weight: float = 1.0
-    answer_weight: float = 0.0
-    shape_weight: float = 1.0
-    rows_weight: float = 1.0
+    # None: the weight bench/cluster_weights.py chose for this kind of embedder (DEFAULT_WEIGHTS).
+    template_weight: float | None = None
+    answer_weight: float | None = None
+    shape_weight: float | None = None
+    rows_weight: float | None = None
     template_rows: int = 16
 
     def weights(self) -> dict[str, float]:
-        """View name -> weight, in :data:`VIEWS` order."""
-        return {"template": self.template_weight, "answer": self.answer_weight, "shape": self.shape_weight, "rows": self.rows_weight}
+        """View name -> weight, in :data:`VIEWS` order (unset ones: the embedder's default)."""
+        default = DEFAULT_WEIGHTS[TFIDF if self.embedder == TFIDF else MINILM]
+        given = {"template": self.template_weight, "answer": self.answer_weight, "shape": self.shape_weight,
+                 "rows": self.rows_weight}
+        return {view: default[view] if w is None else float(w) for view, w in given.items()}
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` listing every invalid field."""

@@ -177,7 +177,8 @@ def _manifest(corpus_dir: Path, represent: RepresentConfig, config: ClusterConfi
         clusters=entries,
         overrides=overrides,
         unresolved_overrides=unresolved,
-        config={"represent": asdict(represent), "cluster": asdict(config)},
+        config={"represent": {**asdict(represent), **{f"{v}_weight": w for v, w in represent.weights().items()}},
+                "cluster": asdict(config)},
         corpus={"path": str(path.parent), "sha256": sha256_file(path), "tasks": sum(len(c.tasks) for c in entries)},
         quality=quality,
     )

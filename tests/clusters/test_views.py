@@ -11,7 +11,7 @@ import pytest
 
 from taskmill.clusters.cluster import ClusterConfig
 from taskmill.clusters.manifest import Overrides
-from taskmill.clusters.represent import RepresentConfig, combine, parse_weights
+from taskmill.clusters.represent import DEFAULT_WEIGHTS, RepresentConfig, combine, parse_weights
 from taskmill.clusters.run import cluster_corpus, run_clustering
 from taskmill.clusters.synthetic import make_row
 from taskmill.clusters.views import mask_prompt, sketch_template
@@ -72,6 +72,9 @@ TASKS = {
 }
 
 
+VIEWS_WEIGHTS = {f"{v}_weight": w for v, w in DEFAULT_WEIGHTS["minilm"].items()}
+
+
 def _partition(run) -> set[frozenset[str]]:
     return {frozenset(c.task_names) for c in run.manifest.clusters}
 
@@ -79,7 +82,19 @@ def _partition(run) -> set[frozenset[str]]:
 def test_clusters_follow_the_templates_when_the_rows_topic_changes(write_corpus) -> None:
     """Restaurant and movie sentiment land together, NLI on science and on football lands together;
     rewriting one task's rows in another family's topic words (templates unchanged) moves nothing."""
-    config = RepresentConfig(embedder="tfidf")  # default view weights; TF-IDF needs no model
+    # The task-side views with MiniLM's default weights, embedded by TF-IDF (no model needed); the
+    # MiniLM default itself is checked by the slow test below.
+    _check_topic_invariance(write_corpus, RepresentConfig(embedder="tfidf", **VIEWS_WEIGHTS))
+
+
+@pytest.mark.slow
+def test_minilm_default_clusters_follow_the_templates_when_the_rows_topic_changes(write_corpus) -> None:
+    """The same with the default representation (MiniLM and its default view weights)."""
+    pytest.importorskip("sentence_transformers")
+    _check_topic_invariance(write_corpus, RepresentConfig())
+
+
+def _check_topic_invariance(write_corpus, config: RepresentConfig) -> None:
     before = cluster_corpus(_corpus(write_corpus, TASKS, "before"), config, ClusterConfig(), Overrides())
     expected = {frozenset(t for t, (f, _) in TASKS.items() if f == family) for family in ("sentiment", "nli", "math")}
     assert _partition(before) == expected
@@ -102,7 +117,7 @@ def test_masked_template_keeps_the_instruction_and_names_the_slots() -> None:
 
 def test_cluster_run_writes_the_explanation_and_the_k_plot(write_corpus, tmp_path) -> None:
     corpus = _corpus(write_corpus, TASKS, "explain")
-    run = run_clustering(corpus, tmp_path / "out", RepresentConfig(embedder="tfidf"), ClusterConfig(k_max=4))
+    run = run_clustering(corpus, tmp_path / "out", RepresentConfig(embedder="tfidf", **VIEWS_WEIGHTS), ClusterConfig(k_max=4))
     summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
     assert "## Why these clusters" in summary and "![silhouette over k](k.png)" in summary
     assert (tmp_path / "out" / "k.png").stat().st_size > 1000
