@@ -84,6 +84,7 @@ class HFBackend:
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self.head_chunk = head_chunk
+        self.max_attention_cells = 1 << 24
         self.host_check_every = 16
         self._stop_tables: dict[tuple[str, ...], _StopTable] = {}
         self.max_length = max_length or getattr(model.config, "max_position_embeddings", 2048)
@@ -135,13 +136,18 @@ class HFBackend:
     def _pack(self, tries: list[Trie]) -> list[list[Trie]]:
         """Consecutive tries up to ``max_batch_tokens`` tokens and ``batch_size`` tries per forward.
 
-        A trie longer than the budget runs alone (it cannot be split).
+        The per-trie attention blocks are bounded too (``max_attention_cells``: tries x Lmax x Lmax,
+        about 600 MB of fp32 scores for 9 heads), which matters for long few-shot contexts followed
+        by short ones. A trie longer than the budget runs alone (it cannot be split).
         """
         batches: list[list[Trie]] = []
         cur: list[Trie] = []
         tokens = 0
         for t in tries:
-            if cur and (tokens + len(t) > self.max_batch_tokens or len(cur) >= self.batch_size):
+            # attention runs on (tries, Lmax, Lmax) blocks padded to the first (longest) trie
+            cells = (len(cur) + 1) * len(cur[0]) ** 2 if cur else 0
+            if cur and (tokens + len(t) > self.max_batch_tokens or len(cur) >= self.batch_size
+                        or cells > self.max_attention_cells):
                 batches.append(cur)
                 cur, tokens = [], 0
             cur.append(t)
