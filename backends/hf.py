@@ -181,16 +181,14 @@ class HFBackend:
         node_t = torch.tensor(nodes, device=self.device)
         picked = torch.empty(len(flat_rows), device=self.device)
         tops = torch.empty(len(nodes), dtype=torch.long, device=self.device)
-        lse = torch.empty(len(nodes), device=self.device)
         target_logit = torch.empty(len(flat_rows), device=self.device)
         # LM head in row chunks: (chunk, V) float32 logits stay small (V is ~50k-260k)
         for s in range(0, len(nodes), self.head_chunk):
-            logits = self._logits(hidden[node_t[s : s + self.head_chunk]])  # (C, V)
-            lse[s : s + len(logits)] = torch.logsumexp(logits, -1)
-            tops[s : s + len(logits)] = logits.argmax(-1)
-            sel = (flat_rows >= s) & (flat_rows < s + len(logits))
-            target_logit[sel] = logits[flat_rows[sel] - s, flat_tgts[sel]]
-        picked = (target_logit - lse[flat_rows]).tolist()
+            logp = torch.log_softmax(self._logits(hidden[node_t[s : s + self.head_chunk]]), -1)  # (C, V)
+            tops[s : s + len(logp)] = logp.argmax(-1)
+            sel = (flat_rows >= s) & (flat_rows < s + len(logp))
+            target_logit[sel] = logp[flat_rows[sel] - s, flat_tgts[sel]]
+        picked = target_logit.tolist()
         greedy = (tops[flat_rows] == flat_tgts).tolist()
         results = []
         k = 0
