@@ -257,7 +257,8 @@ def main() -> None:
               f"{n / r['cpu']:9.2f} {r['model']:11.1f} {r['model_cpu']:10.1f}")
     print(f"matched requests: {len(shared)}/{n_req}; max |loglik diff| = {diff:.2e}")
     print(f"per-example agreement: predicted choice {same_acc}/{n}, acc_norm choice {same_norm}/{n}; "
-          f"identical acc: {abs(tm['acc'] - le['acc']) < 1e-9}; identical acc_norm: {abs(tm['acc_norm'] - le['acc_norm']) < 1e-9}")
+          # taskmill's summary rounds metrics to 0.01 percent
+          f"same acc: {abs(tm['acc'] - le['acc']) < 1e-4}; same acc_norm: {abs(tm['acc_norm'] - le['acc_norm']) < 1e-4}")
     print(f"speed-up (lm-eval time / taskmill time = examples/s ratio): end to end {le['wall'] / tm['wall']:.2f}x wall, "
           f"{le['cpu'] / tm['cpu']:.2f}x cpu; inside model calls {le['model'] / tm['model']:.2f}x wall, "
           f"{le['model_cpu'] / tm['model_cpu']:.2f}x cpu")
