@@ -1,17 +1,17 @@
-"""transformers backend: batched log-likelihoods with shared-prefix KV-cache reuse, batched generation.
+"""transformers backend: packed prefix-sharing log-likelihoods, batched greedy generation.
 
-Log-likelihood requests are grouped by their context tokens. Each context is run through the decoder
-once (right-padded batches sorted by length); its KV cache is then repeated once per continuation and
-all continuations of the batch run in one more forward. The language-model head is applied only to
-the positions whose next token is scored, not to every position. A multiple-choice row with four
-choices thus costs one context pass plus four short continuation passes instead of four full passes.
+Log-likelihood requests that share a context become one token trie (:mod:`taskmill.backends.packed`):
+the context once, each continuation below it, continuations' common leading tokens once. Tries are
+sorted by length and packed padding-free into one row per forward (``max_batch_tokens``), with
+per-trie ancestor masks in attention; the language-model head runs only on the nodes whose next token
+is scored. A multiple-choice row with four choices thus costs its context plus the distinct tokens of
+its choices, with no padding, instead of four full padded sequences.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from taskmill.backends.base import ADAPTER_PATTERNS, WEIGHT_PATTERNS, hash_files, truncate_at_stop
 from taskmill.backends.requests import (
@@ -24,17 +24,8 @@ from taskmill.backends.requests import (
     prefix_ids,
 )
 
-
-@dataclass
-class _Group:
-    """One context and the continuations scored after it."""
-
-    ctx: list[int]
-    conts: list[tuple[int, list[int]]]  # (request index, continuation ids)
-
-    @property
-    def cost(self) -> int:
-        return len(self.ctx) + sum(len(c) for _, c in self.conts)
+if TYPE_CHECKING:
+    from taskmill.backends.packed import Trie
 
 
 class HFBackend:
@@ -47,13 +38,12 @@ class HFBackend:
         adapter: PEFT adapter folder, merged into the weights.
         device: ``cpu``, ``cuda``, ``cuda:1``...
         dtype: Weight dtype when loading.
-        batch_size: Contexts per forward pass.
-        max_batch_tokens: Upper bound on tokens in one continuation pass (memory guard).
+        batch_size: Contexts (tries) per scoring forward; prompts per generation batch.
+        max_batch_tokens: Tokens in one packed scoring forward.
         add_bos: Put BOS before every context; None follows the tokenizer's own default.
         revision: Model revision for cache keys; a content hash of the weights when None.
         max_length: Longest sequence fed to the model; contexts are cut from the left to fit.
-        forward_cost_tokens: Fixed cost of one forward pass in padded-token equivalents (streaming
-            the weights, launching kernels); batches are cut where padding would cost more.
+        head_chunk: Rows per language-model-head call when scoring ((rows, vocab) float32 logits).
     """
 
     name = "hf"
@@ -72,7 +62,7 @@ class HFBackend:
         add_bos: bool | None = None,
         revision: str | None = None,
         max_length: int | None = None,
-        forward_cost_tokens: int = 64,
+        head_chunk: int = 256,
     ) -> None:
         from taskmill.backends.hf_load import attach_adapter, load_model, split_gguf
 
@@ -93,7 +83,10 @@ class HFBackend:
         self.model_revision = revision or _param_hash(model)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
-        self.forward_cost_tokens = forward_cost_tokens
+        self.head_chunk = head_chunk
+        self.max_attention_cells = 1 << 24
+        self.host_check_every = 16
+        self._stop_tables: dict[tuple[str, ...], _StopTable] = {}
         self.max_length = max_length or getattr(model.config, "max_position_embeddings", 2048)
         self.prefix = prefix_ids(tokenizer, add_bos)
         self.pad_id = _pad_id(tokenizer)
@@ -105,16 +98,24 @@ class HFBackend:
     # --- log-likelihood ---------------------------------------------------------------------------
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
-        """Score every request; batched, one context pass per distinct context."""
-        groups = self._group(requests)
+        """Score every request: packed token tries, one forward per token budget."""
+        import torch
+
+        from taskmill.backends.packed import tree_attention_on
+
+        tries = self._tries(requests)
         out: list[Loglikelihood | None] = [None] * len(requests)
-        for batch in self._batches(groups):
-            for idx, ll in self._score_batch(batch):
-                out[idx] = ll
+        with torch.inference_mode(), tree_attention_on(self._base()):
+            for batch in self._pack(tries):
+                for idx, ll in self._score_packed(batch):
+                    out[idx] = ll
         return [o for o in out if o is not None]
 
-    def _group(self, requests: Sequence[LoglikelihoodRequest]) -> list[_Group]:
-        by_ctx: dict[tuple[int, ...], _Group] = {}
+    def _tries(self, requests: Sequence[LoglikelihoodRequest]) -> list[Trie]:
+        """One token trie per distinct context, longest first."""
+        from taskmill.backends.packed import Trie
+
+        by_ctx: dict[tuple[int, ...], Trie] = {}
         for i, req in enumerate(requests):
             ctx, cont = encode_pair(self.tokenizer, req.context, req.continuation, prefix_ids=self.prefix)
             if not cont:
@@ -124,107 +125,78 @@ class HFBackend:
                 raise ValueError(f"request {i}: empty context and the tokenizer has no BOS/EOS to stand in")
             room = self.max_length - len(cont)
             ctx = ctx[-room:] if len(ctx) > room else ctx
-            by_ctx.setdefault(tuple(ctx), _Group(list(ctx), [])).conts.append((i, cont))
-        # Longest first: the most memory-hungry batch runs first, and neighbours pad little.
-        return sorted(by_ctx.values(), key=lambda g: (-len(g.ctx), -g.cost))
+            key = tuple(ctx)
+            if key not in by_ctx:
+                by_ctx[key] = Trie.from_context(ctx)
+            by_ctx[key].add(i, cont)
+        # Longest first: neighbours in a batch have similar lengths, so the per-trie attention
+        # blocks (padded to the batch's longest trie) waste little.
+        return sorted((t.finish() for t in by_ctx.values()), key=lambda t: -len(t))
 
-    def _batches(self, groups: list[_Group]) -> list[list[_Group]]:
-        """Split the (longest-first) groups into context batches; see :func:`split_sorted`."""
-        cuts = split_sorted(
-            [len(g.ctx) for g in groups], self.batch_size, self.forward_cost_tokens,
-            extra=[(len(g.conts), max(len(c) for _, c in g.conts)) for g in groups], max_tokens=self.max_batch_tokens,
-        )
-        return [[groups[i] for i in chunk] for chunk in cuts]
+    def _pack(self, tries: list[Trie]) -> list[list[Trie]]:
+        """Consecutive tries up to ``max_batch_tokens`` tokens and ``batch_size`` tries per forward.
 
-    def _score_batch(self, batch: list[_Group]) -> list[tuple[int, Loglikelihood]]:
+        The per-trie attention blocks are bounded too (``max_attention_cells``: tries x Lmax x Lmax,
+        about 600 MB of fp32 scores for 9 heads), which matters for long few-shot contexts followed
+        by short ones. A trie longer than the budget runs alone (it cannot be split).
+        """
+        batches: list[list[Trie]] = []
+        cur: list[Trie] = []
+        tokens = 0
+        for t in tries:
+            # attention runs on (tries, Lmax, Lmax) blocks padded to the first (longest) trie
+            cells = (len(cur) + 1) * len(cur[0]) ** 2 if cur else 0
+            if cur and (tokens + len(t) > self.max_batch_tokens or len(cur) >= self.batch_size
+                        or cells > self.max_attention_cells):
+                batches.append(cur)
+                cur, tokens = [], 0
+            cur.append(t)
+            tokens += len(t)
+        if cur:
+            batches.append(cur)
+        return batches
+
+    def _score_packed(self, batch: list[Trie]) -> list[tuple[int, Loglikelihood]]:
+        """One forward over the packed tries; the LM head runs on scored nodes only."""
         import torch
 
-        with torch.inference_mode():
-            first_logp, cache, ctx_mask, ctx_lens = self._context_pass(batch)
-            rows = [(b, idx, cont) for b, g in enumerate(batch) for idx, cont in g.conts]
-            rest = self._continuation_pass(rows, cache, ctx_mask, ctx_lens)
-        results = []
-        for r, (b, idx, cont) in enumerate(rows):
-            lp0 = first_logp[b]  # (V,) log-probs of the first continuation token
-            total = float(lp0[cont[0]])
-            greedy = int(lp0.argmax()) == cont[0]
-            for t, (lp, top) in enumerate(rest.get(r, ()), start=1):
-                total += lp
-                greedy = greedy and top == cont[t]
-            results.append((idx, Loglikelihood(total, greedy, len(cont))))
-        return results
+        from taskmill.backends.packed import layout
 
-    def _context_pass(self, batch: list[_Group]) -> tuple[Any, Any, Any, Any]:
-        """Run the contexts; return first-token log-probs (B, V), the cache, mask (B, Lc), lengths (B,)."""
-        import torch
-
-        lens = torch.tensor([len(g.ctx) for g in batch], device=self.device)
-        width = int(lens.max())
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long, device=self.device)
-        mask = torch.zeros((len(batch), width), dtype=torch.long, device=self.device)
-        for b, g in enumerate(batch):
-            ids[b, : len(g.ctx)] = torch.tensor(g.ctx, device=self.device)
-            mask[b, : len(g.ctx)] = 1
-        # Right padding: pad positions only ever attend to real tokens before them (no NaN rows).
-        pos = torch.arange(width, device=self.device).expand(len(batch), width)
-        out = self._decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-        last = out.last_hidden_state[torch.arange(len(batch), device=self.device), lens - 1]  # (B, H)
+        ids, pos, lay = layout(batch, self.device)
+        hidden = self._decoder()(input_ids=ids, position_ids=pos, use_cache=False, taskmill_tree=lay)
+        hidden = hidden.last_hidden_state[0]  # (T, H)
         self.calls += 1
         self.context_rows += len(batch)
-        cache = out["cache"] if "cache" in out else out["past_key_values"]
-        return self._log_probs(last), cache, mask, lens
-
-    def _continuation_pass(self, rows: list, cache: Any, ctx_mask: Any, ctx_lens: Any) -> dict:
-        """Feed every continuation but its last token after its context's cache.
-
-        Rows are sorted by length and cut into sub-batches where the padding saved outweighs the
-        cost of one more forward pass (:func:`split_sorted`).
-
-        Returns ``row -> [(log-prob of token t, argmax id at t) for t >= 1]``.
-        """
-        order = sorted((r for r in range(len(rows)) if len(rows[r][2]) > 1), key=lambda r: -len(rows[r][2]))
-        out: dict[int, list[tuple[float, int]]] = {}
-        widths = [len(rows[r][2]) - 1 for r in order]
-        max_rows = max(1, self.max_batch_tokens // max(widths, default=1))
-        for chunk in split_sorted(widths, max_rows, self.forward_cost_tokens):
-            out.update(self._continuation_sub([order[i] for i in chunk], rows, cache, ctx_mask, ctx_lens))
-        return out
-
-    def _continuation_sub(self, sub: list[int], rows: list, cache: Any, ctx_mask: Any, ctx_lens: Any) -> dict:
-        import copy
-
-        import torch
-
-        owner = torch.tensor([rows[r][0] for r in sub], device=self.device)
-        # A shallow copy whose layers get re-indexed tensors: the shared context cache stays intact
-        # for the next sub-batch. (S, heads, Lc, d) per layer after the selection.
-        sub_cache = copy.copy(cache)
-        sub_cache.layers = [copy.copy(layer) for layer in cache.layers]
-        sub_cache.reorder_cache(owner)
-        conts = [rows[r][2] for r in sub]
-        width = max(len(c) for c in conts) - 1
-        ids = torch.full((len(sub), width), self.pad_id, dtype=torch.long, device=self.device)
-        cmask = torch.zeros((len(sub), width), dtype=torch.long, device=self.device)
-        for k, cont in enumerate(conts):
-            ids[k, : len(cont) - 1] = torch.tensor(cont[:-1], device=self.device)
-            cmask[k, : len(cont) - 1] = 1
-        mask = torch.cat([ctx_mask[owner], cmask], dim=1)  # (S, Lc + Lk)
-        pos = ctx_lens[owner, None] + torch.arange(width, device=self.device)  # (S, Lk)
-        decoder = self._decoder()
-        hidden = decoder(
-            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **{_cache_arg(decoder): sub_cache}
-        ).last_hidden_state  # (S, Lk, H)
-        self.calls += 1
-        where = [(k, t) for k, cont in enumerate(conts) for t in range(len(cont) - 1)]
-        sel = hidden[[k for k, _ in where], [t for _, t in where]]  # (N, H): only scored positions
-        logp = self._log_probs(sel)
-        targets = torch.tensor([conts[k][t + 1] for k, t in where], device=self.device)
-        picked = logp.gather(1, targets[:, None])[:, 0].tolist()
-        tops = logp.argmax(-1).tolist()
-        out: dict[int, list[tuple[float, int]]] = {}
-        for j, (k, _) in enumerate(where):
-            out.setdefault(sub[k], []).append((picked[j], tops[j]))
-        return out
+        # global node index of each (request, continuation token) pair
+        reqs: list[tuple[int, list[int], list[int]]] = []
+        offset = 0
+        for t in batch:
+            for idx, pairs in t.scored:
+                reqs.append((idx, [offset + n for n, _ in pairs], [tok for _, tok in pairs]))
+            offset += len(t)
+        nodes = sorted({n for _, ns, _ in reqs for n in ns})
+        row_of = {n: r for r, n in enumerate(nodes)}
+        flat_rows = torch.tensor([row_of[n] for _, ns, _ in reqs for n in ns], device=self.device)
+        flat_tgts = torch.tensor([tok for _, _, toks in reqs for tok in toks], device=self.device)
+        node_t = torch.tensor(nodes, device=self.device)
+        picked = torch.empty(len(flat_rows), device=self.device)
+        tops = torch.empty(len(nodes), dtype=torch.long, device=self.device)
+        target_logit = torch.empty(len(flat_rows), device=self.device)
+        # LM head in row chunks: (chunk, V) float32 logits stay small (V is ~50k-260k)
+        for s in range(0, len(nodes), self.head_chunk):
+            logp = torch.log_softmax(self._logits(hidden[node_t[s : s + self.head_chunk]]), -1)  # (C, V)
+            tops[s : s + len(logp)] = logp.argmax(-1)
+            sel = (flat_rows >= s) & (flat_rows < s + len(logp))
+            target_logit[sel] = logp[flat_rows[sel] - s, flat_tgts[sel]]
+        picked = target_logit.tolist()
+        greedy = (tops[flat_rows] == flat_tgts).tolist()
+        results = []
+        k = 0
+        for idx, ns, _ in reqs:
+            n = len(ns)
+            results.append((idx, Loglikelihood(float(sum(picked[k : k + n])), all(greedy[k : k + n]), n)))
+            k += n
+        return results
 
     def _base(self) -> Any:
         """The transformers model under a PEFT wrapper (the model itself when unwrapped)."""
@@ -233,8 +205,8 @@ class HFBackend:
     def _decoder(self) -> Any:
         return self._base().get_decoder()
 
-    def _log_probs(self, hidden: Any) -> Any:
-        """(N, H) final hidden states -> (N, V) float32 log-probs, with the model's logit softcap."""
+    def _logits(self, hidden: Any) -> Any:
+        """(N, H) final hidden states -> (N, V) float32 logits, with the model's logit softcap."""
         import torch
 
         base = self._base()
@@ -242,7 +214,7 @@ class HFBackend:
         cap = getattr(base.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
-        return torch.log_softmax(logits, dim=-1)
+        return logits
 
     # --- generation -------------------------------------------------------------------------------
 
@@ -259,83 +231,126 @@ class HFBackend:
         return out
 
     def _generate_batch(self, prompts: list[list[int]], reqs: list[GenerateRequest]) -> list[str]:
-        import torch
+        """Greedy decoding of left-padded ``prompts`` with a static KV cache.
 
+        Each step checks on the device whether a row emitted EOS, reached its ``max_tokens`` or
+        ended with a stop sequence (:class:`_StopTable`); finished rows leave the batch (the cache
+        rows are dropped), so the remaining rows run on. A row flagged by a stop sequence is
+        confirmed on its decoded text before it leaves, and every ``host_check_every`` steps live
+        rows' texts are checked for stops the token tables cannot see (a stop split oddly over tokens).
+        """
+        import torch
+        from transformers import StaticCache
+
+        dev, base = self.device, self._base()
+        n_rows = len(prompts)
         width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long, device=self.device)
-        mask = torch.zeros_like(ids)
+        max_new = max(r.max_tokens for r in reqs)
+        total = width + max_new
+        lens = torch.tensor([len(p) for p in prompts], device=dev)
+        ids = torch.full((n_rows, width), self.pad_id, dtype=torch.long, device=dev)
+        attn = torch.zeros((n_rows, total), dtype=torch.long, device=dev)  # (B, prompt + new)
         for b, p in enumerate(prompts):
-            ids[b, width - len(p) :] = torch.tensor(p, device=self.device)
-            mask[b, width - len(p) :] = 1
-        stops = sorted({s for r in reqs for s in r.stop if s})
-        extra = {"stopping_criteria": [_StopOnText(self.tokenizer, stops, width)]} if stops else {}
-        with torch.inference_mode():
-            gen = self.model.generate(
-                input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max(r.max_tokens for r in reqs),
-                pad_token_id=self.pad_id, **extra,
-            )
-        self.calls += 1
-        eos = _eos_ids(self.tokenizer, self.model)
+            ids[b, width - len(p) :] = torch.tensor(p, device=dev)
+            attn[b, width - len(p) : width] = 1
+        # left padding: each row's first real token is position 0
+        pos = (torch.arange(width, device=dev)[None] - (width - lens)[:, None]).clamp(min=0)  # (B, width)
+        limit = torch.tensor([r.max_tokens for r in reqs], device=dev)
+        table = self._stop_table(tuple(sorted({s for r in reqs for s in r.stop if s})))
+        eos = torch.zeros(self._vocab_rows(), dtype=torch.bool, device=dev)
+        eos[list(_eos_ids(self.tokenizer, self.model))] = True
+        out = torch.full((n_rows, max_new), self.pad_id, dtype=torch.long, device=dev)  # new tokens
+        n_new = [0] * n_rows
+        live = torch.arange(n_rows, device=dev)  # original row of each batch row
+        live_host = list(range(n_rows))
+        cache = StaticCache(config=base.config, max_cache_len=total)
+        cache_kw = {_cache_arg(base): cache}
+        step_ids, step_pos = ids, pos
+        for step in range(max_new):
+            if step:
+                attn[live, width + step - 1] = 1  # the token fed now sits at column width + step - 1
+            # the mask spans the whole static cache; columns not yet written are 0
+            logits = base(input_ids=step_ids, attention_mask=attn[live], position_ids=step_pos, use_cache=True,
+                          logits_to_keep=1, **cache_kw).logits
+            self.calls += 1
+            nxt = logits[:, -1].argmax(-1)  # (B_live,)
+            out[live, step] = nxt
+            ended = eos[nxt] | (step + 1 >= limit[live])
+            stopped = table.hit(out[live, : step + 1], nxt) if table is not None else torch.zeros_like(ended)
+            for b in live_host:
+                n_new[b] = step + 1
+            check_all = table is not None and (step + 1) % self.host_check_every == 0
+            if not bool((ended | stopped).any()) and not check_all and step + 1 < max_new:
+                step_ids, step_pos = nxt[:, None], step_pos[:, -1:] + 1
+                continue
+            ended_h, stopped_h = ended.tolist(), stopped.tolist()
+            keep = []
+            for k, b in enumerate(live_host):
+                if ended_h[k]:
+                    continue
+                if (stopped_h[k] or check_all) and reqs[b].stop and self._has_stop(out[b, : step + 1], reqs[b].stop):
+                    continue
+                keep.append(k)
+            if not keep or step + 1 >= max_new:
+                break
+            if len(keep) < len(live_host):
+                sel = torch.tensor(keep, device=dev)
+                cache.reorder_cache(sel)  # drop finished rows from every layer's K/V
+                live, live_host = live[sel], [live_host[k] for k in keep]
+                nxt, step_pos = nxt[sel], step_pos[sel]
+            step_ids, step_pos = nxt[:, None], step_pos[:, -1:] + 1
+        eos_ids = _eos_ids(self.tokenizer, self.model)
         texts = []
         for b, r in enumerate(reqs):
-            new = gen[b, width : width + r.max_tokens].tolist()
-            new = new[: next((k for k, t in enumerate(new) if t in eos), len(new))]
+            new = out[b, : min(n_new[b], r.max_tokens)].tolist()
+            new = new[: next((k for k, t in enumerate(new) if t in eos_ids), len(new))]
             texts.append(truncate_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), r.stop))
         return texts
 
+    def _has_stop(self, new_ids: Any, stops: Sequence[str]) -> bool:
+        text = self.tokenizer.decode(new_ids.tolist(), skip_special_tokens=True)
+        return any(s in text for s in stops if s)
 
-def split_sorted(
-    lengths: list[int], max_rows: int, forward_cost: int, *, extra: list[tuple[int, int]] | None = None,
-    max_tokens: int | None = None,
-) -> list[list[int]]:
-    """Cut items sorted by length (longest first) into consecutive padded batches.
+    def _vocab_rows(self) -> int:
+        return int(self._base().get_output_embeddings().weight.shape[0])
 
-    A batch is padded to its first (longest) item. A new batch starts at item ``i`` when the batch
-    is full (``max_rows``; or ``extra`` rows x width over ``max_tokens``), or when restarting there
-    saves more padding than one forward pass costs: the ``(width - lengths[i])`` pad tokens saved on
-    each of the items that would follow in the new batch exceed ``forward_cost``.
-
-    Returns:
-        Index lists, in order.
-    """
-    out: list[list[int]] = []
-    cur: list[int] = []
-    rows = longest = 0
-    for i, n in enumerate(lengths):
-        r, w = extra[i] if extra else (1, 0)
-        if cur:
-            width = lengths[cur[0]]
-            following = min(max_rows, len(lengths) - i)
-            full = len(cur) >= max_rows or (max_tokens is not None and extra is not None
-                                            and (rows + r) * max(longest, w) > max_tokens)
-            if full or (width - n) * following > forward_cost:
-                out.append(cur)
-                cur, rows, longest = [], 0, 0
-        cur.append(i)
-        rows, longest = rows + r, max(longest, w)
-    if cur:
-        out.append(cur)
-    return out
+    def _stop_table(self, stops: tuple[str, ...]) -> "_StopTable | None":
+        if not stops:
+            return None
+        if stops not in self._stop_tables:
+            self._stop_tables[stops] = _StopTable(self.tokenizer, stops, self._vocab_rows(), self.device)
+        return self._stop_tables[stops]
 
 
-class _StopOnText:
-    """Stop a row once its decoded new text holds a stop sequence.
+class _StopTable:
+    """Stop sequences as device tensors, checked each decoding step without a host round trip.
 
-    transformers' own ``stop_strings`` precomputes tables over the whole vocabulary (seconds for a
-    50k-token vocabulary); decoding the few new tokens per step is cheaper at evaluation batch sizes.
+    A row is flagged when its newest token's own text contains a stop (``"\n\n"`` inside a
+    ``".\n\n"`` token), or when its last tokens equal a stop's own tokenisation. Flags are hints:
+    the backend confirms them on the decoded text, so a flag never ends a row early.
     """
 
-    def __init__(self, tokenizer: Any, stops: list[str], prompt_width: int) -> None:
-        self.tokenizer, self.stops, self.width = tokenizer, stops, prompt_width
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+    def __init__(self, tokenizer: Any, stops: tuple[str, ...], vocab: int, device: Any) -> None:
         import torch
 
-        done = [
-            any(s in self.tokenizer.decode(row[self.width :].tolist(), skip_special_tokens=True) for s in self.stops)
-            for row in input_ids
-        ]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        pieces = tokenizer.convert_ids_to_tokens(list(range(min(vocab, len(tokenizer)))))
+        contains = torch.zeros(vocab, dtype=torch.bool)
+        for i, piece in enumerate(pieces):
+            if piece is not None and i not in special:
+                text = tokenizer.convert_tokens_to_string([piece])
+                contains[i] = any(s in text for s in stops)
+        self.contains = contains.to(device)  # (V,)
+        seqs = [tokenizer.encode(s, add_special_tokens=False) for s in stops]
+        self.seqs = [torch.tensor(q, device=device) for q in seqs if len(q) > 1]
+
+    def hit(self, new: Any, last: Any) -> Any:
+        """(B,) bool: rows whose new tokens ``new`` (B, t) end with a stop; ``last`` (B,) the newest."""
+        flag = self.contains[last]
+        for seq in self.seqs:
+            if new.shape[1] >= len(seq):
+                flag = flag | (new[:, -len(seq) :] == seq).all(-1)
+        return flag
 
 
 def reference_loglikelihood(model: Any, tokenizer: Any, request: LoglikelihoodRequest, prefix: Sequence[int] = ()) -> float:

@@ -100,15 +100,3 @@ def test_folder_model_has_content_revision(tiny_model_dir):
     b = HFBackend(str(tiny_model_dir))
     assert a.model_revision == b.model_revision and len(a.model_revision) == 16
     assert a.chat_format is not None and "<|im_start|>assistant" in a.chat_format("hi")
-
-
-def test_split_sorted_cuts_where_padding_outweighs_a_forward():
-    from taskmill.backends.hf import split_sorted
-
-    # 4 long items then 4 short: padding the short ones to 40 wastes 4 x 36 > 64 -> cut.
-    assert split_sorted([40, 40, 40, 40, 4, 4, 4, 4], 32, 64) == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    # Small differences are cheaper than another forward pass: one batch.
-    assert split_sorted([10, 9, 9, 8], 32, 64) == [[0, 1, 2, 3]]
-    assert split_sorted([5] * 5, 2, 64) == [[0, 1], [2, 3], [4]]
-    # Token budget over the continuation rows each group brings.
-    assert split_sorted([9, 9, 9], 32, 64, extra=[(4, 10)] * 3, max_tokens=80) == [[0, 1], [2]]
