@@ -16,6 +16,7 @@ line naming the corpus row.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import math
@@ -39,11 +40,17 @@ def exact_match(response: str, target: str) -> float:
     return float(normalise(response) == normalise(target))
 
 
-def rouge_l(response: str, target: str) -> float:
-    """ROUGE-L F-measure in [0, 1]."""
+@functools.cache
+def _rouge_scorer() -> Any:
+    """One scorer per process: building it (stemmer, tokenizer) per rollout was repeated work."""
     from rouge_score import rouge_scorer
 
-    return float(rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(target, response)["rougeL"].fmeasure)
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l(response: str, target: str) -> float:
+    """ROUGE-L F-measure in [0, 1]."""
+    return float(_rouge_scorer().score(target, response)["rougeL"].fmeasure)
 
 
 def load_callable(spec: str) -> Callable[..., Any]:
