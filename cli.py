@@ -171,7 +171,7 @@ def build_cmd(
     overwrite: Overwrite = False,
     max_size: Annotated[Optional[str], typer.Option("--max-size", help="Refuse, before writing, a corpus.jsonl larger than this (500MB, 20GB; 0: no limit) [default: 1GB].")] = None,
 ) -> None:
-    """Build an instruction-tuning corpus: corpus.jsonl, corpus.parquet, card.md, manifest.json."""
+    """Build an instruction-tuning corpus: corpus.jsonl, parquet/ shards, card.md, manifest.json."""
     from taskmill.builders.build import DEFAULT_MAX_SIZE, build_collection, parse_size
 
     limit = parse_size(max_size) if max_size is not None else DEFAULT_MAX_SIZE

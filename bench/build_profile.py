@@ -3,11 +3,11 @@ build would take on an idle machine.
 
 Wall time on a shared machine measures the other users as much as the build. CPU seconds do not:
 this runs one build in this process (the steps of ``build_collection``, each timed), records the
-CPU time of every worker (their summaries carry it back), and projects the wall time on an idle
+CPU time of every worker (their answers carry it back), and projects the wall time on an idle
 machine with one core per worker as the critical path:
 
     start-up + plan + slowest worker's rendering + select + card counters
-    + max(Parquet thread, card + slowest worker's JSONL writing + sha256)
+    + max(slowest worker's writing (its JSONL lines, then Parquet shards), this process's writing)
 
 Usage (``build_throughput.py --profile`` runs it for --num-proc 1 and 2)::
 
@@ -35,10 +35,30 @@ def timed_render_shard(*args: Any) -> Any:
     return summary
 
 
+class TimedSha(str):
+    """A Parquet shard's sha256, carrying the worker's CPU seconds after writing it."""
+
+    worker_cpu: float = 0.0
+
+    def __reduce__(self) -> Any:
+        return _timed_sha, (str(self), self.worker_cpu)
+
+
+def _timed_sha(sha: str, cpu: float) -> TimedSha:
+    out = TimedSha(sha)
+    out.worker_cpu = cpu
+    return out
+
+
 def timed_write_kept(*args: Any) -> float:
     """:func:`taskmill.builders.shards.write_kept`, returning the worker's CPU seconds so far."""
     _REAL["write_kept"](*args)
     return time.process_time()
+
+
+def timed_write_parquet_shard(*args: Any) -> TimedSha:
+    """:func:`taskmill.builders.shards.write_parquet_shard`, its sha256 carrying the worker's CPU seconds."""
+    return _timed_sha(_REAL["write_parquet_shard"](*args), time.process_time())
 
 
 def profile(collection_file: str, out: str, num_proc: int, cache_dir: str | None) -> dict[str, Any]:
@@ -61,27 +81,32 @@ def profile(collection_file: str, out: str, num_proc: int, cache_dir: str | None
                 threads[name] = threads.get(name, 0.0) + time.thread_time() - start
         return wrapped
 
-    _REAL.update(render_shard=shards.render_shard, write_kept=shards.write_kept)
+    _REAL.update(render_shard=shards.render_shard, write_kept=shards.write_kept,
+                 write_parquet_shard=shards.write_parquet_shard)
     shards.render_shard, shards.write_kept = timed_render_shard, timed_write_kept
-    writer.write_parquet = thread_cpu("parquet", writer.write_parquet)
+    shards.write_parquet_shard = timed_write_parquet_shard
     writer.sha256_path = thread_cpu("sha256", writer.sha256_path)
     render_cpu: dict[int, float] = {}
     write_cpu: dict[int, float] = {}
-    real_chunks, real_calls = shards.render_chunks, shards.run_calls
+    real_chunks, real_calls = shards.render_chunks, shards.iter_calls
 
     def render_chunks(lanes: Any, *args: Any) -> Any:
         for number, lane, summary in real_chunks(lanes, *args):
             render_cpu[lane] = max(render_cpu.get(lane, 0.0), summary.worker_cpu)
             yield number, lane, summary
 
-    def run_calls(lanes: Any, calls: Any) -> Any:
-        results = real_calls(lanes, calls)
-        for tag, lane, fn, _ in calls:
-            if fn is shards.write_kept:
-                write_cpu[lane] = max(write_cpu.get(lane, 0.0), results[tag])
-        return results
+    def iter_calls(lanes: Any, calls: Any) -> Any:
+        # Which worker ran a free call is not known here: take the latest CPU time any answer carries
+        # per worker that rendered (write_kept) and, for Parquet shards, the largest answer overall.
+        lane_of = {tag: lane for tag, lane, _, _ in calls}
+        for tag, value in real_calls(lanes, calls):
+            cpu_now = value.worker_cpu if isinstance(value, TimedSha) else value
+            if isinstance(cpu_now, float):
+                key = lane_of[tag] if lane_of[tag] is not None else "parquet"
+                write_cpu[key] = max(write_cpu.get(key, 0.0), cpu_now)
+            yield tag, value
 
-    shards.render_chunks, shards.run_calls = render_chunks, run_calls
+    shards.render_chunks, shards.iter_calls = render_chunks, iter_calls
     mark = [time.process_time()]
 
     def phase(name: str) -> None:
@@ -107,7 +132,7 @@ def profile(collection_file: str, out: str, num_proc: int, cache_dir: str | None
             runs = B._kept_runs(rendered, kept)
             phase("card counters")
             main_start = time.thread_time()
-            outputs = B._write_corpus(tmp, lanes, collection, plans, rendered, positions, runs, per_task, stats)
+            outputs = B._write_corpus(tmp, lanes, collection, plans, rendered, kept, runs, per_task, stats)
             threads["main"] = time.thread_time() - main_start
             phase("write corpus (all threads)")
         B._write_rest(tmp, collection, plans, len(positions), outputs, False)
@@ -118,12 +143,15 @@ def profile(collection_file: str, out: str, num_proc: int, cache_dir: str | None
         slowest_write = 0.0  # in the main thread's time
     else:
         slowest_render = max(render_cpu.values())
-        slowest_write = max(write_cpu[lane] - render_cpu.get(lane, 0.0) for lane in write_cpu) if write_cpu else 0.0
+        # A worker's writing ends at the last CPU time its answers carried; Parquet shards go to any
+        # worker, so the latest of those stands for the slowest worker's end.
+        ends = [write_cpu.get(lane, 0.0) for lane in render_cpu] + [write_cpu.get("parquet", 0.0)]
+        slowest_write = max(ends) - min(render_cpu.values())
     serial = cpu["imports"] + cpu["plan"] + cpu["start workers"] + cpu["dedup + mixing"] + cpu["card counters"] \
         + cpu["manifest"]
-    post = max(threads.get("parquet", 0.0), threads["main"] + slowest_write)
+    post = max(threads["main"], slowest_write)
     return {"num_proc": workers, "phases_cpu_s": cpu, "threads_cpu_s": threads, "workers_render_cpu_s": render_cpu,
-            "workers_write_cpu_s": {k: v - render_cpu.get(k, 0.0) for k, v in write_cpu.items()},
+            "workers_write_cpu_s": {str(k): v - min(render_cpu.values(), default=0.0) for k, v in write_cpu.items()},
             "projected_idle_wall_s": serial + slowest_render + post, "measured_wall_s": wall}
 
 

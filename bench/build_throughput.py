@@ -128,8 +128,18 @@ def _collection(shared: Path, folder: Path) -> Path:
     return path
 
 
-OUTPUTS = ("corpus.jsonl", "corpus.parquet", "card.md", "manifest.json")
+OUTPUTS = ("corpus.jsonl", "parquet", "card.md", "manifest.json")
 TARGET_SCALING = 1.7
+
+
+def _sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (names and bytes, in name order)."""
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if f.is_file():
+            h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
 
 
 def _build_once(collection: Path, out: Path, procs: int, env: dict[str, str],
@@ -146,7 +156,7 @@ def _build_once(collection: Path, out: Path, procs: int, env: dict[str, str],
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rows = json.loads((out / "manifest.json").read_text())["rows"]
-    sha = {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in OUTPUTS}
+    sha = {name: _sha256(out / name) for name in OUTPUTS}
     return {"wall_s": wall, "cpu_s": cpu, "rows": rows, "sha256": sha,
             "load": (load_before, os.getloadavg()[0])}
 

@@ -178,7 +178,6 @@ class Rendered:
         chunks: The chunks, in corpus order.
         summaries: Each chunk's summary (line offsets, keys, ids, card counters).
         lanes: The worker that rendered each chunk (and keeps its JSONL bytes).
-        batches: Each chunk's Arrow batch (read from its shard file as the chunk finished).
         skips: (task, template_id, split, format, reason) -> [count, example row indices].
         starts: Corpus position of each chunk's first row, then the number of rows.
     """
@@ -186,7 +185,6 @@ class Rendered:
     chunks: list[Chunk]
     summaries: list[shards.ChunkSummary]
     lanes: list[int]
-    batches: list[Any]
     skips: dict[tuple[int, str, str, str, str], list[Any]]
     starts: list[int]
 
@@ -209,18 +207,15 @@ def render_all(plans: list[TaskPlan], lanes: shards.Lanes, progress: bool = True
     """
     chunks = make_chunks(plans)
     summaries: list[shards.ChunkSummary | None] = [None] * len(chunks)
-    batches: list[Any] = [None] * len(chunks)
     where = [0] * len(chunks)
     with _progress(progress, sum(c.hi - c.lo for c in chunks)) as advance:
         for number, lane, summary in shards.render_chunks(lanes, chunks, chunk_costs(plans, chunks)):
             summaries[number], where[number] = summary, lane
-            if summary.error is None:
-                batches[number] = lanes.store.batch(number)  # now, while its shard file is in the page cache
             advance(chunks[number].hi - chunks[number].lo, summary.rows, summary.offsets[-1])
     failed = next((s.error for s in summaries if s is not None and s.error is not None), None)
     if failed is not None:
         raise TaskmillError(failed)
-    out = Rendered(chunks, [], where, batches, {}, [0])
+    out = Rendered(chunks, [], where, {}, [0])
     for summary in summaries:
         assert summary is not None
         out.summaries.append(summary)
@@ -371,13 +366,13 @@ def _kept_runs(rendered: Rendered, kept: Sequence[list[int] | None]) -> list[lis
 
 
 def _write_corpus(tmp: Path, lanes: shards.Lanes, collection: Collection, plans: Sequence[TaskPlan],
-                  rendered: Rendered, positions: list[int], runs: list[list[tuple[int, int]]],
+                  rendered: Rendered, kept: Sequence[list[int] | None], runs: list[list[tuple[int, int]]],
                   per_task: dict[int, TaskStats], stats: BuildStats) -> dict[str, str]:
-    """Write corpus.jsonl, corpus.parquet and card.md into ``tmp`` (the output's temp folder).
+    """Write corpus.jsonl, the Parquet shards and card.md into ``tmp`` (the output's temp folder).
 
-    Every worker writes its chunks' kept lines into corpus.jsonl at offsets fixed here, while a
-    thread of this process builds corpus.parquet from the chunks' Arrow batches (Arrow releases the
-    GIL) and this thread writes the card, then hashes the files.
+    Every worker writes its chunks' kept lines into corpus.jsonl at offsets fixed here, then
+    takes Parquet shards as it comes free; this process writes the card, and hashes corpus.jsonl
+    (in a thread: hashlib releases the GIL) once its lines are all in, while shards are written.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -385,23 +380,35 @@ def _write_corpus(tmp: Path, lanes: shards.Lanes, collection: Collection, plans:
     offsets = list(itertools.accumulate((sum(b - a for a, b in r) for r in runs), initial=0))
     with jsonl.open("wb") as fh:
         fh.truncate(offsets[-1])
-    calls = [(n, rendered.lanes[n], shards.write_kept, (n, r, str(jsonl), offsets[n])) for n, r in enumerate(runs) if r]
+    (tmp / writer.PARQUET_DIR).mkdir()
+    parts = writer.plan_parquet_shards([(s.offsets, rows) for s, rows in zip(rendered.summaries, kept)])
+    lines = [(n, rendered.lanes[n], shards.write_kept, (n, r, str(jsonl), offsets[n])) for n, r in enumerate(runs) if r]
+    parquet = [(part.name, None, shards.write_parquet_shard, (part, str(tmp / writer.PARQUET_DIR)))
+               for part in sorted(parts, key=lambda p: -p.size)]  # largest first: an even finish
+    write_text(tmp / writer.CARD, render_card(collection.path.name, collection.seed, plans, per_task, stats))
+    outputs: dict[str, str] = {}
+    left = len(lines)
     with ThreadPoolExecutor(1) as pool:
-        parquet = pool.submit(writer.write_parquet, rendered.batches, positions, rendered.rows,
-                              tmp / writer.CORPUS_PARQUET)
-        write_text(tmp / writer.CARD, render_card(collection.path.name, collection.seed, plans, per_task, stats))
-        shards.run_calls(lanes, calls)
-        jsonl_sha = writer.sha256_path(jsonl)
-        parquet.result()
-    names = [writer.CORPUS_JSONL, writer.CORPUS_PARQUET, writer.CARD]
-    return {name: jsonl_sha if name == writer.CORPUS_JSONL else sha256_file(tmp / name) for name in names}
+        jsonl_sha = pool.submit(writer.sha256_path, jsonl) if not left else None
+        for tag, value in shards.iter_calls(lanes, lines + parquet):
+            if isinstance(tag, str):
+                outputs[f"{writer.PARQUET_DIR}/{tag}"] = value
+                continue
+            left -= 1
+            if not left:
+                jsonl_sha = pool.submit(writer.sha256_path, jsonl)
+        assert jsonl_sha is not None
+        outputs[writer.CORPUS_JSONL] = jsonl_sha.result()
+    outputs[writer.CARD] = sha256_file(tmp / writer.CARD)
+    return {name: outputs[name] for name in [writer.CORPUS_JSONL, *sorted(o for o in outputs if o.startswith(
+        writer.PARQUET_DIR + "/")), writer.CARD]}
 
 
 def _write_rest(tmp: Path, collection: Collection, plans: Sequence[TaskPlan], rows: int, outputs: dict[str, str],
                 hf: bool) -> dict[str, str]:
     """The optional HF folder, then manifest.json (with every output's sha256)."""
     if hf:
-        writer.save_to_disk(tmp / writer.CORPUS_PARQUET, tmp / writer.HF_DIR, outputs[writer.CORPUS_JSONL])
+        writer.save_to_disk(tmp, tmp / writer.HF_DIR, outputs[writer.CORPUS_JSONL])
         for path in sorted((tmp / writer.HF_DIR).rglob("*")):
             if path.is_file():
                 outputs[path.relative_to(tmp).as_posix()] = sha256_file(path)
@@ -487,7 +494,7 @@ def build_collection(
             per_task = corpus_stats(lanes, rendered, kept)
             runs = _kept_runs(rendered, kept)
             _check_size(collection, runs, len(positions), max_size, Path(out), progress)
-            outputs = _write_corpus(tmp, lanes, collection, plans, rendered, positions, runs, per_task, stats)
+            outputs = _write_corpus(tmp, lanes, collection, plans, rendered, kept, runs, per_task, stats)
         outputs = _write_rest(tmp, collection, plans, len(positions), outputs, save_to_disk)
     _say_empty_formats(plans, rendered)  # once the corpus is in place (a failed build says only its error)
     return BuildResult(Path(out), len(positions), rendered.rows, outputs)

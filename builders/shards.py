@@ -6,9 +6,11 @@ in a :class:`ShardStore`: its JSONL bytes and per-row metadata in memory, its Ar
 shard file. What comes back to the parent is a :class:`ChunkSummary`: line offsets, dedup keys,
 row ids and the card's counters, never the rows' text. The parent decides dedup and mixing from
 those small facts, asks the workers for the card counters of chunks that lost rows, fixes where
-each chunk's kept lines go in corpus.jsonl, and has every worker write its own there (in
-parallel), while it builds corpus.parquet from the Arrow shards in chunk order. So
-the bytes depend neither on the number of workers nor on which rendered what.
+each chunk's kept lines go in corpus.jsonl and which rows make each Parquet shard
+(:func:`taskmill.builders.writer.plan_parquet_shards`); then every worker writes its own chunks'
+lines into corpus.jsonl and takes Parquet shards as it comes free, reading the Arrow batches of
+any worker's chunks from the shard folder. No row passes through the parent, and the bytes
+depend neither on the number of workers nor on which rendered or wrote what.
 
 Three kinds of workers run the same functions (:func:`render_shard`, :func:`kept_stats`,
 :func:`write_kept`):
@@ -116,7 +118,8 @@ class ShardStore:
         self._memory[number] = result
 
     def batch(self, number: int) -> Any:
-        """Chunk ``number``'s Arrow batch: from memory, else read (and removed) from the shard folder."""
+        """Chunk ``number``'s Arrow batch: from memory, else memory-mapped from the shard folder
+        (any worker's: a Parquet shard holds rows that several workers rendered)."""
         kept = self._memory.get(number)
         if kept is not None and kept.batch is not None:
             return kept.batch
@@ -164,6 +167,11 @@ def write_kept(number: int, runs: Sequence[tuple[int, int]], path: str, offset: 
     _WORKER["store"].write(number, runs, Path(path), offset)
 
 
+def write_parquet_shard(shard: writer.ParquetShard, folder: str) -> str:
+    """Worker: write one Parquet shard into ``folder``; returns its sha256."""
+    return writer.write_parquet_shard(_WORKER["store"].batch, shard, Path(folder) / shard.name)
+
+
 def stop_worker() -> None:
     """Drop the plans and the shards kept in this process."""
     init_worker([])
@@ -174,7 +182,6 @@ class Lanes(Protocol):
     """Workers that run :mod:`taskmill.builders.shards` functions; calls to one worker run in order."""
 
     size: int
-    store: ShardStore  # the parent's view of where the workers leave their shards
 
     def submit(self, lane: int, tag: Any, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)`` on worker ``lane``; ``tag`` comes back with its result."""
@@ -195,7 +202,6 @@ class InlineLanes:
     size = 1
 
     def __init__(self) -> None:
-        self.store = _WORKER["store"]  # the same object the worker functions fill
         self._done: collections.deque[tuple[int, Any, Any]] = collections.deque()
 
     def submit(self, lane: int, tag: Any, fn: Callable[..., Any], *args: Any) -> None:
@@ -271,7 +277,6 @@ class ProcessLanes:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
         self.size = size
-        self.store = ShardStore(folder)
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
         self._queued: list[collections.deque[Any]] = [collections.deque() for _ in range(size)]
@@ -428,24 +433,37 @@ def render_chunks(lanes: Lanes, chunks: Sequence[Chunk],
         yield number, lane, summary
 
 
-def run_calls(lanes: Lanes, calls: Sequence[tuple[Any, int, Callable[..., Any], tuple[Any, ...]]]) -> dict[Any, Any]:
-    """Run ``(tag, lane, fn, args)`` calls, each on its worker ``lane``; returns tag -> result."""
+def run_calls(lanes: Lanes, calls: Sequence[tuple[Any, int | None, Callable[..., Any], tuple[Any, ...]]]) -> dict[Any, Any]:
+    """Run ``(tag, lane, fn, args)`` calls; returns tag -> result. See :func:`iter_calls`."""
+    return dict(iter_calls(lanes, calls))
+
+
+def iter_calls(lanes: Lanes,
+               calls: Sequence[tuple[Any, int | None, Callable[..., Any], tuple[Any, ...]]]) -> Iterator[tuple[Any, Any]]:
+    """Run ``(tag, lane, fn, args)`` calls; yields (tag, result) as they finish.
+
+    A call with a ``lane`` runs on that worker (it holds the chunk the call is about), in the
+    order given; a call with lane None runs on whichever worker is free first, once that worker
+    has none of its own calls left, taken in the order given (so give the largest first).
+    """
     queues: list[collections.deque[tuple[Any, Callable[..., Any], tuple[Any, ...]]]] = [
         collections.deque() for _ in range(lanes.size)]
+    free: collections.deque[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = collections.deque()
     for tag, lane, fn, args in calls:
-        queues[lane].append((tag, fn, args))
-    results: dict[Any, Any] = {}
+        (free if lane is None else queues[lane]).append((tag, fn, args))
+    busy = [0] * lanes.size
 
     def feed(lane: int) -> None:
-        if queues[lane]:
-            tag, fn, args = queues[lane].popleft()
+        # One free call at a time per worker, so that none is left queued behind a slow one.
+        while busy[lane] < DEPTH and (queues[lane] or (free and not busy[lane])):
+            tag, fn, args = (queues[lane] or free).popleft()
             lanes.submit(lane, tag, fn, *args)
+            busy[lane] += 1
 
-    for _ in range(DEPTH):
-        for lane in range(lanes.size):
-            feed(lane)
+    for lane in range(lanes.size):
+        feed(lane)
     while lanes.pending():
         lane, tag, value = lanes.wait()
-        results[tag] = value
+        busy[lane] -= 1
         feed(lane)
-    return results
+        yield tag, value

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.builders.render import TaskPlan
-from taskmill.builders.shards import ShardStore, WorkerDied, start_worker
+from taskmill.builders.shards import WorkerDied, start_worker
 from taskmill.errors import ConfigError
 
 RAY_INSTALL = "pip install 'ray>=2.9'"
@@ -118,7 +118,6 @@ class RayLanes:
 
     def __init__(self, size: int | None, plans: list[TaskPlan], folder: Path, address: str | None) -> None:
         self.ray = import_ray()
-        self.store = ShardStore(folder)
         self._started = connect_ray(address, size or os.cpu_count() or 1)
         self._inflight: dict[Any, tuple[int, Any]] = {}
         self._actors: list[Any] = []

@@ -3,7 +3,7 @@
 The folder is filled inside :func:`taskmill.fileio.atomic_dir` (a hidden sibling of ``DIR``
 renamed into place at the end), so a failed build leaves either no ``DIR`` or the previous one
 untouched. Every file is deterministic: the
-Parquet file carries no timestamps (its only metadata is the Arrow schema and the writer version).
+Parquet shards carry no timestamps (their only metadata is the Arrow schema and the writer version).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import hashlib
 import itertools
 import mmap
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,11 @@ import pyarrow as pa
 
 
 CORPUS_JSONL = "corpus.jsonl"
-CORPUS_PARQUET = "corpus.parquet"
+PARQUET_DIR = "parquet"
+# Rows go to Parquet shard k when their line starts in corpus.jsonl bytes [k * S, (k + 1) * S):
+# the cut depends on the corpus alone (never on the number of workers), and shards small enough
+# that any worker can take the next one keep the workers even at the end of a build.
+PARQUET_SHARD_BYTES = 32 << 20
 CARD = "card.md"
 MANIFEST = "manifest.json"
 HF_DIR = "hf_dataset"
@@ -28,7 +33,7 @@ _HASH_BLOCK = 1 << 24
 MAX_SLICES = 4096  # above this many kept runs, one take() beats concatenating slices
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-# Column types of corpus.parquet, in Row schema order.
+# Column types of the Parquet shards, in Row schema order.
 PARQUET_SCHEMA = pa.schema([
     ("id", pa.string()), ("task", pa.string()), ("dataset", pa.string()), ("split", pa.string()),
     ("row_index", pa.int64()), ("template_id", pa.string()), ("template_name", pa.string()),
@@ -99,17 +104,10 @@ def spill_batch(folder: Path, number: int, batch: pa.RecordBatch) -> None:
 
 
 def load_batch(folder: Path, number: int) -> pa.RecordBatch:
-    """A spilled chunk's Arrow batch, read into this process's memory; the shard file is removed.
-
-    Read as soon as the worker wrote it, while it is in the page cache: a memory map held until
-    the end pays for pages the kernel dropped (written back and reclaimed) in the meantime, which
-    measured here as twice the Parquet time.
-    """
-    path = folder / f"{number:07d}.arrow"
-    with pa.OSFile(str(path), "rb", memory_pool=pa.system_memory_pool()) as source:
-        batch = pa.ipc.open_file(source, memory_pool=pa.system_memory_pool()).get_batch(0)
-    path.unlink()
-    return batch
+    """A spilled chunk's Arrow batch, memory-mapped (no copy: a Parquet shard copies only the rows
+    it keeps). The file stays: a chunk can straddle two Parquet shards."""
+    source = pa.memory_map(str(folder / f"{number:07d}.arrow"))  # stays mapped while the batch lives
+    return pa.ipc.open_file(source).get_batch(0)
 
 
 def string_array(texts: Sequence[str]) -> pa.StringArray:
@@ -155,13 +153,76 @@ def corpus_batch(columns: dict[str, list[Any]], task: str, dataset: str,
     return pa.RecordBatch.from_arrays(arrays, schema=PARQUET_SCHEMA)
 
 
-def write_parquet(batches: Sequence[pa.RecordBatch], positions: Sequence[int], total: int, path: Path) -> None:
-    """corpus.parquet: the rows at ``positions`` (ascending, of ``total`` rendered) from the chunks' batches.
+@dataclass(frozen=True)
+class ParquetShard:
+    """One file of the corpus's Parquet shards: which rows of which chunks it holds.
+
+    Attributes:
+        name: File name inside :data:`PARQUET_DIR` (``corpus-00000-of-00004.parquet``).
+        pieces: (chunk number, ``[start, stop)`` row runs in that chunk's batch), in corpus order.
+        rows: Rows in the shard.
+        size: Their bytes in corpus.jsonl (the cost that schedules the shards).
+    """
+
+    name: str
+    pieces: tuple[tuple[int, tuple[tuple[int, int], ...]], ...]
+    rows: int
+    size: int
+
+
+def plan_parquet_shards(chunks: Sequence[tuple[Sequence[int], Sequence[int] | None]],
+                        shard_bytes: int = PARQUET_SHARD_BYTES) -> list[ParquetShard]:
+    """Cut the kept rows into Parquet shards by where their lines start in corpus.jsonl.
+
+    Args:
+        chunks: Per chunk, in corpus order: the byte offset of each of its JSONL lines plus their
+            length, and its kept rows (ascending positions; None: all of them).
+        shard_bytes: Bytes of corpus.jsonl per shard (a row is never split; a line longer than
+            this makes a shard of its own).
+
+    Returns:
+        The shards, in corpus order (one empty shard when no row is kept, so that the folder
+        always has the schema).
+    """
+    import numpy as np
+
+    pieces: dict[int, list[tuple[int, tuple[tuple[int, int], ...]]]] = {}
+    rows: dict[int, int] = {}
+    sizes: dict[int, int] = {}
+    base = 0
+    for number, (offsets, kept) in enumerate(chunks):
+        ends = np.asarray(offsets, dtype=np.int64)
+        lines = np.diff(ends) if kept is None else np.diff(ends)[np.asarray(kept, dtype=np.int64)]
+        if not len(lines):
+            continue
+        positions = np.arange(len(lines)) if kept is None else np.asarray(kept, dtype=np.int64)
+        starts = base + np.concatenate(([0], np.cumsum(lines)[:-1]))
+        shard_of = starts // shard_bytes
+        cuts = np.flatnonzero(np.diff(shard_of)) + 1
+        for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(lines)]):
+            k = int(shard_of[lo])
+            pieces.setdefault(k, []).append((number, tuple(_runs(positions[lo:hi].tolist()))))
+            rows[k] = rows.get(k, 0) + hi - lo
+            sizes[k] = sizes.get(k, 0) + int(lines[lo:hi].sum())
+        base += int(lines.sum())
+    order = sorted(pieces)  # a line longer than shard_bytes leaves shard numbers unused: renumber
+    if not order:
+        return [ParquetShard("corpus-00000-of-00001.parquet", (), 0, 0)]
+    return [ParquetShard(f"corpus-{i:05d}-of-{len(order):05d}.parquet", tuple(pieces[k]), rows[k], sizes[k])
+            for i, k in enumerate(order)]
+
+
+def write_parquet_shard(batch: Callable[[int], pa.RecordBatch], shard: ParquetShard, path: Path) -> str:
+    """Write one Parquet shard from the chunks' batches; returns its sha256.
 
     Parquet's bytes depend on the in-memory chunking (the writer decides dictionary-page fallback
-    at chunk boundaries), so the table is made one contiguous chunk first: the file is the same
-    however rows were cut into work chunks. Kept rows are sliced out (no copy) when they form few
-    runs, so that is the only copy.
+    at chunk boundaries), so the rows are made one contiguous table first: the file is the same
+    however rows were cut into work chunks, and whichever worker writes it.
+
+    Args:
+        batch: Chunk number -> its Arrow batch (from memory, or memory-mapped from a spill file).
+        shard: Which rows.
+        path: The file to write.
     """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -169,14 +230,25 @@ def write_parquet(batches: Sequence[pa.RecordBatch], positions: Sequence[int], t
     # The system allocator: Arrow's default (mimalloc) measured 4-5x slower here for these few
     # large one-shot buffers (page faults on memory it had returned to the OS).
     pool = pa.system_memory_pool()
-    table = pa.Table.from_batches(list(batches), schema=PARQUET_SCHEMA)
-    if len(positions) != total:
-        runs = _runs(positions)
+    parts = []
+    for number, runs in shard.pieces:
+        table = pa.Table.from_batches([batch(number)], schema=PARQUET_SCHEMA)
         if len(runs) <= MAX_SLICES:
-            table = pa.concat_tables([table.slice(start, stop - start) for start, stop in runs] or [table.slice(0, 0)])
+            parts += [table.slice(start, stop - start) for start, stop in runs]
         else:
-            table = pc.take(table, pa.array(positions, pa.int64()), memory_pool=pool)
+            rows = [i for start, stop in runs for i in range(start, stop)]
+            parts.append(pc.take(table, pa.array(rows, pa.int64()), memory_pool=pool))
+    table = pa.concat_tables(parts) if parts else PARQUET_SCHEMA.empty_table()
     pq.write_table(table.combine_chunks(memory_pool=pool), path, compression="zstd")
+    return sha256_path(path)
+
+
+def read_parquet(folder: Path) -> pa.Table:
+    """A corpus folder's Parquet shards as one table, in corpus order."""
+    import pyarrow.parquet as pq
+
+    files = sorted((folder / PARQUET_DIR).glob("corpus-*.parquet"))
+    return pa.concat_tables([pq.read_table(f) for f in files]) if files else PARQUET_SCHEMA.empty_table()
 
 
 def _runs(positions: Sequence[int]) -> list[tuple[int, int]]:
@@ -190,14 +262,14 @@ def _runs(positions: Sequence[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def save_to_disk(parquet: Path, folder: Path, fingerprint: str) -> None:
-    """The corpus as an HF ``datasets`` folder (``Dataset.load_from_disk`` reads it).
+def save_to_disk(corpus: Path, folder: Path, fingerprint: str) -> None:
+    """The corpus (its Parquet shards in ``corpus``) as an HF ``datasets`` folder
+    (``Dataset.load_from_disk`` reads it).
 
     The fingerprint is fixed (the corpus hash) so the folder does not vary between runs.
     """
     import datasets
-    import pyarrow.parquet as pq
 
     datasets.disable_progress_bars()
-    dataset = datasets.Dataset(pq.read_table(parquet), fingerprint=fingerprint[:16])
+    dataset = datasets.Dataset(read_parquet(corpus).combine_chunks(), fingerprint=fingerprint[:16])
     dataset.save_to_disk(str(folder))

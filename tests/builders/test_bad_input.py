@@ -159,11 +159,15 @@ def test_empty_split(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -
 def test_failed_build_keeps_the_previous_corpus(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
     out = tmp_path / "out"
     assert _build(cli, project / "collection.yaml", out, cache_dir).exit_code == 0
-    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()}
+    def files() -> dict[str, str]:
+        return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(out.rglob("*")) if p.is_file()}
+
+    before = files()
     _edit_train(project, 3, label=7)
     result = _build(cli, project / "collection.yaml", out, cache_dir)
     assert result.exit_code == 2 and "label 7 is out of range" in result.stderr
-    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()} == before
+    assert files() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
 
 

@@ -120,7 +120,7 @@ def test_byte_identical_across_runs_and_process_counts(project: Path, cache_dir:
     for name, procs in (("a", 1), ("b", 1), ("c", 2)):
         build_collection(project / "collection.yaml", tmp_path / name, num_proc=procs, progress=False, cache_dir=cache_dir)
         outs.append(_hashes(tmp_path / name))
-    assert set(outs[0]) == {"corpus.jsonl", "corpus.parquet", "card.md", "manifest.json", MARKER}
+    assert set(outs[0]) == {"corpus.jsonl", "parquet/corpus-00000-of-00001.parquet", "card.md", "manifest.json", MARKER}
     assert outs[0] == outs[1] == outs[2]
 
 
@@ -139,7 +139,7 @@ def test_manifest_hashes_versions_and_config(built: Path, project: Path) -> None
 def test_parquet_holds_the_same_rows(built: Path, read_rows: Any) -> None:
     import pyarrow.parquet as pq
 
-    assert pq.read_table(built / "corpus.parquet").to_pylist() == read_rows(built)
+    assert pq.read_table(built / "parquet").to_pylist() == read_rows(built)  # the folder, as users read it
 
 
 def test_seeded_sample_under_max_examples(project: Path, cache_dir: Path, tmp_path: Path, read_rows: Any) -> None:
@@ -196,7 +196,7 @@ def test_csv_and_parquet_sources_give_the_same_corpus(project: Path, cache_dir: 
     (project / f"{ext}.yaml").write_text((project / "collection.yaml").read_text().replace(".jsonl", f".{ext}"))
     build_collection(project / "collection.yaml", tmp_path / "jsonl", progress=False, cache_dir=cache_dir)
     build_collection(project / f"{ext}.yaml", tmp_path / ext, progress=False, cache_dir=cache_dir)
-    for name in ("corpus.jsonl", "corpus.parquet"):
+    for name in ("corpus.jsonl", "parquet/corpus-00000-of-00001.parquet"):
         assert (tmp_path / "jsonl" / name).read_bytes() == (tmp_path / ext / name).read_bytes()
     cards = [(tmp_path / d / "card.md").read_text().splitlines()[1:] for d in ("jsonl", ext)]  # line 0: file name
     assert cards[0] == cards[1]

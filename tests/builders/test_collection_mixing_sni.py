@@ -19,13 +19,14 @@ from taskmill.errors import ConfigError
 
 
 def _parquet_rows(folder: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
+    from taskmill.builders.writer import read_parquet
 
-    return pq.read_table(folder / "corpus.parquet").to_pylist()
+    return read_parquet(folder).to_pylist()
 
 
 def _hashes(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_dataset_ids_and_defaults(project: Path) -> None:

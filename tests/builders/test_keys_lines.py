@@ -58,32 +58,69 @@ def test_corpus_lines_parse_back_to_rows(project: Path, cache_dir: Path, tmp_pat
         assert json.dumps(Row.from_json(obj).to_json(), ensure_ascii=False) == line
 
 
-def test_parquet_bytes_do_not_depend_on_chunking(tmp_path: Path) -> None:
+def _batches(n: int, size: int, prompts: list[str]) -> list[Any]:
+    from taskmill.builders.writer import corpus_batch
+
+    info = {"t": ("name", ("Accuracy",), True)}
+    out = []
+    for lo in range(0, n, size):
+        ix = range(lo, min(lo + size, n))
+        out.append(corpus_batch({"id": [f"{i:016x}" for i in ix], "split": ["train"] * len(ix), "row_index": list(ix),
+                                 "template_id": ["t"] * len(ix), "format": ["zero_shot"] * len(ix),
+                                 "prompt": [prompts[i] for i in ix], "completion": ["c"] * len(ix),
+                                 "answer_choices": [None] * len(ix), "target_index": [None] * len(ix),
+                                 "shots": [()] * len(ix)}, "task", "ds", info))
+    return out
+
+
+def _chunk_lines(batches: list[Any], keep: set[int]) -> list[tuple[list[int], list[int] | None]]:
+    """Per batch: fake JSONL line offsets (a line's length grows with its prompt) and kept rows."""
+    out, start = [], 0
+    for batch in batches:
+        sizes = [len(p) + 40 for p in batch.column("prompt").to_pylist()]
+        offsets = [0, *itertools.accumulate(sizes)]
+        rows = [i for i in range(batch.num_rows) if start + i in keep]
+        out.append((offsets, None if len(rows) == batch.num_rows else rows))
+        start += batch.num_rows
+    return out
+
+
+def test_parquet_shards_do_not_depend_on_chunking(tmp_path: Path) -> None:
     import hashlib as hl
 
-    from taskmill.builders.writer import corpus_batch, write_parquet
+    import pyarrow.parquet as pq
+
+    from taskmill.builders.writer import plan_parquet_shards, write_parquet_shard
 
     n = 12_000  # ~2.6 MB of distinct prompts: past Parquet's 1 MiB dictionary page limit
     prompts = [hl.sha256(str(i).encode()).hexdigest() * 3 for i in range(n)]
-    info = {"t": ("name", ("Accuracy",), True)}
-
-    def batches(size: int) -> list[Any]:
-        out = []
-        for lo in range(0, n, size):
-            ix = range(lo, min(lo + size, n))
-            out.append(corpus_batch({"id": [f"{i:016x}" for i in ix], "split": ["train"] * len(ix), "row_index": list(ix),
-                                     "template_id": ["t"] * len(ix), "format": ["zero_shot"] * len(ix),
-                                     "prompt": [prompts[i] for i in ix], "completion": ["c"] * len(ix),
-                                     "answer_choices": [None] * len(ix), "target_index": [None] * len(ix),
-                                     "shots": [()] * len(ix)}, "task", "ds", info))
-        return out
-
-    digests = set()
-    keep = [i for i in range(n) if i % 7]
+    keep = {i for i in range(n) if i % 7}
+    digests: set[tuple[str, ...]] = set()
     for size in (n, 1000, 333):
-        write_parquet(batches(size), keep, n, tmp_path / f"{size}.parquet")
-        digests.add(hl.sha256((tmp_path / f"{size}.parquet").read_bytes()).hexdigest())
+        batches = _batches(n, size, prompts)
+        parts = plan_parquet_shards(_chunk_lines(batches, keep), shard_bytes=600_000)
+        folder = tmp_path / str(size)
+        folder.mkdir()
+        # Written in reverse order, as workers taking shards as they come free may.
+        digests.add(tuple(write_parquet_shard(batches.__getitem__, part, folder / part.name) for part in parts[::-1]))
+        assert [p.name for p in parts] == [f"corpus-{i:05d}-of-00004.parquet" for i in range(4)]
+        rows = [r for p in sorted(folder.iterdir()) for r in pq.read_table(p).column("row_index").to_pylist()]
+        assert rows == sorted(keep)
     assert len(digests) == 1
+
+
+def test_parquet_shards_cut_by_where_lines_start() -> None:
+    from taskmill.builders.writer import plan_parquet_shards
+
+    # Two chunks of lines 4, 4, 4 and 10, 1 bytes; the second drops its first line.
+    chunks = [([0, 4, 8, 12], None), ([0, 10, 11], [1])]
+    parts = plan_parquet_shards(chunks, shard_bytes=8)
+    # Kept lines start at 0, 4, 8, 12 in corpus.jsonl: shards [0, 8) and [8, 16).
+    assert [(p.pieces, p.rows, p.size) for p in parts] == [
+        (((0, ((0, 2),)),), 2, 8), (((0, ((2, 3),)), (1, ((1, 2),))), 2, 5)]
+    long_line = plan_parquet_shards([([0, 30, 31], None)], shard_bytes=8)  # 30 bytes: one shard, next renumbered
+    assert [p.name for p in long_line] == ["corpus-00000-of-00002.parquet", "corpus-00001-of-00002.parquet"]
+    assert [p.rows for p in plan_parquet_shards([([0], None)], shard_bytes=8)] == [0]  # nothing kept: one empty shard
 
 
 def test_kept_runs_written_at_their_offsets_in_any_order_make_exactly_the_kept_lines(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 def _hashes(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_build_starts_and_stops_its_own_ray(project: Path, cache_dir: Path, tmp_path: Path, cli: Any) -> None:

@@ -19,7 +19,8 @@ pytestmark = [
 
 
 def _hashes(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_example_collection_builds_identically(tmp_path: Path, cache_dir: Path, cli: Any, read_rows: Any) -> None:
