@@ -426,7 +426,8 @@ def fewshot_spec(cfg: dict[str, Any]) -> FewshotSpec:
         reasons.append("'fewshot_config' must be a mapping")
     extra = sorted(k for k, v in fs.items() if k not in _FEWSHOT_CONFIG_KEYS and v is not None)
     if extra:
-        reasons.append(f"fewshot_config key(s) {', '.join(extra)} (supported: {', '.join(sorted(_FEWSHOT_CONFIG_KEYS))})")
+        supported = ", ".join(sorted(_FEWSHOT_CONFIG_KEYS))
+        reasons.append(f"fewshot_config key(s) {', '.join(extra)} (supported: {supported})")
     sampler = fs.get("sampler", "default")
     if sampler not in FEWSHOT_SAMPLERS:
         reasons.append(f"fewshot_config.sampler {sampler!r} (supported: {', '.join(FEWSHOT_SAMPLERS)})")

@@ -247,7 +247,8 @@ def test_first_n_fewshot_contexts_by_hand(tmp_path):
     # the evaluated row is left out of its own examples (no test split: lm-eval's rule)
     (ctx,) = fewshot_contexts(tf, [POOL[0]], POOL, 2)
     # (an example answer is the choice as is: its own trailing space stays)
-    assert ctx.startswith("Question: Cut paper\nAnswer:=>scissors\n##\nQuestion: Watch the news\nAnswer:=>on a television \n##\n")
+    assert ctx.startswith("Question: Cut paper\nAnswer:=>scissors\n##\n"
+                          "Question: Watch the news\nAnswer:=>on a television \n##\n")
 
 
 def test_default_sampler_is_seeded_and_leaves_the_row_out(tmp_path):
