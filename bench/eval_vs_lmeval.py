@@ -284,7 +284,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--rounds", type=int, default=2, help="alternate the tools over this many slices of the rows")
     ap.add_argument("--num-fewshot", type=int, default=0,
-                    help="examples per row, lm-eval's sampler (pool: each round's rows) and taskmill's fewshot_contexts")
+                    help="examples per row: lm-eval's sampler (pool: the round's rows), taskmill's fewshot_contexts")
     ap.add_argument("--hellaswag-ctx", action="store_true",
                     help="hellaswag: rebuild ctx_a/ctx_b from ctx (empty in ../shared/data) for real-shape contexts")
     args = ap.parse_args()
