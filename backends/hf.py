@@ -136,7 +136,7 @@ class HFBackend:
     def _pack(self, tries: list[Trie]) -> list[list[Trie]]:
         """Consecutive tries up to ``max_batch_tokens`` tokens and ``batch_size`` tries per forward.
 
-        The per-trie attention blocks are bounded too (``max_attention_cells``: tries x Lmax x Lmax,
+        The per-trie attention blocks are bounded too (``max_attention_cells``: at most tries x Lmax x Lmax,
         about 600 MB of fp32 scores for 9 heads), which matters for long few-shot contexts followed
         by short ones. A trie longer than the budget runs alone (it cannot be split).
         """
@@ -144,7 +144,7 @@ class HFBackend:
         cur: list[Trie] = []
         tokens = 0
         for t in tries:
-            # attention runs on (tries, Lmax, Lmax) blocks padded to the first (longest) trie
+            # an upper bound: attention blocks pad to their group's longest trie, at most the first (longest)
             cells = (len(cur) + 1) * len(cur[0]) ** 2 if cur else 0
             if cur and (tokens + len(t) > self.max_batch_tokens or len(cur) >= self.batch_size
                         or cells > self.max_attention_cells):

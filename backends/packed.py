@@ -9,9 +9,9 @@ the trie equals scoring each ``context + continuation`` sequence on its own.
 Tries are laid out in depth-first pre-order, so node ``j`` is an ancestor-or-self of node ``i``
 exactly when ``j <= i < end[j]`` (``end[j]``: one past ``j``'s last descendant). A batch is the
 tries of many requests concatenated into one row of ``T`` tokens (no padding in the linear layers);
-position ids are node depths. Attention runs per trie: q/k/v are gathered into ``[G, H, Lmax, D]``
-(``G`` tries, ``Lmax`` the longest in the batch; tries are length-sorted so ``Lmax`` is tight) and
-one SDPA call applies the ancestor masks ``[G, 1, Lmax, Lmax]``.
+position ids are node depths. Attention runs per trie: the batch's (length-sorted) tries are cut
+into groups of similar length; per group, q/k/v are gathered into ``[G, H, L, D]`` (``G`` tries,
+``L`` the group's longest) and one SDPA call applies the ancestor masks ``[G, 1, L, L]``.
 
 :func:`tree_attention` is registered with transformers' ``AttentionInterface`` as
 ``taskmill_tree`` and not as a mask function, so the model builds no ``T x T`` mask; the layout
@@ -100,20 +100,21 @@ class Trie:
 
 
 @dataclass
-class TreeLayout:
-    """Where a batch of tries sits in the packed row, as tensors for :func:`tree_attention`.
+class TrieGroup:
+    """Tries of similar length whose attention runs as one SDPA call.
 
     Attributes:
-        gather: ``(G, Lmax)`` packed-row index of each trie slot (0 on padding slots).
-        valid: ``(G, Lmax)`` bool, real slots.
-        mask: ``(G, 1, Lmax, Lmax)`` bool, query slot may attend to key slot.
-        depth: ``(G, Lmax)`` node depths, for sliding-window models.
+        gather: ``(G, L)`` packed-row index of each trie slot (0 on padding slots); ``L`` is the
+            group's longest trie.
+        mask: ``(G, 1, L, L)`` bool, query slot may attend to key slot.
+        depth: ``(G, L)`` node depths, for sliding-window models.
+        take: ``(2, n)`` (trie, slot) of the group's real nodes in packed-row order.
     """
 
     gather: Any
-    valid: Any
     mask: Any
     depth: Any
+    take: Any
     _windowed: dict[int, Any] = field(default_factory=dict)
 
     def window_mask(self, window: int | None) -> Any:
@@ -121,25 +122,55 @@ class TreeLayout:
         if not window:
             return self.mask
         if window not in self._windowed:
-            near = (self.depth[:, :, None] - self.depth[:, None, :]) < window  # (G, Lmax, Lmax)
+            near = (self.depth[:, :, None] - self.depth[:, None, :]) < window  # (G, L, L)
             self._windowed[window] = self.mask & near[:, None]
         return self._windowed[window]
 
 
-def layout(tries: Sequence[Trie], device: Any) -> tuple[Any, Any, TreeLayout]:
-    """``(input_ids (1, T), position_ids (1, T), layout)`` of ``tries`` packed into one row."""
+@dataclass
+class TreeLayout:
+    """Where a batch of tries sits in the packed row, as tensors for :func:`tree_attention`.
+
+    The batch's tries are cut into runs of similar length (:data:`GROUP_RATIO`), one
+    :class:`TrieGroup` each, so that attention blocks are padded to their own run's longest trie
+    and not to the batch's: attention costs about ``sum(len(trie) ** 2)`` and not
+    ``tries * longest ** 2`` (HellaSwag-like batches mix 300-node tries with 20-node ones).
+    """
+
+    groups: list[TrieGroup]
+
+
+# A trie joins the current group while it is at least this fraction of the group's longest trie
+# (tries arrive longest first), so padding is at most 1 - GROUP_RATIO ** 2 of a group's cells.
+GROUP_RATIO = 0.8
+
+
+def _group_bounds(lens: Sequence[int]) -> list[tuple[int, int]]:
+    """``[start, stop)`` runs of consecutive tries whose lengths are within :data:`GROUP_RATIO`."""
+    bounds: list[tuple[int, int]] = []
+    start, lo, hi = 0, lens[0], lens[0]
+    for k in range(1, len(lens)):
+        n = lens[k]
+        if min(lo, n) < GROUP_RATIO * max(hi, n):
+            bounds.append((start, k))
+            start, lo, hi = k, n, n
+        else:
+            lo, hi = min(lo, n), max(hi, n)
+    bounds.append((start, len(lens)))
+    return bounds
+
+
+def _group(tries: Sequence[Trie], offsets: Sequence[int], device: Any) -> TrieGroup:
+    """One :class:`TrieGroup` of ``tries`` that start at ``offsets`` in the packed row."""
     import torch
 
     lens = [len(t) for t in tries]
     width = max(lens)
     g = len(tries)
-    ids = torch.tensor([tok for t in tries for tok in t.tokens], dtype=torch.long)
-    pos = torch.tensor([d for t in tries for d in t.depth], dtype=torch.long)
     lens_t = torch.tensor(lens)
     slot = torch.arange(width)
-    valid = slot[None, :] < lens_t[:, None]  # (G, Lmax)
-    offsets = torch.cumsum(lens_t, 0) - lens_t
-    gather = torch.where(valid, offsets[:, None] + slot[None, :], torch.zeros((), dtype=torch.long))
+    valid = slot[None, :] < lens_t[:, None]  # (G, L)
+    gather = torch.where(valid, torch.tensor(offsets)[:, None] + slot[None, :], torch.zeros((), dtype=torch.long))
     end = torch.zeros((g, width), dtype=torch.long)
     depth = torch.zeros((g, width), dtype=torch.long)
     for k, t in enumerate(tries):
@@ -150,8 +181,21 @@ def layout(tries: Sequence[Trie], device: Any) -> tuple[Any, Any, TreeLayout]:
     # key j is an ancestor-or-self of query i: j <= i < end[j]; padding queries see themselves only
     ancestor = (j <= i) & (i < end[:, None, :]) & valid[:, None, :]
     mask = ancestor | (torch.eye(width, dtype=torch.bool)[None] & ~valid[:, :, None])
-    lay = TreeLayout(gather.to(device), valid.to(device), mask[:, None].to(device), depth.to(device))
-    return ids[None].to(device), pos[None].to(device), lay
+    take = valid.nonzero().T  # (2, n): row-major, so trie by trie, slot by slot = packed-row order
+    return TrieGroup(gather.to(device), mask[:, None].to(device), depth.to(device), take.to(device))
+
+
+def layout(tries: Sequence[Trie], device: Any) -> tuple[Any, Any, TreeLayout]:
+    """``(input_ids (1, T), position_ids (1, T), layout)`` of ``tries`` packed into one row."""
+    import torch
+
+    ids = torch.tensor([tok for t in tries for tok in t.tokens], dtype=torch.long)
+    pos = torch.tensor([d for t in tries for d in t.depth], dtype=torch.long)
+    offsets = [0]
+    for t in tries:
+        offsets.append(offsets[-1] + len(t))
+    groups = [_group(tries[a:b], offsets[a:b], device) for a, b in _group_bounds([len(t) for t in tries])]
+    return ids[None].to(device), pos[None].to(device), TreeLayout(groups)
 
 
 def tree_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
@@ -167,21 +211,24 @@ def tree_attention(module: Any, query: Any, key: Any, value: Any, attention_mask
     import torch.nn.functional as F
 
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    mask = lay.window_mask(kwargs.get("sliding_window"))
-    # [1, H, T, D] -> [H, G, Lmax, D] -> [G, H, Lmax, D]
-    q, k, v = (x[0][:, lay.gather].transpose(0, 1) for x in (query, key, value))
-    groups = q.shape[1] // k.shape[1]
+    rep = query.shape[1] // key.shape[1]  # query heads per key/value head (GQA)
     softcap = kwargs.get("softcap")
-    if softcap:
-        # logit soft-capping (Gemma 2) is outside SDPA: explicit attention
-        k, v = (x.repeat_interleave(groups, dim=1) for x in (k, v))
-        scores = torch.tanh(q @ k.transpose(-1, -2) * scale / softcap) * softcap
-        scores = scores.masked_fill(~mask, float("-inf"))
-        out = torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
-    else:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=groups > 1)
-    # [G, H, Lmax, D] -> [G, Lmax, H, D] -> real slots [T, H, D], in packed-row order
-    out = out.transpose(1, 2)[lay.valid]
+    outs = []
+    for grp in lay.groups:
+        mask = grp.window_mask(kwargs.get("sliding_window"))
+        # [1, H, T, D] -> [H, G, L, D] -> [G, H, L, D]
+        q, k, v = (x[0][:, grp.gather].transpose(0, 1) for x in (query, key, value))
+        if softcap:
+            # logit soft-capping (Gemma 2) is outside SDPA: explicit attention
+            k, v = (x.repeat_interleave(rep, dim=1) for x in (k, v))
+            scores = torch.tanh(q @ k.transpose(-1, -2) * scale / softcap) * softcap
+            scores = scores.masked_fill(~mask, float("-inf"))
+            out = torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=rep > 1)
+        # [G, H, L, D] -> [G, L, H, D] -> the group's real slots [n, H, D], in packed-row order
+        outs.append(out.transpose(1, 2)[grp.take[0], grp.take[1]])
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
     return out[None], None
 
 

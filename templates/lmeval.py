@@ -17,14 +17,21 @@ Supported task keys (everything else fails with one line naming the key):
 ``doc_to_choice``             a YAML list or mapping, a field name, or one ``{{ expression }}``
 ``doc_to_target``             an index, a field name, or Jinja (digits index the choices, else text)
 ``target_delimiter``          the eval separator (default ``" "``)
-``fewshot_delimiter``         recorded in ``source.eval`` (taskmill's few-shot format has its own)
+``fewshot_delimiter``         recorded in ``source.eval``; used by :func:`fewshot_contexts`
+``fewshot_config``            ``sampler`` (``default`` / ``first_n``), ``split``, the two delimiters;
+                              other keys fail few-shot contexts only (``source.lm_eval.fewshot``)
+``*_split``                   which split lm-eval draws few-shot examples from
 ``process_docs``              ``!function`` of a known function, recognised by its code (hellaswag's)
 ``include``                   merged first, the including file's keys win (as lm-eval does)
 ============================  ==================================================================
 
-Keys that do not change a zero-shot request (``dataset_*``, splits, ``metric_list`` without
+Keys that do not change a zero-shot request (``dataset_*``, ``metric_list`` without
 ``acc_mutual_info``, ``metadata``, ``tag``, decontamination keys, ``num_fewshot``) are read or
 ignored. Only ``output_type: multiple_choice`` converts.
+
+Few-shot: :func:`fewshot_contexts` rebuilds lm-eval's ``fewshot_context(doc, num_fewshot)`` for a
+converted task from the file's ``source.lm_eval.fewshot`` (:class:`FewshotSpec`): the same pool
+split, sampler, ``fewshot_random_seed`` (1234 by default) and row order give byte-identical contexts.
 """
 
 from __future__ import annotations
@@ -35,11 +42,11 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
-from taskmill.errors import ConfigError, TaskmillError
+from taskmill.errors import ConfigError, DataError, TaskmillError
 from taskmill.fileio import read_text
 from taskmill.records import Template, TemplateFile, TemplateMetadata
 
@@ -50,13 +57,13 @@ DEFAULT_FEWSHOT_DELIMITER = "\n\n"
 # Keys read by the converter.
 _HANDLED = {"task", "output_type", "doc_to_text", "doc_to_target", "doc_to_choice", "target_delimiter",
             "fewshot_delimiter", "description", "process_docs", "metadata", "dataset_path", "dataset_name",
-            "metric_list"}
+            "metric_list", "fewshot_config", "training_split", "validation_split", "test_split", "fewshot_split"}
 # Keys that never change a zero-shot request's strings.
-_IGNORED = {"task_alias", "tag", "group", "dataset_kwargs", "training_split", "validation_split", "test_split",
-            "fewshot_split", "should_decontaminate", "doc_to_decontamination_query", "num_fewshot"}
+_IGNORED = {"task_alias", "tag", "group", "dataset_kwargs", "should_decontaminate", "doc_to_decontamination_query",
+            "num_fewshot"}
 # Keys lm-eval knows that change requests in ways a taskmill template cannot express (yet).
 _UNSUPPORTED = {"use_prompt", "doc_to_image", "doc_to_audio", "gen_prefix", "process_results", "filter_list",
-                "generation_kwargs", "repeats", "custom_dataset", "fewshot_config", "unsafe_code", "class",
+                "generation_kwargs", "repeats", "custom_dataset", "unsafe_code", "class",
                 "task_list", "multiple_input"}
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ONE_EXPRESSION = re.compile(r"\s*\{\{(.*)\}\}\s*", re.DOTALL)
@@ -358,6 +365,168 @@ def _target_source(value: Any, problems: list[str]) -> str | None:
             f"{{{{ answer_choices[{_TARGET_VAR} | int] if {_TARGET_VAR}.isdigit() else {_TARGET_VAR} }}}}")
 
 
+# --- few-shot contexts ----------------------------------------------------------------------------
+
+# lm-eval's default ``fewshot_random_seed`` (``simple_evaluate``, the CLI's ``--seed`` third value).
+FEWSHOT_SEED = 1234
+# lm-eval's samplers that taskmill reproduces (``lm_eval.api.samplers.SAMPLER_REGISTRY``).
+FEWSHOT_SAMPLERS = ("default", "first_n")
+# ``fewshot_config`` keys that keep requests reproducible (the rest fail few-shot contexts).
+_FEWSHOT_CONFIG_KEYS = {"sampler", "split", "fewshot_delimiter", "target_delimiter"}
+
+
+@dataclass(frozen=True)
+class FewshotSpec:
+    """How lm-eval picks and formats a task's few-shot examples (``source.lm_eval.fewshot``).
+
+    Attributes:
+        sampler: ``default`` (``random.Random(seed).sample`` over the pool, one generator for the
+            whole run, advanced row by row) or ``first_n`` (the pool's first rows).
+        pool_split: The split the examples come from, by lm-eval's rule: ``fewshot_split`` (or
+            ``fewshot_config.split``), else ``training_split``, else ``validation_split``, else
+            ``test_split``.
+        exclude_eval_doc: lm-eval leaves the evaluated row out of its own examples (drawing one
+            more, then dropping it) exactly when the few-shot split equals ``test_split`` (both
+            unset counts as equal); this changes which rows the generator returns.
+        fewshot_delimiter: After each example's answer.
+        target_delimiter: Between an example's text and its answer.
+        unsupported: Why lm-eval's few-shot contexts cannot be reproduced ('' when they can).
+    """
+
+    sampler: str = "default"
+    pool_split: str | None = None
+    exclude_eval_doc: bool = True
+    fewshot_delimiter: str = DEFAULT_FEWSHOT_DELIMITER
+    target_delimiter: str = DEFAULT_TARGET_DELIMITER
+    unsupported: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as written into ``source.lm_eval.fewshot``."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FewshotSpec":
+        """The spec read back from ``source.lm_eval.fewshot``."""
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+def fewshot_spec(cfg: dict[str, Any]) -> FewshotSpec:
+    """lm-eval's few-shot behaviour for the task config ``cfg`` (as :func:`read_task_yaml` returns it).
+
+    What taskmill cannot reproduce goes into ``unsupported`` (one line) instead of failing the
+    conversion: zero-shot requests do not depend on it.
+    """
+    fs = cfg.get("fewshot_config") or {}
+    reasons: list[str] = []
+    if not isinstance(fs, dict):
+        fs = {}
+        reasons.append("'fewshot_config' must be a mapping")
+    extra = sorted(k for k, v in fs.items() if k not in _FEWSHOT_CONFIG_KEYS and v is not None)
+    if extra:
+        supported = ", ".join(sorted(_FEWSHOT_CONFIG_KEYS))
+        reasons.append(f"fewshot_config key(s) {', '.join(extra)} (supported: {supported})")
+    sampler = fs.get("sampler", "default")
+    if sampler not in FEWSHOT_SAMPLERS:
+        reasons.append(f"fewshot_config.sampler {sampler!r} (supported: {', '.join(FEWSHOT_SAMPLERS)})")
+    if cfg.get("description"):
+        reasons.append("a 'description' before few-shot examples")
+    fewshot_delim = str(fs.get("fewshot_delimiter", cfg.get("fewshot_delimiter", DEFAULT_FEWSHOT_DELIMITER)))
+    target_delim = str(fs.get("target_delimiter", cfg.get("target_delimiter", DEFAULT_TARGET_DELIMITER)))
+    split = fs.get("split", cfg.get("fewshot_split"))
+    test_split = cfg.get("test_split")
+    pool = split or cfg.get("training_split") or cfg.get("validation_split") or test_split
+    unsupported = ("lm-eval few-shot feature(s) taskmill does not reproduce: " + "; ".join(reasons)) if reasons else ""
+    return FewshotSpec(str(sampler), pool, split == test_split, fewshot_delim, target_delim, unsupported)
+
+
+class FewshotSampler:
+    """lm-eval's example sampling, reproduced: same pool, seed and row order -> the same examples.
+
+    Rows are compared as lm-eval compares its documents (dict equality), so a pool row equal to
+    the evaluated row is left out when :attr:`FewshotSpec.exclude_eval_doc` is set.
+    """
+
+    def __init__(self, spec: FewshotSpec, pool: Sequence[dict[str, Any]], seed: int | None = FEWSHOT_SEED) -> None:
+        import random
+
+        self.spec = spec
+        self.pool = list(pool)
+        self.rnd = random.Random(seed)
+
+    def sample(self, n: int, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The ``n`` examples lm-eval puts before ``row`` (advances the generator as lm-eval does)."""
+        if n <= 0:
+            return []
+        exclude = self.spec.exclude_eval_doc
+        if self.spec.sampler == "first_n":
+            pool = [x for x in self.pool if x != row] if exclude else self.pool
+            if n > len(pool):
+                raise DataError(f"num_fewshot {n} exceeds the {len(pool)} few-shot rows available")
+            return pool[:n]
+        if n + int(exclude) > len(self.pool):
+            raise DataError(f"num_fewshot {n} exceeds the {len(self.pool)} few-shot rows available")
+        if not exclude:
+            return self.rnd.sample(self.pool, n)
+        picked = [x for x in self.rnd.sample(self.pool, n + 1) if x != row][:n]
+        if len(picked) < n:  # the pool holds several copies of the row: draw again without any
+            rest = [x for x in self.pool if x != row]
+            if n > len(rest):
+                raise DataError(f"num_fewshot {n} exceeds the {len(rest)} few-shot rows other than the evaluated one")
+            picked = self.rnd.sample(rest, n)
+        return picked
+
+
+def fewshot_contexts(template_file: TemplateFile, rows: Sequence[dict[str, Any]], pool: Sequence[dict[str, Any]],
+                     num_fewshot: int, *, seed: int | None = FEWSHOT_SEED,
+                     spec: FewshotSpec | None = None) -> list[str]:
+    """lm-eval's ``fewshot_context(row, num_fewshot)`` for every row of a converted task, in order.
+
+    Each example is ``text + target_delimiter + answer + fewshot_delimiter`` (its text and answer
+    rendered by the converted template), and the row's own text follows the last one. The
+    requests are then ``(context, target_delimiter + choice)``, as for zero-shot.
+
+    Args:
+        template_file: A file written by :func:`convert_lmeval`.
+        rows: The evaluated rows (raw dataset rows), in lm-eval's order: the ``default`` sampler's
+            generator advances row by row, so a row's examples depend on the rows before it.
+        pool: The rows of :attr:`FewshotSpec.pool_split` (raw, before ``process_docs``).
+        num_fewshot: Examples per row.
+        seed: lm-eval's ``fewshot_random_seed``.
+        spec: Overrides the file's ``source.lm_eval.fewshot``.
+
+    Raises:
+        ConfigError: The task uses a few-shot feature taskmill does not reproduce (one line).
+        DataError: The pool is too small.
+    """
+    from taskmill.templates.engine import CompiledTemplate
+
+    if spec is None:
+        stored = (template_file.source or {}).get("lm_eval", {}).get("fewshot")
+        if not isinstance(stored, dict):
+            raise ConfigError(["no source.lm_eval.fewshot: convert the task again with convert-lmeval"],
+                              file=template_file.path)
+        spec = FewshotSpec.from_dict(stored)
+    if spec.unsupported and num_fewshot > 0:
+        raise ConfigError([spec.unsupported], file=template_file.path)
+    ct = CompiledTemplate(template_file.templates[0])
+    sampler = FewshotSampler(spec, pool, seed)
+    rendered: dict[int, str] = {}
+
+    def example(doc: dict[str, Any]) -> str:
+        key = id(doc)  # pool rows are rendered once
+        if key not in rendered:
+            r = ct.render(doc)
+            # lm-eval writes the delimiters only around an answer (a choice index, or non-empty text)
+            answered = r.target_index is not None or r.target != ""
+            rendered[key] = r.input + spec.target_delimiter + r.target + spec.fewshot_delimiter if answered else r.input
+        return rendered[key]
+
+    return ["".join(example(d) for d in sampler.sample(num_fewshot, row)) + ct.render(row).input for row in rows]
+
+
 # --- conversion -----------------------------------------------------------------------------------
 
 
@@ -471,7 +640,7 @@ def build_lmeval_template(path: str | Path, dataset: str | None = None) -> Lmeva
     metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
     source = {
         "lm_eval": {"task": task, "version": metadata.get("version"), "file": _task_file_label(path),
-                    "lm_eval_version": lmeval_version()},
+                    "lm_eval_version": lmeval_version(), "fewshot": fewshot_spec(cfg).to_dict()},
         "eval": settings,
     }
     hub, subset = _dataset(cfg, dataset, path)

@@ -33,6 +33,29 @@ def test_trie_shares_context_and_common_continuation_tokens():
     assert by_req[0][1][0] == by_req[1][1][0]  # both predict their 2nd token from the shared node "1"
 
 
+def test_layout_groups_tries_of_similar_length():
+    """Attention blocks are padded per group of similar-length tries, and the groups' real slots
+    give back every packed-row position once, in order."""
+    import torch
+
+    from taskmill.backends.packed import GROUP_RATIO, _group_bounds, layout
+
+    assert _group_bounds([300, 280, 100, 90, 20]) == [(0, 2), (2, 4), (4, 5)]
+    assert _group_bounds([5, 5, 5]) == [(0, 3)]
+    tries = []
+    for n in (40, 35, 9, 8, 2):
+        t = Trie.from_context(list(range(1, n)))
+        t.add(0, [7, 8])
+        tries.append(t.finish())
+    ids, pos, lay = layout(tries, "cpu")
+    assert ids.shape == pos.shape == (1, sum(len(t) for t in tries))
+    assert [g.gather.shape for g in lay.groups] == [(2, 40), (2, 9), (1, 2)]
+    flat = torch.cat([g.gather[g.take[0], g.take[1]] for g in lay.groups])
+    assert flat.tolist() == list(range(ids.shape[1]))
+    for g in lay.groups:  # padding slots stay under 1 - GROUP_RATIO of a group's slots
+        assert g.take.shape[1] >= GROUP_RATIO * g.gather.numel()
+
+
 # continuations that share leading tokens, one that is a prefix of another, single-token ones
 SHARED = [" the cat", " the cat sat on the mat", " the dog", " a", " the cat sat", "\n\nNo"]
 CONTEXTS = ["Question: where is the cat?\nAnswer:", "Once", "Long context with many words " * 9, ""]

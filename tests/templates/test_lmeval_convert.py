@@ -206,3 +206,92 @@ def test_task_name_finds_lm_eval_task_file(tmp_path):
     assert build_lmeval_template("arc_easy").template_file.source["lm_eval"]["file"] == "arc/arc_easy.yaml"
     bad = CliRunner().invoke(app, ["templates", "convert-lmeval", "no_such_task_xyz", "--out", str(tmp_path / "o.yaml")])
     assert bad.exit_code == 2 and "expected exactly one lm-eval task file named no_such_task_xyz.yaml" in bad.output
+
+
+# --- few-shot contexts ---------------------------------------------------------------------------
+
+POOL = [{"goal": "Boil water", "sol1": "kettle", "sol2": "fridge", "label": 0},
+        {"goal": "Cut paper", "sol1": "spoon", "sol2": "scissors", "label": 1},
+        ROW,
+        {"goal": "Dry hair", "sol1": "towel", "sol2": "soup", "label": 0}]
+
+
+@pytest.mark.parametrize(("splits", "pool_split", "exclude"), [
+    ({"training_split": "train", "validation_split": "validation"}, "train", True),  # piqa: no test split
+    ({"training_split": "train", "validation_split": "validation", "test_split": "test"}, "train", False),  # arc
+    ({"validation_split": "validation"}, "validation", True),
+    ({"test_split": "test"}, "test", False),
+    ({"test_split": "test", "fewshot_split": "test"}, "test", True),
+    ({"training_split": "train", "fewshot_config": {"split": "dev"}}, "dev", False),  # dev != (unset) test
+])
+def test_fewshot_spec_follows_lm_eval_split_rules(splits, pool_split, exclude):
+    from taskmill.templates.lmeval import fewshot_spec
+
+    spec = fewshot_spec({**MC, **splits})
+    assert (spec.pool_split, spec.exclude_eval_doc, spec.unsupported) == (pool_split, exclude, "")
+
+
+def test_first_n_fewshot_contexts_by_hand(tmp_path):
+    from taskmill.templates.lmeval import fewshot_contexts
+
+    cfg = {**MC, "validation_split": "validation",
+           "fewshot_config": {"sampler": "first_n", "fewshot_delimiter": "\n##\n", "target_delimiter": "=>"}}
+    out = tmp_path / "out.yaml"
+    convert_lmeval(_write(tmp_path, cfg), out)
+    tf = load_template_file(out)
+    assert tf.source["lm_eval"]["fewshot"]["sampler"] == "first_n"
+    (ctx,) = fewshot_contexts(tf, [ROW], POOL, 2)
+    # the first two pool rows; the evaluated row's own text keeps the task's plain format
+    assert ctx == ("Question: Boil water\nAnswer:=>kettle\n##\nQuestion: Cut paper\nAnswer:=>scissors\n##\n"
+                   "Question: Watch the news\nAnswer:")
+    # the evaluated row is left out of its own examples (no test split: lm-eval's rule)
+    (ctx,) = fewshot_contexts(tf, [POOL[0]], POOL, 2)
+    # (an example answer is the choice as is: its own trailing space stays)
+    assert ctx.startswith("Question: Cut paper\nAnswer:=>scissors\n##\n"
+                          "Question: Watch the news\nAnswer:=>on a television \n##\n")
+
+
+def test_default_sampler_is_seeded_and_leaves_the_row_out(tmp_path):
+    from taskmill.templates.lmeval import fewshot_contexts
+
+    out = tmp_path / "out.yaml"
+    convert_lmeval(_write(tmp_path, {**MC, "validation_split": "validation"}), out)
+    tf = load_template_file(out)
+    first = fewshot_contexts(tf, POOL, POOL, 2)
+    assert first == fewshot_contexts(tf, POOL, POOL, 2)  # seed 1234 by default
+    assert first != fewshot_contexts(tf, POOL, POOL, 2, seed=5)
+    for row, ctx in zip(POOL, first):
+        own = f"Question: {row['goal']}\nAnswer:"
+        assert ctx.endswith(own) and ctx.count("Question: ") == 3 and own not in ctx[: -len(own)]
+    assert fewshot_contexts(tf, [ROW], POOL, 0) == ["Question: Watch the news\nAnswer:"]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"fewshot_config": {"sampler": "balanced"}}, "fewshot_config.sampler 'balanced'"),
+    ({"fewshot_config": {"samples": [{"goal": "x"}]}}, "fewshot_config key(s) samples"),
+    ({"fewshot_config": {"doc_to_text": "{{goal}}?", "fewshot_indices": [0]}},
+     "fewshot_config key(s) doc_to_text, fewshot_indices"),
+    ({"description": "Pick one.\n"}, "a 'description' before few-shot examples"),
+])
+def test_unsupported_fewshot_features_fail_in_one_line(tmp_path, change, expected):
+    from taskmill.templates.lmeval import fewshot_contexts
+
+    path = _write(tmp_path, {**MC, **change})
+    out = tmp_path / "out.yaml"
+    convert_lmeval(path, out)  # zero-shot requests do not depend on them: the task converts
+    tf = load_template_file(out)
+    assert len(fewshot_contexts(tf, [ROW], POOL, 0)) == 1
+    with pytest.raises(ConfigError) as err:
+        fewshot_contexts(tf, [ROW], POOL, 2)
+    line = err.value.line()
+    assert expected in line and "\n" not in line and "few-shot feature" in line
+
+
+def test_fewshot_pool_too_small_is_one_line(tmp_path):
+    from taskmill.errors import DataError
+    from taskmill.templates.lmeval import fewshot_contexts
+
+    out = tmp_path / "out.yaml"
+    convert_lmeval(_write(tmp_path, MC), out)
+    with pytest.raises(DataError, match="num_fewshot 4 exceeds the 4 few-shot rows"):
+        fewshot_contexts(load_template_file(out), [ROW], POOL, 4)  # lm-eval draws 4 + 1 (the row, dropped)

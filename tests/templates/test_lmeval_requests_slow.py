@@ -113,6 +113,98 @@ def test_converted_task_requests_equal_lm_eval(name, shared_dir, tmp_path):
     assert all(cont.startswith(" ") for row in ours for _, cont in row)
 
 
+# Few-shot: which split lm-eval draws examples from, as far as ../shared/data has it. PIQA and
+# HellaSwag have no train split there, so their examples come from the evaluated validation rows
+# (lm-eval's rule when training_split is unset; it then also leaves the evaluated row out of its own
+# examples); ARC-Easy draws from its train split (and does not leave anything out: test_split is set).
+FEWSHOT_SPLITS = {
+    "piqa": {"validation_split": "validation"},
+    "arc_easy": {"training_split": "train", "test_split": "test"},
+    "hellaswag": {"validation_split": "validation"},
+}
+N_SHOTS = 2
+N_POOL = 200  # rows of a separate few-shot split (ARC-Easy train)
+
+
+def lmeval_fewshot_requests(task_yaml: Path, splits: dict[str, list[dict]], keys: dict[str, str], eval_split: str,
+                            seed: int) -> list[list[tuple[str, str]]]:
+    """lm-eval's own pairs at ``N_SHOTS`` examples per row: its sampler, seeded as simple_evaluate does."""
+    import datasets
+    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    config = load_yaml(task_yaml)
+    config.pop("tag", None)
+    data = datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in splits.items()})
+    for key in ("training_split", "validation_split", "test_split", "fewshot_split"):
+        config[key] = None
+    config.update({key: split for key, split in keys.items()})
+    config["custom_dataset"] = lambda **_: data
+    task = ConfigurableTask(config=config)
+    task.set_fewshot_seed(seed)
+    docs = list(task.validation_docs() if eval_split == "validation" else task.test_docs())
+    pairs = []
+    for i, doc in enumerate(docs):
+        ctx = task.fewshot_context(doc, N_SHOTS)
+        pairs.append([tuple(inst.arguments) for inst in task.construct_requests(doc, ctx, metadata=("t", i, 1))])
+    return pairs
+
+
+def taskmill_fewshot_requests(template_file: Path, rows: list[dict], pool: list[dict], spec,
+                              seed: int) -> list[list[tuple[str, str]]]:
+    """taskmill's pairs: ``fewshot_contexts`` as the row prompt, then the eval request builder."""
+    from taskmill.templates.lmeval import fewshot_contexts
+
+    tf = load_template_file(template_file)
+    settings = tf.source["eval"]
+    options = ScoringOptions(style=PromptStyle(settings["prompt_style"], settings["separator"]))
+    ct = compile_template(tf.templates[0])
+    contexts = fewshot_contexts(tf, rows, pool, N_SHOTS, seed=seed, spec=spec)
+    pairs = []
+    for i, (raw, context) in enumerate(zip(rows, contexts)):
+        rendered = ct.render(raw)
+        row = Row(id=str(i), task="t", dataset=tf.dataset_id, split="s", row_index=i, template_id=ct.template.id,
+                  template_name=ct.template.name, format="few_shot", prompt=context,
+                  completion=rendered.target, messages=(), answer_choices=rendered.answer_choices,
+                  target_index=rendered.target_index)
+        pairs.append([(r.context, r.continuation) for r in loglikelihood_requests(row, options, None)])
+    return pairs
+
+
+@pytest.mark.parametrize("seed", [1234, 7])
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_converted_task_fewshot_requests_equal_lm_eval(name, seed, shared_dir, tmp_path):
+    from taskmill.templates.lmeval import fewshot_spec, read_task_yaml
+
+    yaml_rel, folder, split, _ = TASKS[name]
+    task_yaml = _tasks_dir() / yaml_rel
+    rows = _rows(shared_dir, folder, split)
+    keys = FEWSHOT_SPLITS[name]
+    splits = {split: rows}
+    if "training_split" in keys:
+        path = shared_dir / "data" / folder / "train.jsonl"
+        with path.open(encoding="utf-8") as fh:
+            splits["train"] = [json.loads(line) for _, line in zip(range(N_POOL), fh)]
+    out = tmp_path / f"{name}.yaml"
+    convert_lmeval(task_yaml, out)
+    # the spec of the task as run here (its split keys changed to the splits ../shared/data has)
+    cfg = read_task_yaml(task_yaml)
+    for key in ("training_split", "validation_split", "test_split", "fewshot_split"):
+        cfg.pop(key, None)
+    spec = fewshot_spec({**cfg, **keys})
+    assert not spec.unsupported
+    assert spec.exclude_eval_doc == (name != "arc_easy")
+
+    theirs = lmeval_fewshot_requests(task_yaml, splits, keys, split, seed)
+    ours = taskmill_fewshot_requests(out, rows, splits[spec.pool_split], spec, seed)
+
+    assert len(theirs) == len(ours) == N_ROWS
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert a == b, f"{name} row {i}: taskmill {a!r} != lm-eval {b!r}"
+    # the examples are really there: two answered examples before the row's own text
+    assert all(ctx.count(spec.fewshot_delimiter) >= N_SHOTS for row in ours for ctx, _ in row)
+
+
 class RecordingBackend:
     """A stand-in for a model (this test checks what eval asks, not the scores): it records every
     loglikelihood request and answers a deterministic value."""
@@ -196,3 +288,38 @@ def test_tiny_task_features_equal_lm_eval(name, tmp_path):
     theirs, their_gold = lmeval_requests(task_yaml, TINY_ROWS, "validation_split")
     ours, our_gold = taskmill_requests(tmp_path / "out.yaml", TINY_ROWS)
     assert ours == theirs and our_gold == their_gold
+
+
+FEWSHOT_ROWS = [{"goal": f"Goal {i}", "sol1": f" a{i}", "sol2": f"b{i} ", "label": i % 2} for i in range(6)]
+FEWSHOT_TASKS = {
+    "first_n_own_delimiters": ({"validation_split": "validation",
+                                "fewshot_config": {"sampler": "first_n", "fewshot_delimiter": "\n--\n",
+                                                   "target_delimiter": "=>"}}, "validation"),
+    "default_test_split_as_pool": ({"test_split": "test", "fewshot_split": "test", "fewshot_delimiter": "\n"},
+                                   "test"),
+    "first_n_test_split_no_exclusion": ({"test_split": "test", "validation_split": "validation",
+                                      "fewshot_config": {"sampler": "first_n"}}, "test"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FEWSHOT_TASKS))
+def test_tiny_task_fewshot_equal_lm_eval(name, tmp_path):
+    """Samplers, delimiters in fewshot_config and the eval-row exclusion rule, against lm-eval itself."""
+    import yaml
+
+    from taskmill.templates.lmeval import fewshot_spec, read_task_yaml
+
+    pytest.importorskip("lm_eval")
+    keys, eval_split = FEWSHOT_TASKS[name]
+    cfg = {"task": name, "dataset_path": "none", "output_type": "multiple_choice", "doc_to_text": "Q: {{goal}}",
+           "doc_to_choice": "{{[sol1, sol2]}}", "doc_to_target": "label", **keys}
+    task_yaml = tmp_path / "task.yaml"
+    task_yaml.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    convert_lmeval(task_yaml, tmp_path / "out.yaml")
+    spec = fewshot_spec(read_task_yaml(task_yaml))
+    split_keys = {k: v for k, v in keys.items() if k.endswith("_split")}
+    splits = {s: FEWSHOT_ROWS for s in set(split_keys.values())}
+    theirs = lmeval_fewshot_requests(task_yaml, splits, split_keys, eval_split, 1234)
+    ours = taskmill_fewshot_requests(tmp_path / "out.yaml", FEWSHOT_ROWS, FEWSHOT_ROWS, None, 1234)
+    assert ours == theirs
+    assert spec.exclude_eval_doc == (name != "first_n_test_split_no_exclusion")
