@@ -138,12 +138,12 @@ TARGET_SCALING = 1.7
 
 
 def _sha256(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (names and bytes, in name order)."""
+    """sha256 of a file; of a folder, sha256 over its files' names and sha256s, in name order."""
+    if not path.is_dir():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
     h = hashlib.sha256()
-    for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
-        if f.is_file():
-            h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
-            h.update(hashlib.sha256(f.read_bytes()).digest())
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()} {hashlib.sha256(f.read_bytes()).hexdigest()}\n".encode())
     return h.hexdigest()
 
 
