@@ -131,7 +131,7 @@ def profile(collection_file: str, out: str, num_proc: int, cache_dir: str | None
             if in_workers:
                 plans = B.plan_in_workers(lanes, len(collection.tasks))  # the workers' CPU is in their rendering
             phase("start workers")
-            rendered = B.render_all(plans, lanes, False)
+            rendered = B.render_all(plans, lanes, False, collection.dedup)
             phase("render (this process)")
             positions, stats = B._select(collection, plans, rendered)
             kept = B.kept_by_chunk(rendered, positions)

@@ -29,7 +29,7 @@ from taskmill.builders import keys, shards
 from taskmill.builders.card import BuildStats, TaskStats, empty_format_notes, merge_stats, no_rows_error, render_card
 from taskmill.builders.checks import check_template
 from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection, starter_collection
-from taskmill.builders.mixing import dedup, mix
+from taskmill.builders.mixing import Dedup, dedup, mix
 from taskmill.builders.render import SKIP_EXAMPLES_KEPT, Chunk, TaskPlan
 from taskmill.builders import writer
 from taskmill.builders.sources import import_loader, load_task, needed_splits
@@ -215,6 +215,7 @@ class Rendered:
         lanes: The worker that rendered each chunk (and keeps its JSONL bytes).
         skips: (task, template_id, split, format, reason) -> [count, example row indices].
         starts: Corpus position of each chunk's first row, then the number of rows.
+        dedup: Exact-duplicate removal over every chunk, done as they finished (None: not asked for).
     """
 
     chunks: list[Chunk]
@@ -222,6 +223,7 @@ class Rendered:
     lanes: list[int]
     skips: dict[tuple[int, str, str, str, str], list[Any]]
     starts: list[int]
+    dedup: Dedup | None = None
 
     @property
     def rows(self) -> int:
@@ -229,13 +231,16 @@ class Rendered:
         return self.starts[-1]
 
 
-def render_all(plans: list[TaskPlan], lanes: shards.Lanes, progress: bool = True) -> Rendered:
+def render_all(plans: list[TaskPlan], lanes: shards.Lanes, progress: bool = True,
+               remove_duplicates: bool = False) -> Rendered:
     """Render every chunk on ``lanes`` and merge the summaries in chunk order.
 
     Args:
         plans: The planned tasks.
         lanes: The workers (see :func:`taskmill.builders.shards.open_lanes`).
         progress: Show a progress bar.
+        remove_duplicates: Remove exact duplicates, chunk by chunk in corpus order as the chunks finish (this
+            process waits on the workers meanwhile).
 
     Raises:
         TaskmillError: The first failure in corpus order.
@@ -243,14 +248,23 @@ def render_all(plans: list[TaskPlan], lanes: shards.Lanes, progress: bool = True
     chunks = make_chunks(plans)
     summaries: list[shards.ChunkSummary | None] = [None] * len(chunks)
     where = [0] * len(chunks)
+    deduped, ready = (Dedup() if remove_duplicates else None), 0
     with _progress(progress, sum(c.hi - c.lo for c in chunks)) as advance:
         for number, lane, summary in shards.render_chunks(lanes, chunks, chunk_costs(plans, chunks)):
             summaries[number], where[number] = summary, lane
             advance(chunks[number].hi - chunks[number].lo, summary.rows, summary.offsets[-1])
+            while deduped is not None and ready < len(chunks) and summaries[ready] is not None:
+                done = summaries[ready]
+                assert done is not None
+                if done.error is not None:
+                    deduped = None  # the build fails: no need to go on
+                    break
+                deduped.add(done)
+                ready += 1
     failed = next((s.error for s in summaries if s is not None and s.error is not None), None)
     if failed is not None:
         raise TaskmillError(failed)
-    out = Rendered(chunks, [], where, {}, [0])
+    out = Rendered(chunks, [], where, {}, [0], deduped)
     for summary in summaries:
         assert summary is not None
         out.summaries.append(summary)
@@ -361,7 +375,10 @@ def _select(collection: Collection, plans: Sequence[TaskPlan], rendered: Rendere
     positions = list(range(rendered.rows))
     duplicates: Counter = Counter()
     if collection.dedup:
-        positions, duplicates = dedup(rendered.summaries)
+        if rendered.dedup is None:
+            positions, duplicates = dedup(rendered.summaries)
+        else:
+            positions, duplicates = rendered.dedup.kept, rendered.dedup.removed
     report = None
     if collection.mixing is not None:
         positions, report = mix(positions, rendered.summaries, collection.mixing, len(plans))
@@ -531,7 +548,7 @@ def build_collection(
         with shards.open_lanes(executor, workers, plans, folder, address, planner if in_workers else None) as lanes:
             if in_workers:
                 plans = plan_in_workers(lanes, len(collection.tasks))
-            rendered = render_all(plans, lanes, progress)
+            rendered = render_all(plans, lanes, progress, collection.dedup)
             if not rendered.rows:  # e.g. --format cot and no template has a cot_target
                 raise no_rows_error(str(collection.path), plans, rendered.skips)
             positions, stats = _select(collection, plans, rendered)

@@ -34,24 +34,37 @@ class ChunkRows(Protocol):
     group_of: Sequence[int]  # per row: index in groups
 
 
-def dedup(chunks: Sequence[ChunkRows]) -> tuple[list[int], Counter[GroupKey]]:
-    """Positions of first occurrences of each (split, prompt, completion), and removals per group."""
-    seen: set[bytes] = set()
-    kept: list[int] = []
-    removed: Counter[GroupKey] = Counter()
-    start = 0
-    for chunk in chunks:
-        keys = chunk.keys
+class Dedup:
+    """Exact-duplicate removal fed chunk by chunk, in corpus order: a row is kept when no earlier
+    row has its (split, prompt, completion) key. Feeding chunks as they finish rendering (in
+    order) leaves little to do when the last one is in."""
+
+    def __init__(self) -> None:
+        self.seen: set[bytes] = set()
+        self.kept: list[int] = []
+        self.removed: Counter[GroupKey] = Counter()
+        self.start = 0
+
+    def add(self, chunk: ChunkRows) -> None:
+        """Take the next chunk in corpus order."""
+        keys, seen, kept = chunk.keys, self.seen, self.kept
         for i in range(chunk.rows):
             key = keys[KEY_SIZE * i:KEY_SIZE * (i + 1)]
             if key in seen:
                 tid, fmt = chunk.groups[chunk.group_of[i]]
-                removed[(chunk.task, tid, chunk.split, fmt)] += 1
+                self.removed[(chunk.task, tid, chunk.split, fmt)] += 1
                 continue
             seen.add(key)
-            kept.append(start + i)
-        start += chunk.rows
-    return kept, removed
+            kept.append(self.start + i)
+        self.start += chunk.rows
+
+
+def dedup(chunks: Sequence[ChunkRows]) -> tuple[list[int], Counter[GroupKey]]:
+    """Positions of first occurrences of each (split, prompt, completion), and removals per group."""
+    run = Dedup()
+    for chunk in chunks:
+        run.add(chunk)
+    return run.kept, run.removed
 
 
 def quotas(sizes: Sequence[int], cap: int | None, temperature: float, total: int | None) -> list[int]:
