@@ -424,10 +424,8 @@ def _write_corpus(tmp: Path, lanes: shards.Lanes, collection: Collection, plans:
 
     Every worker writes its chunks' kept lines into corpus.jsonl at offsets fixed here, then
     takes Parquet shards as it comes free; this process writes the card, and hashes corpus.jsonl
-    (in a thread: hashlib releases the GIL) once its lines are all in, while shards are written.
+    in a thread as its written prefix grows (workers write their chunks in corpus order).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     jsonl = tmp / writer.CORPUS_JSONL
     offsets = list(itertools.accumulate((sum(b - a for a, b in r) for r in runs), initial=0))
     with jsonl.open("wb") as fh:
@@ -439,18 +437,22 @@ def _write_corpus(tmp: Path, lanes: shards.Lanes, collection: Collection, plans:
                for part in sorted(parts, key=lambda p: -p.size)]  # largest first: an even finish
     write_text(tmp / writer.CARD, render_card(collection.path.name, collection.seed, plans, per_task, stats))
     outputs: dict[str, str] = {}
-    left = len(lines)
-    with ThreadPoolExecutor(1) as pool:
-        jsonl_sha = pool.submit(writer.sha256_path, jsonl) if not left else None
+    hasher = writer.PrefixHasher(jsonl)
+    written, frontier = [not r for r in runs], 0  # chunks with no kept line count as written
+    try:
         for tag, value in shards.iter_calls(lanes, lines + parquet):
             if isinstance(tag, str):
                 outputs[f"{writer.PARQUET_DIR}/{tag}"] = value
                 continue
-            left -= 1
-            if not left:
-                jsonl_sha = pool.submit(writer.sha256_path, jsonl)
-        assert jsonl_sha is not None
-        outputs[writer.CORPUS_JSONL] = jsonl_sha.result()
+            written[tag] = True
+            while frontier < len(runs) and written[frontier]:
+                frontier += 1
+            hasher.written(offsets[frontier])
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            hasher.hexdigest()  # stops its thread; the build's own error is the one to report
+        raise
+    outputs[writer.CORPUS_JSONL] = hasher.hexdigest()
     outputs[writer.CARD] = sha256_file(tmp / writer.CARD)
     return {name: outputs[name] for name in [writer.CORPUS_JSONL, *sorted(o for o in outputs if o.startswith(
         writer.PARQUET_DIR + "/")), writer.CARD]}

@@ -93,6 +93,60 @@ def sha256_path(path: Path) -> str:
     return h.hexdigest()
 
 
+class PrefixHasher:
+    """sha256 of a file that is being filled out of order, hashed in a thread as its written prefix
+    grows (hashlib releases the GIL), so the digest is ready soon after the last byte lands.
+
+    Args:
+        path: The file, already at its final size.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import queue
+        import threading
+
+        self._path = path
+        self._todo: queue.Queue[int | None] = queue.Queue()
+        self._digest = ""
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="jsonl-sha256", daemon=True)
+        self._thread.start()
+
+    def written(self, stop: int) -> None:
+        """Bytes ``[0, stop)`` are all written."""
+        self._todo.put(stop)
+
+    def hexdigest(self) -> str:
+        """The digest once every byte is written (call after the last :meth:`written`)."""
+        self._todo.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest
+
+    def _run(self) -> None:
+        h = hashlib.sha256()
+        try:
+            with self._path.open("rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+                try:
+                    view, done = memoryview(data) if data is not None else memoryview(b""), 0
+                    while (stop := self._todo.get()) is not None:
+                        for start in range(done, stop, _HASH_BLOCK):
+                            h.update(view[start:min(stop, start + _HASH_BLOCK)])
+                        done = max(done, stop)
+                    view.release()
+                finally:
+                    if data is not None:
+                        data.close()
+        except BaseException as err:  # raised to the caller by hexdigest
+            self._error = err
+            while self._todo.get() is not None:
+                pass
+        self._digest = h.hexdigest()
+
+
 def spill_batch(folder: Path, number: int, batch: pa.RecordBatch) -> None:
     """Write a rendered chunk's Arrow batch to ``folder`` for the parent to read.
 

@@ -151,3 +151,32 @@ def test_kept_runs_written_at_their_offsets_in_any_order_make_exactly_the_kept_l
         expected = b"".join(lines[p] + b"\n" for p in keep)
         assert path.read_bytes() == expected
         assert sha256_path(path) == hl.sha256(expected).hexdigest()
+
+
+def test_prefix_hasher_equals_sha256_of_the_file_filled_in_any_order(tmp_path: Path) -> None:
+    import hashlib as hl
+    import random
+
+    from taskmill.builders.writer import PrefixHasher
+
+    rng = random.Random(3)
+    data = bytes(rng.randrange(256) for _ in range(300_000))
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"\0" * len(data))  # at its final size, as the build truncates it
+    cuts = sorted(rng.sample(range(1, len(data)), 20))
+    pieces = list(zip([0, *cuts], [*cuts, len(data)]))
+    hasher = PrefixHasher(path)
+    done, frontier = [False] * len(pieces), 0
+    for k in rng.sample(range(len(pieces)), len(pieces)):  # pieces land out of order
+        start, stop = pieces[k]
+        with path.open("r+b") as fh:
+            fh.seek(start)
+            fh.write(data[start:stop])
+        done[k] = True
+        while frontier < len(pieces) and done[frontier]:
+            frontier += 1
+        hasher.written(pieces[frontier - 1][1] if frontier else 0)
+    assert hasher.hexdigest() == hl.sha256(data).hexdigest()
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert PrefixHasher(empty).hexdigest() == hl.sha256(b"").hexdigest()
