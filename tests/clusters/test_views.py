@@ -87,6 +87,11 @@ def test_clusters_follow_the_templates_when_the_rows_topic_changes(write_corpus)
     _check_topic_invariance(write_corpus, RepresentConfig(embedder="tfidf", **VIEWS_WEIGHTS))
 
 
+def test_centred_views_also_follow_the_templates_when_the_rows_topic_changes(write_corpus) -> None:
+    """The same with the text views centred on the corpus mean (``center=True``)."""
+    _check_topic_invariance(write_corpus, RepresentConfig(embedder="tfidf", center=True, **VIEWS_WEIGHTS))
+
+
 @pytest.mark.slow
 def test_minilm_default_clusters_follow_the_templates_when_the_rows_topic_changes(write_corpus) -> None:
     """The same with the default representation (MiniLM and its default view weights)."""
