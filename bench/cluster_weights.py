@@ -1,14 +1,15 @@
-"""How the default view weights were chosen: grid search against the team taxonomy, and a held-out estimate.
+"""How the default representation was chosen: search against the team taxonomy, and a held-out estimate.
 
 Builds (or reuses) the corpus of ``bench/cluster_shared_eval.py`` (29 shared datasets, zero-shot,
-every library template), computes every view once per embedder, then for the default clustering
-(ward, k by silhouette) prints:
+every library template), computes every view once per embedder (plain and centred), then for
+agglomerative clustering with k by silhouette prints, per search space (the weights alone as the
+previous round searched them, then weights x centring x linkage):
 
-* the in-sample best weights on all 29 datasets and their ARI (optimistic: chosen on the labels
-  they are scored against);
-* the leave-one-dataset-out estimate (``taskmill.clusters.weights``): per dataset, weights chosen on
-  the other 28 only, and the pairs involving the held-out dataset judged under them; one ARI over
-  all those pairs, and how often each weight vector was chosen.
+* the in-sample best setting on all 29 datasets and its ARI (optimistic: chosen on the labels
+  it is scored against);
+* the leave-one-dataset-out estimate (``taskmill.clusters.weights``): per dataset, the setting
+  chosen on the other 28 only, and the pairs involving the held-out dataset judged under it; one
+  ARI over all those pairs, and how often each setting was chosen.
 
 No evaluation fold (LOCO scores) is read. Usage::
 
@@ -31,13 +32,12 @@ from cluster_shared_eval import REFERENCE, SHARED, build_corpus  # noqa: E402
 from taskmill.clusters.cluster import ClusterConfig  # noqa: E402
 from taskmill.clusters.compare import load_reference  # noqa: E402
 from taskmill.clusters.corpus import rows_by_task  # noqa: E402
-from taskmill.clusters.represent import RepresentConfig, represent_tasks  # noqa: E402
+from taskmill.clusters.represent import RepresentConfig, center_rows, represent_tasks  # noqa: E402
 from taskmill.clusters.run import task_datasets  # noqa: E402
-from taskmill.clusters.weights import choose_weights, leave_one_out, weight_grid  # noqa: E402
+from taskmill.clusters.weights import SettingLabels, choose_setting, leave_one_out, settings_grid  # noqa: E402
 
 
-def _fmt(weights: dict[str, float]) -> str:
-    return ", ".join(f"{v} {w:.2f}" for v, w in weights.items())
+TEXT_VIEWS = ("template", "rows")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100, help="source rows per dataset")
     parser.add_argument("--embedders", default="tfidf,minilm")
     parser.add_argument("--grid", default="0,1,2", help="weight values per view (the grid is their product, scaled to sum 1)")
+    parser.add_argument("--linkages", default="ward,average", help="agglomerative linkages searched")
+    parser.add_argument("--spaces", default="1,2,3", help="search spaces run: 1 weights, 2 weights x centring, 3 weights x centring x linkage")
     args = parser.parse_args(argv)
     if not (SHARED / "data").is_dir():
         print(f"no shared data at {SHARED / 'data'}", file=sys.stderr)
@@ -54,20 +56,30 @@ def main(argv: list[str] | None = None) -> int:
     groups = rows_by_task(corpus)
     reference = load_reference(REFERENCE)
     datasets = task_datasets(groups)
-    grid = weight_grid(tuple(float(x) for x in args.grid.split(",")))
+    values = tuple(float(x) for x in args.grid.split(","))
+    spaces = {
+        "weights (plain, ward)": settings_grid(values),
+        "weights x centring (ward)": settings_grid(values, (False, True)),
+        "weights x centring x linkage": settings_grid(values, (False, True), tuple(args.linkages.split(","))),
+    }
+    spaces = {name: spaces[name] for i, name in enumerate(spaces) if str(i + 1) in args.spaces.split(",")}
     config = ClusterConfig()
-    print(f"{len(groups)} tasks, {len(grid)} weight vectors, clustering: ward, k by silhouette; load average {os.getloadavg()[0]:.1f}\n")
-    print("| embedder | in-sample best weights | in-sample ARI | leave-one-dataset-out ARI | pairs tp/fp/fn/tn | weights chosen without each dataset (count) |")
-    print("|---|---|---|---|---|---|")
+    print(f"{len(groups)} tasks; clustering: agglomerative, k by silhouette; load average {os.getloadavg()[0]:.1f}\n")
+    print("| embedder | search space (settings) | in-sample best setting | in-sample ARI | leave-one-dataset-out ARI | pairs tp/fp/fn/tn | settings chosen without each dataset (count) |")
+    print("|---|---|---|---|---|---|---|")
     for embedder in args.embedders.split(","):
         start = time.process_time()
-        vectors = represent_tasks(groups, RepresentConfig(embedder=embedder))
+        vectors = represent_tasks(groups, RepresentConfig(embedder=embedder, center=False, template_weight=1, answer_weight=1, shape_weight=1, rows_weight=1))
+        plain = vectors.views
+        views = {False: plain, True: {v: center_rows(m) if v in TEXT_VIEWS else m for v, m in plain.items()}}
         truth = [reference[datasets[t]] for t in vectors.tasks]
-        best = choose_weights(vectors.views, truth, config, grid)
-        held = leave_one_out(vectors.views, truth, config, grid)
-        counts = Counter(_fmt(w) for w in held.chosen)
-        chosen = "; ".join(f"{w} ({n})" for w, n in counts.most_common())
-        print(f"| {embedder} | {_fmt(best.weights)} | {best.ari:.3f} | {held.ari:.3f} | {'/'.join(map(str, held.pairs))} | {chosen} |")
+        for space, settings in spaces.items():
+            table = SettingLabels(views, settings, config)
+            best = choose_setting(table, truth)
+            held = leave_one_out(table, truth)
+            counts = Counter(s.describe() for s in held.chosen)
+            chosen = "; ".join(f"{w} ({n})" for w, n in counts.most_common(4)) + ("; ..." if len(counts) > 4 else "")
+            print(f"| {embedder} | {space} ({len(settings)}) | {best.setting.describe()} | {best.ari:.3f} | {held.ari:.3f} | {'/'.join(map(str, held.pairs))} | {chosen} |", flush=True)
         print(f"  ({embedder}: {time.process_time() - start:.0f} s CPU)", file=sys.stderr)
     return 0
 

@@ -50,6 +50,8 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     TFIDF: {"template": 0.0, "answer": 0.0, "shape": 0.0, "rows": 1.0},
 }
 
+DEFAULT_CENTER: dict[str, bool] = {MINILM: False, TFIDF: False}
+
 
 @dataclass(frozen=True)
 class RepresentConfig:
@@ -72,6 +74,11 @@ class RepresentConfig:
             of taskmill before the task-side views).
         template_rows: Renderings read per template by the task-side views (more tell template
             words from row values more surely).
+        center: Centre the text views (template, rows) on their mean over the corpus before
+            normalising, so the similarity is measured on what sets tasks apart rather than on
+            what every prompt shares (sentence-model vectors of prompts all point one way:
+            their cosines sit in a narrow band near 0.5). Needs 3+ tasks; None: the embedder's
+            default (:data:`DEFAULT_CENTER`).
     """
 
     embedder: str = MINILM
@@ -86,6 +93,12 @@ class RepresentConfig:
     shape_weight: float | None = None
     rows_weight: float | None = None
     template_rows: int = 16
+    # None: the embedder's default (DEFAULT_CENTER).
+    center: bool | None = None
+
+    def centered(self) -> bool:
+        """Whether the text views are centred on the corpus mean (unset: the embedder's default)."""
+        return DEFAULT_CENTER[TFIDF if self.embedder == TFIDF else MINILM] if self.center is None else bool(self.center)
 
     def weights(self) -> dict[str, float]:
         """View name -> weight, in :data:`VIEWS` order (unset ones: the embedder's default)."""
@@ -264,13 +277,13 @@ def embed_tasks(texts: dict[str, list[str]], embedder: Embedder) -> np.ndarray:
     tasks = list(texts)
     if isinstance(embedder, TfidfEmbedder):
         return l2_normalise(embedder.embed(["\n".join(texts[t]) for t in tasks]).astype(np.float64))
-    flat = [text for t in tasks for text in texts[t]]
-    vectors = l2_normalise(np.asarray(embedder.embed(flat), dtype=np.float64))  # (n_texts, dim)
-    out, start = [], 0
-    for task in tasks:
-        stop = start + len(texts[task])
-        out.append(vectors[start:stop].mean(axis=0))
-        start = stop
+    # Each distinct text is encoded once: tasks of one dataset share masked templates, and a
+    # template's text often repeats across the tasks built from it.
+    distinct = list(dict.fromkeys(text for t in tasks for text in texts[t]))
+    position = {text: i for i, text in enumerate(distinct)}
+    vectors = l2_normalise(np.asarray(embedder.embed(distinct), dtype=np.float64))  # (n_distinct, dim)
+    dim = vectors.shape[1] if len(distinct) else 0
+    out = [vectors[[position[x] for x in texts[t]]].mean(axis=0) if texts[t] else np.zeros(dim) for t in tasks]
     return l2_normalise(np.vstack(out))
 
 
@@ -297,6 +310,14 @@ class TaskVectors:
     raw: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def center_rows(matrix: np.ndarray) -> np.ndarray:
+    """Unit rows of ``matrix`` minus its column mean (``(n, dim)``); fewer than 3 rows stay as they are,
+    because two centred vectors are always opposite."""
+    if len(matrix) < 3:
+        return matrix
+    return l2_normalise(matrix - matrix.mean(axis=0, keepdims=True))
+
+
 def combine(views: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     """``(n, sum dims)`` unit rows whose cosines are the weighted means of the per-view cosines."""
     import numpy as np
@@ -317,12 +338,13 @@ def represent_tasks(rows_by_task: dict[str, list[Row]], config: RepresentConfig)
     tasks = list(texts)
     out: dict[str, np.ndarray] = {}
     embedder = make_embedder(config)
+    text_view = center_rows if config.centered() else (lambda m: m)
     if weights["rows"] > 0:
-        out["rows"] = embed_tasks(texts, embedder)
+        out["rows"] = text_view(embed_tasks(texts, embedder))
     sketches = {t: task_views.sketch_task(rows, config.template_rows, config.seed) for t, rows in rows_by_task.items()}
     raw: dict[str, np.ndarray] = {}
     if weights["template"] > 0:
-        out["template"] = embed_tasks({t: [clip_text(s.text, config.max_chars) for s in sketches[t]] for t in tasks}, embedder)
+        out["template"] = text_view(embed_tasks({t: [clip_text(s.text, config.max_chars) for s in sketches[t]] for t in tasks}, embedder))
     if weights["answer"] > 0 or weights["shape"] > 0:
         raw["answer"], raw["shape"] = task_views.numeric_views(sketches)
         for view in ("answer", "shape"):

@@ -1,17 +1,19 @@
-"""Choosing the weights between task views against a reference taxonomy, and what that choice is worth.
+"""Choosing the representation settings against a reference taxonomy, and what that choice is worth.
 
-The procedure (``bench/cluster_weights.py`` runs it on the 29 shared datasets):
+A setting (:class:`Setting`) is the view weights, whether the text views are centred on the corpus
+mean (``RepresentConfig.center``) and the agglomerative linkage; k is always chosen by silhouette,
+never from the labels. The procedure (``bench/cluster_weights.py`` runs it on the 29 shared datasets):
 
-1. Every view is computed once for every task (unsupervised: no label is read).
-2. A weight grid (:func:`weight_grid`) is scored by the ARI of the default clustering (ward, k by
-   silhouette) against the reference labels; the best weights win, ties going to the earlier grid
-   point (smaller weights on the rows view first, see :func:`weight_grid`).
-3. The held-out estimate is leave-one-dataset-out: for each task, the weights are chosen on the
-   *other* tasks' labels only (step 2 with the task left out), every task is clustered with them,
+1. Every view is computed once for every task, plain and centred (unsupervised: no label is read).
+2. Every setting of the grid (:func:`settings_grid`) is scored by the ARI of its clustering (k by
+   silhouette) against the reference labels; the best wins, ties going to the earlier setting
+   (uncentred, ward and smaller weights on the rows view first, see :func:`weight_grid`).
+3. The held-out estimate is leave-one-dataset-out: for each task, the setting is chosen on the
+   *other* tasks' labels only (step 2 with the task left out), every task is clustered with it,
    and only the pairs (held-out task, other task) are judged: same cluster or not, against the
    reference. Each pair is judged twice (once per end held out); the pair counts of all held-out
    tasks give one adjusted Rand index (:func:`pair_ari`). No held-out task's label ever chose the
-   weights its pairs were judged under.
+   setting its pairs were judged under.
 
 The reference is also what the bench measures against, so the in-sample ARI of the chosen weights
 is optimistic; the leave-one-dataset-out ARI is the number to quote for an unseen collection.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from taskmill.clusters.cluster import ClusterConfig, cluster_tasks
@@ -65,55 +67,99 @@ def pair_ari(tp: int, fp: int, fn: int, tn: int) -> float:
     return 1.0 if denominator == 0 else 2.0 * (tp * tn - fn * fp) / denominator
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One point of the search: view weights, centred text views or not, agglomerative linkage."""
+
+    weights: tuple[tuple[str, float], ...]
+    center: bool = False
+    linkage: str = "ward"
+
+    def weight_map(self) -> dict[str, float]:
+        """View -> weight."""
+        return dict(self.weights)
+
+    def describe(self) -> str:
+        """``template 0.33, answer 0.00, ...; centred; ward``."""
+        w = ", ".join(f"{v} {x:.2f}" for v, x in self.weights)
+        return f"{w}; {'centred' if self.center else 'plain'}; {self.linkage}"
+
+
+def settings_grid(values: Sequence[float] = GRID_VALUES, centers: Sequence[bool] = (False,),
+                  linkages: Sequence[str] = ("ward",)) -> list[Setting]:
+    """Every weight vector of :func:`weight_grid` x centring x linkage, in tie-break order
+    (centring and linkage in the order given, then the weight grid's order)."""
+    return [Setting(tuple(w.items()), c, link) for c in centers for link in linkages for w in weight_grid(values)]
+
+
 @dataclass
 class Choice:
-    """The best grid point on some tasks: its weights and ARI there."""
+    """The best setting on some tasks and its ARI there."""
 
-    weights: dict[str, float]
+    setting: Setting
     ari: float
 
 
-def choose_weights(views: dict[str, np.ndarray], truth: Sequence[str], config: ClusterConfig,
-                   grid: list[dict[str, float]], rows: Sequence[int] | None = None) -> Choice:
-    """The grid point whose clustering of ``rows`` (all tasks when None) agrees best with ``truth``.
+class SettingLabels:
+    """Cluster labels of every setting, on all tasks and on every leave-one-out subset, computed once.
 
     Args:
-        views: View -> ``(n_tasks, dim)`` unit rows (every view in the grid).
-        truth: Reference label per task (all tasks; only ``rows`` are read).
-        config: Clustering settings (the default: ward, k by silhouette).
-        grid: Candidate weights, in tie-break order.
-        rows: Task indices the choice may see.
+        views: Centred or not -> view -> ``(n_tasks, dim)`` unit rows.
+        settings: The settings searched.
+        base: Clustering settings besides the linkage (the default: agglomerative, k by silhouette).
     """
+
+    def __init__(self, views: dict[bool, dict[str, np.ndarray]], settings: list[Setting], base: ClusterConfig) -> None:
+        self.settings = settings
+        self._views, self._base = views, base
+        self._cache: dict[tuple[int, int | None], np.ndarray] = {}
+
+    def labels(self, index: int, left_out: int | None = None) -> np.ndarray:
+        """Labels of setting ``index`` on all tasks, or on all but ``left_out`` (in task order)."""
+        key = (index, left_out)
+        if key not in self._cache:
+            setting = self.settings[index]
+            X = combine(self._views[setting.center], setting.weight_map())
+            if left_out is not None:
+                import numpy as np
+
+                X = np.delete(X, left_out, axis=0)
+            self._cache[key] = cluster_tasks(X, replace(self._base, linkage=setting.linkage)).labels
+        return self._cache[key]
+
+
+def choose_setting(table: SettingLabels, truth: Sequence[str], left_out: int | None = None) -> Choice:
+    """The setting whose clustering agrees best with ``truth`` on every task but ``left_out``."""
     from sklearn.metrics import adjusted_rand_score
 
-    idx = list(range(len(truth))) if rows is None else list(rows)
+    kept = [t for i, t in enumerate(truth) if i != left_out]
     best: Choice | None = None
-    for weights in grid:
-        score = float(adjusted_rand_score([truth[i] for i in idx], cluster_labels(views, weights, config, idx)))
+    for index, setting in enumerate(table.settings):
+        score = float(adjusted_rand_score(kept, table.labels(index, left_out)))
         if best is None or score > best.ari + 1e-12:
-            best = Choice(weights, score)
+            best = Choice(setting, score)
     assert best is not None
     return best
 
 
 @dataclass
 class HeldOut:
-    """Leave-one-dataset-out: per held-out task the weights chosen without it, and the pair ARI."""
+    """Leave-one-dataset-out: per held-out task the setting chosen without it, and the pair ARI."""
 
-    chosen: list[dict[str, float]]
+    chosen: list[Setting]
     ari: float
     pairs: tuple[int, int, int, int]
 
 
-def leave_one_out(views: dict[str, np.ndarray], truth: Sequence[str], config: ClusterConfig, grid: list[dict[str, float]]) -> HeldOut:
+def leave_one_out(table: SettingLabels, truth: Sequence[str]) -> HeldOut:
     """The held-out estimate of module step 3 over every task of ``truth``."""
     n = len(truth)
     tp = fp = fn = tn = 0
     chosen = []
     for held in range(n):
-        choice = choose_weights(views, truth, config, grid, [i for i in range(n) if i != held])
-        chosen.append(choice.weights)
-        labels = cluster_labels(views, choice.weights, config)
+        choice = choose_setting(table, truth, held)
+        chosen.append(choice.setting)
+        labels = table.labels(table.settings.index(choice.setting))
         for other in range(n):
             if other == held:
                 continue

@@ -87,6 +87,11 @@ def test_clusters_follow_the_templates_when_the_rows_topic_changes(write_corpus)
     _check_topic_invariance(write_corpus, RepresentConfig(embedder="tfidf", **VIEWS_WEIGHTS))
 
 
+def test_centred_views_also_follow_the_templates_when_the_rows_topic_changes(write_corpus) -> None:
+    """The same with the text views centred on the corpus mean (``center=True``)."""
+    _check_topic_invariance(write_corpus, RepresentConfig(embedder="tfidf", center=True, **VIEWS_WEIGHTS))
+
+
 @pytest.mark.slow
 def test_minilm_default_clusters_follow_the_templates_when_the_rows_topic_changes(write_corpus) -> None:
     """The same with the default representation (MiniLM and its default view weights)."""
@@ -149,3 +154,73 @@ def test_weight_grid_pair_ari_and_weight_parsing() -> None:
     assert "topic=1" in str(err.value) and "rows=x" in str(err.value)
     with pytest.raises(ConfigError):
         RepresentConfig(template_weight=0, answer_weight=0, shape_weight=0, rows_weight=0).validate()
+
+
+def test_center_rows_removes_the_shared_direction() -> None:
+    from taskmill.clusters.represent import center_rows
+
+    rng = np.random.default_rng(1)
+    shared = np.ones(6) / np.sqrt(6)
+    # Three groups of two tasks that all lean one way: raw cosines are all high, centred ones tell groups apart.
+    group = rng.standard_normal((3, 6)) * 0.3
+    raw = np.vstack([shared + group[i // 2] + rng.standard_normal(6) * 0.02 for i in range(6)])
+    raw /= np.linalg.norm(raw, axis=1, keepdims=True)
+    centred = center_rows(raw)
+    assert np.allclose(np.linalg.norm(centred, axis=1), 1.0)
+    cos = centred @ centred.T
+    assert min(cos[0, 1], cos[2, 3], cos[4, 5]) > 0.9 and max(cos[0, 2], cos[0, 4], cos[2, 4]) < 0.5
+    assert (raw @ raw.T).min() > 0.3  # the uncentred cosines do not go that low
+    two = raw[:2]
+    assert center_rows(two) is two  # two centred vectors would always be opposite
+    assert RepresentConfig().centered() is not None and RepresentConfig(center=False).centered() is False
+
+
+def test_embed_tasks_encodes_each_distinct_text_once() -> None:
+    from taskmill.clusters.represent import embed_tasks
+
+    class Counting:
+        name = "counting"
+
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def embed(self, texts):  # noqa: ANN001, ANN202
+            self.seen.extend(texts)
+            return np.array([[len(t), t.count("a") + 1.0, 1.0] for t in texts])
+
+    embedder = Counting()
+    out = embed_tasks({"x": ["aa b", "c", "aa b"], "y": ["c", "d"], "z": []}, embedder)
+    assert sorted(embedder.seen) == ["aa b", "c", "d"]
+    unit = lambda v: np.asarray(v, float) / np.linalg.norm(v)  # noqa: E731
+    expected_x = unit((2 * unit([4, 3, 1]) + unit([1, 1, 1])) / 3)
+    assert np.allclose(out[0], expected_x) and np.allclose(out[2], 0.0)
+
+
+def test_setting_search_and_leave_one_out_never_see_the_held_out_label() -> None:
+    from taskmill.clusters.weights import SettingLabels, choose_setting, leave_one_out, settings_grid
+
+    rng = np.random.default_rng(2)
+    truth = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+
+    def unit(m: np.ndarray) -> np.ndarray:
+        return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+    centres = rng.standard_normal((3, 8)) * 3
+    good = unit(np.vstack([centres[i // 4] + rng.standard_normal(8) * 0.3 for i in range(12)]))  # follows truth
+    noise = unit(rng.standard_normal((12, 8)))
+    views = {"template": good, "answer": noise, "shape": noise, "rows": noise}
+    grid = settings_grid((0.0, 1.0), (False, True), ("ward", "average"))
+    assert len(grid) == 60 and grid[0].center is False and grid[0].linkage == "ward" and grid[-1].center is True
+    # Four settings keep the test fast: noise alone, the good view alone (both linkages), all views.
+    settings = [s for s in grid if s.weight_map() in ({"template": 0.0, "answer": 0.0, "shape": 0.0, "rows": 1.0},
+                                                      {"template": 1.0, "answer": 0.0, "shape": 0.0, "rows": 0.0})
+                and not s.center] + [grid[14]]
+    assert len(settings) == 5
+    table = SettingLabels({False: views, True: views}, settings, ClusterConfig())
+    best = choose_setting(table, truth)
+    assert best.ari == 1.0 and best.setting.weight_map()["template"] > 0
+    held = leave_one_out(table, truth)
+    assert held.ari == 1.0 and len(held.chosen) == 12 and sum(held.pairs) == 12 * 11
+    # A held-out label that disagrees with its clustering costs pairs: the choice did not use it.
+    wrong = leave_one_out(table, ["c"] + truth[1:])
+    assert wrong.ari < 1.0 and wrong.pairs[1] > 0
