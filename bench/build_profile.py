@@ -118,18 +118,10 @@ def profile(collection_file: str, out: str, num_proc: int, cache_dir: str | None
     collection = load_collection(collection_file)
     workers = B._check_workers(num_proc, "local", None)
     target = claim_output(out, "build", inputs=B._input_paths(collection), overwrite=True)
-    planner = B.Planner(collection, cache_dir)
-    in_workers = (workers or 1) > 1 and len(collection.tasks) > 1  # as build_collection decides
-    if in_workers:
-        B.import_loader()
-        plans = []
-    else:
-        plans = [planner(i) for i in range(len(collection.tasks))]
-    phase("plan (this process)")
+    plans = [B.plan_task(collection, i, t, cache_dir) for i, t in enumerate(collection.tasks)]
+    phase("plan")
     with atomic_dir(target.path, marker=target.write_marker) as tmp, B._shard_folder(tmp, "local", workers) as folder:
-        with shards.open_lanes("local", workers, plans, folder, planner=planner if in_workers else None) as lanes:
-            if in_workers:
-                plans = B.plan_in_workers(lanes, len(collection.tasks))  # the workers' CPU is in their rendering
+        with shards.open_lanes("local", workers, plans, folder) as lanes:
             phase("start workers")
             rendered = B.render_all(plans, lanes, False, collection.dedup)
             phase("render (this process)")
@@ -155,7 +147,7 @@ def profile(collection_file: str, out: str, num_proc: int, cache_dir: str | None
         # worker, so the latest of those stands for the slowest worker's end.
         ends = [write_cpu.get(lane, 0.0) for lane in render_cpu] + [write_cpu.get("parquet", 0.0)]
         slowest_write = max(ends) - min(render_cpu.values())
-    serial = cpu["imports"] + cpu["plan (this process)"] + cpu["start workers"] + cpu["dedup + mixing"] + cpu["card counters"] \
+    serial = cpu["imports"] + cpu["plan"] + cpu["start workers"] + cpu["dedup + mixing"] + cpu["card counters"] \
         + cpu["manifest"]
     post = max(threads["main"], slowest_write)
     return {"num_proc": workers, "phases_cpu_s": cpu, "threads_cpu_s": threads, "workers_render_cpu_s": render_cpu,

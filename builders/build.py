@@ -32,7 +32,7 @@ from taskmill.builders.collection import Collection, TaskConfig, library_file, l
 from taskmill.builders.mixing import Dedup, dedup, mix
 from taskmill.builders.render import SKIP_EXAMPLES_KEPT, Chunk, TaskPlan
 from taskmill.builders import writer
-from taskmill.builders.sources import import_loader, load_task, needed_splits
+from taskmill.builders.sources import load_task, needed_splits
 from taskmill.errors import ConfigError, TaskmillError
 from taskmill.fileio import atomic_dir, claim_output, sha256_file, write_json, write_text
 from taskmill.records import FORMATS, Template
@@ -143,41 +143,6 @@ def plan_task(collection: Collection, index: int, task: TaskConfig, cache_dir: s
     }
     return TaskPlan(index, task, collection.seed, templates, template_file, data, selected, _label(task, template_file),
                     source)
-
-
-@dataclass(frozen=True)
-class Planner:
-    """Plans a collection's task by index, where it is called (a picklable callable: worker
-    processes plan the tasks they render).
-
-    Attributes:
-        collection: The collection.
-        cache_dir: The ``datasets`` cache folder (None: its default).
-    """
-
-    collection: Collection
-    cache_dir: str | None = None
-
-    def __call__(self, index: int) -> TaskPlan:
-        return plan_task(self.collection, index, self.collection.tasks[index], self.cache_dir)
-
-
-def plan_in_workers(lanes: shards.Lanes, ntasks: int) -> list[TaskPlan]:
-    """Plan every task on the workers (in parallel), each keeping the plans it made.
-
-    Task i goes to worker ``i * size // ntasks``: contiguous runs of tasks, as the workers'
-    first runs of chunks will be, so that few are planned twice. The parent keeps row counts only.
-
-    Raises:
-        TaskmillError: The first task (in collection order) that cannot be planned, as planning
-            them one by one would report it.
-    """
-    calls = [(i, i * lanes.size // ntasks, shards.plan_here, (i,)) for i in range(ntasks)]
-    planned = shards.run_calls(lanes, calls)
-    for i in range(ntasks):
-        if isinstance(planned[i], str):
-            raise TaskmillError(planned[i])
-    return [planned[i] for i in range(ntasks)]
 
 
 def _label(task: TaskConfig, template_file: str) -> str:
@@ -533,23 +498,13 @@ def build_collection(
     if max_size is not None and max_size < 1:
         raise ConfigError([f"--max-size must be a positive number of bytes or None (got {max_size})"])
     target = claim_output(out, "build", inputs=_input_paths(collection), overwrite=overwrite)
-    planner = Planner(collection, str(cache_dir) if cache_dir is not None else None)
-    # Worker processes plan the tasks in parallel (loading data, checking templates: per task work
-    # that would otherwise be serial here); Ray actors get the plans made here, since other nodes
-    # may not see the data files.
-    in_workers = executor == "local" and (workers or 1) > 1 and len(collection.tasks) > 1
-    if in_workers:
-        import_loader()  # once, before the fork: the workers share it
-        plans: list[TaskPlan] = []
-    else:
-        plans = [planner(i) for i in range(len(collection.tasks))]
-        if workers is not None:  # no more workers than chunks
-            workers = max(1, min(workers, len(make_chunks(plans))))
+    cache = str(cache_dir) if cache_dir is not None else None
+    plans = [plan_task(collection, i, task, cache) for i, task in enumerate(collection.tasks)]
+    if workers is not None:  # no more workers than chunks
+        workers = max(1, min(workers, len(make_chunks(plans))))
     with _new_parents(target.path), atomic_dir(target.path, marker=target.write_marker) as tmp, \
             _shard_folder(tmp, executor, workers) as folder:
-        with shards.open_lanes(executor, workers, plans, folder, address, planner if in_workers else None) as lanes:
-            if in_workers:
-                plans = plan_in_workers(lanes, len(collection.tasks))
+        with shards.open_lanes(executor, workers, plans, folder, address) as lanes:
             rendered = render_all(plans, lanes, progress, collection.dedup)
             if not rendered.rows:  # e.g. --format cot and no template has a cot_target
                 raise no_rows_error(str(collection.path), plans, rendered.skips)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -336,31 +335,11 @@ class TemplateRenderer:
 _STATE: dict[str, Any] = {}
 
 
-def init_worker(plans: Sequence[TaskPlan], planner: Callable[[int], TaskPlan] | None = None) -> None:
+def init_worker(plans: list[TaskPlan]) -> None:
     """Give a worker (process, Ray actor, or this process) the plans; forked processes inherit
-    them instead of unpickling them.
-
-    Args:
-        plans: The planned tasks (empty when the worker plans them itself).
-        planner: Task index -> its plan, for the tasks not in ``plans`` (loaded here, on first use).
-    """
-    _STATE["plans"] = {plan.index: plan for plan in plans}
-    _STATE["planner"] = planner
+    them instead of unpickling them."""
+    _STATE["plans"] = plans
     _STATE["renderers"] = {}
-
-
-def plan_for(index: int) -> TaskPlan:
-    """Task ``index``'s plan in this worker: given at start, or made here by its planner once.
-
-    Raises:
-        TaskmillError: The task cannot be planned (bad data or templates).
-    """
-    plans = _STATE["plans"]
-    if index not in plans:
-        planner = _STATE["planner"]
-        assert planner is not None, f"task {index} was neither given to this worker nor can it plan it"
-        plans[index] = planner(index)
-    return plans[index]
 
 
 def run_chunk(chunk: Chunk) -> ChunkResult:
@@ -371,10 +350,7 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
 def _render(chunk: Chunk) -> ChunkResult:
     renderers = _STATE["renderers"]
     if chunk.task not in renderers:
-        try:
-            plan = plan_for(chunk.task)
-        except TaskmillError as err:
-            return ChunkResult(error=err.line())
+        plan = _STATE["plans"][chunk.task]
         if plan.config.sni is not None:
             from taskmill.builders.sni import SniRenderer
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import array
 import collections
 import contextlib
-import dataclasses
 import multiprocessing
 import signal
 import traceback
@@ -44,7 +43,7 @@ from typing import Any, Protocol
 from taskmill.builders import writer
 from taskmill.builders.mixing import ID_SIZE
 from taskmill.builders.card import TaskStats, chunk_stats
-from taskmill.builders.render import Chunk, ChunkResult, Meta, TaskPlan, init_worker, plan_for, run_chunk
+from taskmill.builders.render import Chunk, ChunkResult, Meta, TaskPlan, init_worker, run_chunk
 from taskmill.errors import TaskmillError
 
 EXECUTORS = ("local", "ray")
@@ -142,22 +141,10 @@ class ShardStore:
 _WORKER: dict[str, ShardStore] = {}
 
 
-def start_worker(plans: Sequence[TaskPlan], folder: Path | None,
-                 planner: Callable[[int], TaskPlan] | None = None) -> None:
-    """Prepare this process (or actor) to render ``plans`` (and those ``planner`` makes), spilling
-    batches to ``folder``."""
-    init_worker(plans, planner)
+def start_worker(plans: list[TaskPlan], folder: Path | None) -> None:
+    """Prepare this process (or actor) to render ``plans``, spilling batches to ``folder``."""
+    init_worker(plans)
     _WORKER["store"] = ShardStore(folder)
-
-
-def plan_here(index: int) -> TaskPlan | str:
-    """Worker: plan task ``index`` and keep it here; returns the plan as the parent keeps it (row
-    counts, not rows), or the one-line report of why it cannot be planned."""
-    try:
-        plan = plan_for(index)
-    except TaskmillError as err:
-        return err.line()
-    return dataclasses.replace(plan, data=plan.data.counts_only())
 
 
 def render_shard(number: int, chunk: Chunk) -> ChunkSummary:
@@ -243,8 +230,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _lane_main(conn: Connection, plans: list[TaskPlan], folder: Path, others: list[Connection],
-               planner: Callable[[int], TaskPlan] | None = None) -> None:
+def _lane_main(conn: Connection, plans: list[TaskPlan], folder: Path, others: list[Connection]) -> None:
     """A worker process: run the calls that arrive on ``conn`` until it closes.
 
     ``others`` are the parent's ends of the earlier workers' pipes, which a forked worker inherits:
@@ -255,7 +241,7 @@ def _lane_main(conn: Connection, plans: list[TaskPlan], folder: Path, others: li
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (inherited from the CLI, which raises SystemExit)
-    start_worker(plans, folder, planner)
+    start_worker(plans, folder)
     while True:
         try:
             message = conn.recv()
@@ -285,12 +271,9 @@ class ProcessLanes:
         size: Worker processes.
         plans: The planned tasks (inherited through fork, else pickled once per worker).
         folder: The shard folder the workers write.
-        planner: Task index -> its plan, for the tasks not in ``plans`` (each worker plans those
-            itself: see :func:`plan_here`).
     """
 
-    def __init__(self, size: int, plans: list[TaskPlan], folder: Path,
-                 planner: Callable[[int], TaskPlan] | None = None) -> None:
+    def __init__(self, size: int, plans: list[TaskPlan], folder: Path) -> None:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
         self.size = size
@@ -300,7 +283,7 @@ class ProcessLanes:
         for _ in range(size):
             parent, child = context.Pipe()
             others = self._conns if method == "fork" else []
-            proc = context.Process(target=_lane_main, args=(child, plans, folder, others, planner), daemon=True)
+            proc = context.Process(target=_lane_main, args=(child, plans, folder, others), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -350,7 +333,7 @@ class ProcessLanes:
 
 @contextlib.contextmanager
 def open_lanes(executor: str, size: int | None, plans: list[TaskPlan], folder: Path | None,
-               address: str | None = None, planner: Callable[[int], TaskPlan] | None = None) -> Iterator[Lanes]:
+               address: str | None = None) -> Iterator[Lanes]:
     """The workers of a build, stopped on the way out (whatever they are doing).
 
     Args:
@@ -359,7 +342,6 @@ def open_lanes(executor: str, size: int | None, plans: list[TaskPlan], folder: P
         plans: The planned tasks.
         folder: The shard folder (required unless ``local`` with one worker).
         address: Ray cluster address (``ray`` only).
-        planner: Task index -> its plan, for tasks not in ``plans`` (``local`` worker processes only).
     """
     if executor == "local" and size == 1:
         start_worker(plans, None)
@@ -371,7 +353,7 @@ def open_lanes(executor: str, size: int | None, plans: list[TaskPlan], folder: P
     if folder is None:
         raise ValueError("open_lanes: workers need a shard folder")
     if executor == "local":
-        lanes: Lanes = ProcessLanes(size or 1, plans, folder, planner)
+        lanes: Lanes = ProcessLanes(size or 1, plans, folder)
     else:
         from taskmill.builders.shards_ray import RayLanes
 

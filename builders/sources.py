@@ -34,11 +34,6 @@ class SourceData:
         rows = self.splits[split]
         return tuple(rows[0]) if rows else ()
 
-    def counts_only(self) -> SourceData:
-        """The same splits as row counts alone (``range`` objects stand for the rows): what the
-        building process keeps of a task that its workers loaded and render."""
-        return SourceData({s: range(len(rows)) for s, rows in self.splits.items()}, self.origin)
-
 
 def needed_splits(task: TaskConfig) -> tuple[str, ...]:
     """The splits to load: those built, plus the exemplar split when a few-shot format is asked."""
@@ -47,11 +42,6 @@ def needed_splits(task: TaskConfig) -> tuple[str, ...]:
     if few and task.shots_split not in splits:
         splits.append(task.shots_split)
     return tuple(splits)
-
-
-def import_loader() -> None:
-    """Import ``datasets`` now (about a second): worker processes forked afterwards share it."""
-    _quiet_datasets()
 
 
 def _quiet_datasets() -> Any:

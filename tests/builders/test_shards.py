@@ -63,36 +63,6 @@ def test_byte_identical_for_any_number_of_workers_with_dedup_and_mixing(
         assert _hashes(tmp_path / f"p{procs}") == _hashes(tmp_path / "one")
 
 
-def test_worker_processes_plan_the_tasks_and_the_parent_keeps_counts_only(
-        project: Path, cache_dir: Path, tmp_path: Path) -> None:
-    collection = load_collection(_mixed_collection(project))
-    planner = build_module.Planner(collection, str(cache_dir))
-    here = [planner(i) for i in range(3)]
-    folder = tmp_path / "shards"
-    folder.mkdir()
-    with shards.open_lanes("local", 2, [], folder, planner=planner) as lanes:
-        planned = build_module.plan_in_workers(lanes, 3)
-    assert [p.selected for p in planned] == [p.selected for p in here]
-    assert [p.templates for p in planned] == [p.templates for p in here]
-    assert all(isinstance(rows, range) and len(rows) == len(p.data.splits[s])
-               for q, p in zip(planned, here) for s, rows in q.data.splits.items())
-
-
-def test_a_task_that_cannot_be_planned_is_the_same_line_with_workers(project: Path, cache_dir: Path, tmp_path: Path,
-                                                                      cli: Any) -> None:
-    path = _mixed_collection(project)
-    text = (project / "tiny" / "train2.jsonl").read_text()
-    (project / "tiny" / "train2.jsonl").write_text(text.replace('"sentence"', '"text"'))  # templates read sentence
-    lines = []
-    for procs in ("1", "2"):
-        result = cli(["build", path, "--out", tmp_path / procs, "--num-proc", procs, "--no-progress",
-                      "--cache-dir", cache_dir])
-        assert result.exit_code == 2, result.output
-        lines.append(result.stderr.strip())
-        _no_temps(tmp_path / procs)
-    assert lines[0] == lines[1] and "task 'other'" in lines[0] and "sentence" in lines[0]
-
-
 def test_schedule_gives_contiguous_runs_then_takes_from_the_end_of_the_busiest() -> None:
     schedule = shards.Schedule([1] * 10, 2)
     assert [list(r) for r in schedule.runs] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
