@@ -8,7 +8,9 @@ line on stderr and exit code 2.
 from __future__ import annotations
 
 import functools
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
@@ -179,6 +181,8 @@ def build_cmd(
                               save_to_disk=save_to_disk, formats=format, progress=progress, cache_dir=cache_dir,
                               max_size=limit, overwrite=overwrite)
     typer.echo(f"wrote {result.rows} rows ({result.rendered} rendered) to {result.out}")
+    if executor == "local":
+        _EXIT_NOW["on_success"] = True
 
 
 @app.command("preferences")
@@ -509,9 +513,23 @@ def run_command(
                        executor=executor, address=address))
 
 
+# Set by a command whose process has nothing left to clean up once it succeeded. A local build's
+# parent holds every source row as Python objects: freeing them one by one at interpreter exit
+# measured ~0.5 s per build. Its workers are stopped and its output renamed into place by then.
+# (Never for commands that may have started Ray or vLLM: their exit handlers stop processes.)
+_EXIT_NOW = {"on_success": False}
+
+
 def main() -> None:
-    """Entry point for ``python -m taskmill``."""
-    app()
+    """Entry point for ``python -m taskmill`` and the ``taskmill`` script."""
+    try:
+        app()
+    except SystemExit as stop:
+        if _EXIT_NOW["on_success"] and stop.code in (0, None):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        raise
 
 
 if __name__ == "__main__":

@@ -256,3 +256,24 @@ def test_cot_with_no_cot_target_anywhere_is_an_error(project: Path, cache_dir: P
         f"{project / 'collection.yaml'}: no rows to write; task 'tiny' (templates.yaml): cot: none of the 2 "
         "templates has a cot_target, so this task has no cot rows; expected at least one row")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("procs", ["1", "2"])
+def test_a_real_build_process_exits_at_once_with_every_file_complete(project: Path, cache_dir: Path, tmp_path: Path,
+                                                                     procs: str) -> None:
+    """The CLI skips freeing the parent's rows at exit after a successful local build: its output
+    (stdout too) must still be complete, with exit status 0, and no worker left running."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_DATASETS_CACHE": str(cache_dir)}
+    proc = subprocess.run([sys.executable, "-m", "taskmill", "build", str(project / "collection.yaml"), "--out",
+                           str(tmp_path / "out"), "--num-proc", procs, "--no-progress"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("wrote ") and proc.stdout.endswith(f"to {tmp_path / 'out'}\n")
+    build_collection(project / "collection.yaml", tmp_path / "here", progress=False, cache_dir=cache_dir)
+    assert _hashes(tmp_path / "out") == _hashes(tmp_path / "here")
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path / "out") not in ps  # its workers ended with it
