@@ -221,10 +221,11 @@ def run_pipeline(config: PipelineConfig, say: Callable[[str], None] = print, *, 
     if not config.report:
         return loco / "loco.json"
     from taskmill.eval.leaderboard.report import write_report
+    from taskmill.orchestrate.recipes import report_inputs
 
     board = out / "board"
-    stages.run("report", {}, board / "leaderboard.html", lambda: write_report([str(loco / "folds")], board),
-               always=True)
+    stages.run("report", {}, board / "leaderboard.html",
+               lambda: write_report(report_inputs(loco / "folds", config.recipes, model), board), always=True)
     return board / "leaderboard.html"
 
 

@@ -100,6 +100,31 @@ def recipe_slug(recipe: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", recipe)
 
 
+def recipe_results_dir(fold_dir: Path, recipe: str) -> Path:
+    """Where a fold's results of ``recipe`` are (``tuned/`` for SFT, ``tuned_<slug>/`` otherwise)."""
+    return fold_dir / ("tuned" if recipe == "sft" else f"tuned_{recipe_slug(recipe)}")
+
+
+def report_inputs(folds_dir: Path, recipes: Sequence[str], model: str) -> list[str]:
+    """Leaderboard inputs of a LOCO output folder: one row per recipe when several are compared.
+
+    Unlabelled, every adapter run of one model revision lands in one ``tuned`` row, so the SFT,
+    SFT+DPO and SFT+RLHF scores of a task would collide there. With more than one recipe each
+    fold's results are given as ``LABEL=PATH``, the label ``<model name> + <recipe>``; the base
+    runs stay unlabelled (the model's base row).
+    """
+    if list(recipes) == ["sft"]:
+        return [str(folds_dir)]
+    name = Path(model).name or str(model)
+    inputs = []
+    for fold in sorted(p for p in Path(folds_dir).iterdir() if p.is_dir()):
+        if (fold / "base").is_dir():
+            inputs.append(str(fold / "base"))
+        inputs += [f"{name} + {recipe}={recipe_results_dir(fold, recipe)}" for recipe in recipes
+                   if recipe_results_dir(fold, recipe).is_dir()]
+    return inputs
+
+
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
     for key, value in over.items():

@@ -58,6 +58,25 @@ def save_trained(trainer: Any, out: Path) -> Path:
     return final
 
 
+def save_adapter_snapshot(trainer: Any, final: Path) -> Path:
+    """Write the current LoRA weights (one process, no FSDP2) to ``final`` as the run's adapter would be.
+
+    Same files as ``OUTPUT/adapter`` (concatenated with ``model.init_adapter`` when there is one),
+    written under a temporary name and swapped in. RLHF's vLLM rollouts serve these each step.
+    """
+    tmp = final.parent / f".tmp-{final.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    attn = trainer.lm.config._attn_implementation
+    _plain_config(trainer.lm)
+    try:
+        _save_adapter(trainer, tmp, None)
+    finally:
+        trainer.lm.config._attn_implementation = attn
+    final.parent.mkdir(parents=True, exist_ok=True)
+    replace_dir(tmp, final)
+    return final
+
+
 def _save_adapter(trainer: Any, tmp: Path, state: dict[str, Any] | None) -> None:
     m = trainer.cfg.model
     peft_cfg = trainer.peft.peft_config["default"]

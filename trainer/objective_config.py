@@ -81,6 +81,11 @@ class RlhfConfig:
         temperature: Sampling temperature (log-probabilities use the same one).
         max_new_tokens: Longest sampled response.
         stop: Stop sequences (the response ends after the token that completes one).
+        rollout_backend: ``hf`` (the policy's own ``generate`` in the training process) or
+            ``vllm`` (a vLLM engine beside the trainer on the same GPU, serving the current LoRA
+            weights saved each step; :mod:`taskmill.trainer.rollout_vllm`).
+        vllm_options: Extra ``vllm.LLM`` engine arguments for ``rollout_backend: vllm`` (e.g.
+            ``gpu_memory_utilization``, default 0.3, so the trainer keeps the rest of the GPU).
     """
 
     reward: Literal["exact_match", "rouge_l", "callable", "model"] = "exact_match"
@@ -92,6 +97,8 @@ class RlhfConfig:
     temperature: float = 1.0
     max_new_tokens: int = 32
     stop: list[str] = field(default_factory=list)
+    rollout_backend: Literal["hf", "vllm"] = "hf"
+    vllm_options: dict[str, Any] = field(default_factory=dict)
 
 
 def check_objective(cfg: Any, problems: list[str]) -> None:
@@ -107,6 +114,7 @@ def check_objective(cfg: Any, problems: list[str]) -> None:
                             f"({cfg.data.micro_batch_tokens}) must be >= 2 * data.max_length ({cfg.data.max_length})")
     if objective == "rlhf":
         check_rlhf(cfg.rlhf, problems)
+        check_rollout_backend(cfg, problems)
     if objective == "dpo":
         if cfg.dpo.beta <= 0:
             problems.append(f"dpo.beta: must be > 0, got {cfg.dpo.beta}")
@@ -131,3 +139,29 @@ def check_rlhf(r: RlhfConfig, problems: list[str]) -> None:
         problems.append("rlhf.reward_callable: needed with rlhf.reward: callable ('module:function')")
     if r.reward == "model" and not r.reward_model:
         problems.append("rlhf.reward_model: needed with rlhf.reward: model (a reward_model folder)")
+
+
+# engine arguments taskmill sets itself for vLLM rollouts (the policy's model, LoRA serving, seed)
+VLLM_FIXED_OPTIONS = ("model", "tokenizer", "enable_lora", "max_lora_rank", "seed")
+
+
+def check_rollout_backend(cfg: Any, problems: list[str]) -> None:
+    """What ``rlhf.rollout_backend: vllm`` needs from the rest of the config (appends to ``problems``).
+
+    vLLM serves the policy as the base model plus the current LoRA adapter (a ``LoRARequest`` per
+    step), so the run must train LoRA on a model folder vLLM can load, on a CUDA device.
+    """
+    r = cfg.rlhf
+    if r.rollout_backend != "vllm":
+        if r.vllm_options:
+            problems.append("rlhf.vllm_options: only used with rlhf.rollout_backend: vllm")
+        return
+    if cfg.run.device == "cpu":
+        problems.append("rlhf.rollout_backend 'vllm' needs a CUDA GPU (run.device is 'cpu'): use rollout_backend: hf")
+    if not cfg.lora.enabled:
+        problems.append("rlhf.rollout_backend 'vllm' serves the policy as a LoRA adapter: needs lora.enabled: true")
+    if cfg.model.path is None or cfg.model.gguf_file:
+        problems.append("rlhf.rollout_backend 'vllm' loads model.path as a plain HF folder (not model.arch or a GGUF file)")
+    fixed = sorted(set(r.vllm_options) & set(VLLM_FIXED_OPTIONS))
+    if fixed:
+        problems.append(f"rlhf.vllm_options: {', '.join(fixed)} are set by taskmill (from model, lora and run.seed)")

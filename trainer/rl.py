@@ -25,8 +25,10 @@ draws exactly the samples the uninterrupted run drew. The log records per step t
 KL, entropy of the sampling distribution over response tokens, response length and rollout
 tokens/s. The run saves the adapter or model like SFT (eval reads it unchanged).
 
-Rollouts use the policy's own ``generate`` on the training process (one prompt's k samples per
-call, so no padding is needed); a vLLM rollout engine on GPUs is not wired in yet.
+Rollouts (``rlhf.rollout_backend``): ``hf`` uses the policy's own ``generate`` on the training
+process (one prompt's k samples per call, so no padding is needed); ``vllm`` asks a vLLM engine on
+the same GPU, which serves the policy's current LoRA weights saved each step
+(:mod:`taskmill.trainer.rollout_vllm`). Both cut responses the same way.
 """
 
 from __future__ import annotations
@@ -179,6 +181,12 @@ class RlhfTrainer(Trainer):
         from taskmill.trainer.rewards import RewardFunction
 
         self.reward_fn = RewardFunction(r.reward, r.reward_callable, r.reward_model, self.cfg.data.max_length)
+        self.vllm = None
+        if r.rollout_backend == "vllm":  # fail before the first step: no CUDA, no vllm
+            from taskmill.trainer.rollout_vllm import VllmRollouts, require_cuda
+
+            require_cuda()
+            self.vllm = VllmRollouts(self)
         return PolicyLoss(self.lm, reference, self.peft.disable_adapter if self.peft is not None else None,
                           self.cfg.run.loss_chunk_tokens, self.amp_dtype, r.temperature)
 
@@ -194,8 +202,19 @@ class RlhfTrainer(Trainer):
         ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
         return ids
 
-    def rollouts(self, prompts: Sequence[PromptItem], step: int) -> tuple[list[list[int]], float, int]:
-        """k sampled responses per prompt (token ids), the summed entropy and its token count."""
+    def rollouts(self, prompts: Sequence[PromptItem], step: int) -> tuple[list[list[int]], float | None, int]:
+        """k sampled responses per prompt (token ids), the summed entropy and its token count.
+
+        The entropy is None from vLLM (no full distributions): :meth:`run_step` then estimates it.
+        """
+        r = self.cfg.rlhf
+        if self.vllm is not None:
+            eos = self._eos_ids()
+            raw = self.vllm.generate([p.ids for p in prompts], step)
+            return [cut_response(t, eos, r.stop, self.tokenizer) for t in raw], None, 0
+        return self._hf_rollouts(prompts, step)
+
+    def _hf_rollouts(self, prompts: Sequence[PromptItem], step: int) -> tuple[list[list[int]], float, int]:
         import torch
         from transformers import GenerationConfig
 
@@ -270,6 +289,8 @@ class RlhfTrainer(Trainer):
         bins = self._packed(docs)
         pol, ref = self._logps(docs, bins)
         kl = pol - ref  # [N]
+        if ent_sum is None:  # sampled-token estimate: -sum log pi(y_t) over the response tokens
+            ent_sum, ent_n = -float(pol.sum()), sum(max(1, len(t)) for t in responses)
         adv = rloo_advantages(rewards - r.kl_coef * kl, k)  # [N]
         n = len(docs)
         total = torch.zeros((), dtype=torch.float64, device=self.info.device)

