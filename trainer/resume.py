@@ -37,9 +37,16 @@ def comparable(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``key: old -> new`` for each setting that differs (sorted by key)."""
+    """``key: old -> new`` for each setting that differs (sorted by key).
+
+    A key the recorded config lacks is no difference while the new config holds its default: it
+    is a setting added to taskmill after the run started, and its default keeps the behaviour the
+    run had (so runs from an older version resume).
+    """
+    defaults = comparable(TrainConfig())
     return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
-            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+            and not (k not in old and k in defaults and new.get(k) == defaults[k])]
 
 
 def refuse_changed(where: str, old: dict[str, Any] | None, cfg: TrainConfig, force: bool) -> list[str]:
