@@ -65,27 +65,17 @@ def profile(collection_file: str, out: str, num_proc: int, cache_dir: str | None
     """Run one build step by step; returns CPU seconds per phase, per worker, and the projection."""
 
     from taskmill.builders import build as B
-    from taskmill.builders import shards, writer
+    from taskmill.builders import shards
     from taskmill.builders.collection import load_collection
     from taskmill.fileio import atomic_dir, claim_output
 
     cpu: dict[str, float] = {"imports": time.process_time() - START_CPU}
     threads: dict[str, float] = {}
 
-    def thread_cpu(name: str, fn: Any) -> Any:
-        def wrapped(*args: Any) -> Any:
-            start = time.thread_time()
-            try:
-                return fn(*args)
-            finally:
-                threads[name] = threads.get(name, 0.0) + time.thread_time() - start
-        return wrapped
-
     _REAL.update(render_shard=shards.render_shard, write_kept=shards.write_kept,
                  write_parquet_shard=shards.write_parquet_shard)
     shards.render_shard, shards.write_kept = timed_render_shard, timed_write_kept
     shards.write_parquet_shard = timed_write_parquet_shard
-    writer.sha256_path = thread_cpu("sha256", writer.sha256_path)
     render_cpu: dict[int, float] = {}
     write_cpu: dict[int, float] = {}
     real_chunks, real_calls = shards.render_chunks, shards.iter_calls
