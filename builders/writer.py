@@ -82,17 +82,6 @@ def write_runs(path: Path, offset: int, blob: bytes | memoryview, runs: Sequence
         os.close(fd)
 
 
-def sha256_path(path: Path) -> str:
-    """sha256 of a file, read through a memory map (hashlib releases the GIL on large buffers)."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        if path.stat().st_size:
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                for start in range(0, len(data), _HASH_BLOCK):
-                    h.update(data[start:start + _HASH_BLOCK])
-    return h.hexdigest()
-
-
 class PrefixHasher:
     """sha256 of a file that is being filled out of order, hashed in a thread as its written prefix
     grows (hashlib releases the GIL), so the digest is ready soon after the last byte lands.
@@ -293,8 +282,12 @@ def write_parquet_shard(batch: Callable[[int], pa.RecordBatch], shard: ParquetSh
             rows = [i for start, stop in runs for i in range(start, stop)]
             parts.append(pc.take(table, pa.array(rows, pa.int64()), memory_pool=pool))
     table = pa.concat_tables(parts) if parts else PARQUET_SCHEMA.empty_table()
-    pq.write_table(table.combine_chunks(memory_pool=pool), path, compression="zstd")
-    return sha256_path(path)
+    # Encoded in memory (a shard is a few MiB), then hashed and written: the file is not read back.
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.combine_chunks(memory_pool=pool), sink, compression="zstd")
+    encoded = memoryview(sink.getvalue())
+    path.write_bytes(encoded)
+    return hashlib.sha256(encoded).hexdigest()
 
 
 def read_parquet(folder: Path) -> pa.Table:

@@ -128,7 +128,8 @@ def test_kept_runs_written_at_their_offsets_in_any_order_make_exactly_the_kept_l
     import itertools
     import random
 
-    from taskmill.builders.writer import byte_runs, sha256_path, write_runs
+    from taskmill.builders.writer import byte_runs, write_runs
+    from taskmill.fileio import sha256_file
 
     rng = random.Random(0)
     lines = [f'{{"n": {i}, "t": "{"é" * rng.randrange(5)}"}}'.encode() for i in range(300)]
@@ -150,7 +151,7 @@ def test_kept_runs_written_at_their_offsets_in_any_order_make_exactly_the_kept_l
             write_runs(path, starts[n], chunks[n][1], runs[n])
         expected = b"".join(lines[p] + b"\n" for p in keep)
         assert path.read_bytes() == expected
-        assert sha256_path(path) == hl.sha256(expected).hexdigest()
+        assert sha256_file(path) == hl.sha256(expected).hexdigest()
 
 
 def test_prefix_hasher_equals_sha256_of_the_file_filled_in_any_order(tmp_path: Path) -> None:
