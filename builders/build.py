@@ -134,9 +134,14 @@ def plan_task(collection: Collection, index: int, task: TaskConfig, cache_dir: s
     """Load and check one task: its rows, templates and the rows selected per split."""
     data = load_task(task, collection, cache_dir)
     template_file, templates, source = (str(collection.resolve(task.sni)), (), None) if task.sni else _templates(collection, task)
+    checked: set[tuple[str, ...]] = set()
     for split in needed_splits(task) if templates else ():
+        columns = data.columns(split)
+        if columns in checked:  # same fields, same problems: the first split with them names the row
+            continue
+        checked.add(columns)
         for t in templates:
-            check_template(t, data.columns(split), file=template_file, task=task.name, row=f"{split}[0]")
+            check_template(t, columns, file=template_file, task=task.name, row=f"{split}[0]")
     selected = {
         s: _sample(len(data.splits[s]), task.max_examples, keys.sample_seed(collection.seed, task.name, s))
         for s in task.splits

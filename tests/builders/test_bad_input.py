@@ -120,6 +120,16 @@ def test_template_uses_a_field_the_row_lacks(project: Path, tmp_path: Path, cli:
            "templates.yaml", "task 'tiny'", "template 'plain'", "row train[0]", "'rating'", "expected one of: sentence, label, idx")
 
 
+def test_field_only_one_split_lacks(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
+    # Splits are checked once per distinct field list: validation, whose fields differ, is still checked.
+    path = project / "tiny" / "train.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r | {"rating": 3}) + "\n" for r in rows))
+    _edit_template(project, "tiny-plain", input="{{ sentence }} ({{ rating }} stars)")
+    _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
+           "task 'tiny'", "template 'plain'", "row validation[0]", "'rating'")
+
+
 def test_single_brace_field(project: Path, tmp_path: Path, cli: Any, cache_dir: Path) -> None:
     _edit_template(project, "tiny-mood", input="Review: {sentence}\nGood or bad?")
     _fails(_build(cli, project / "collection.yaml", tmp_path / "out", cache_dir), tmp_path / "out",
