@@ -143,6 +143,8 @@ def check_rlhf(r: RlhfConfig, problems: list[str]) -> None:
 
 # engine arguments taskmill sets itself for vLLM rollouts (the policy's model, LoRA serving, seed)
 VLLM_FIXED_OPTIONS = ("model", "tokenizer", "enable_lora", "max_lora_rank", "seed")
+# vllm.SamplingParams refuses temperature > 2 and raises 0 < T < 0.01 to 0.01 (vllm/sampling_params.py)
+VLLM_TEMPERATURES = (0.01, 2.0)
 
 
 def check_rollout_backend(cfg: Any, problems: list[str]) -> None:
@@ -162,6 +164,9 @@ def check_rollout_backend(cfg: Any, problems: list[str]) -> None:
         problems.append("rlhf.rollout_backend 'vllm' serves the policy as a LoRA adapter: needs lora.enabled: true")
     if cfg.model.path is None or cfg.model.gguf_file:
         problems.append("rlhf.rollout_backend 'vllm' loads model.path as a plain HF folder (not model.arch or a GGUF file)")
+    if not VLLM_TEMPERATURES[0] <= r.temperature <= VLLM_TEMPERATURES[1]:
+        problems.append(f"rlhf.temperature: vLLM samples at {VLLM_TEMPERATURES[0]} to {VLLM_TEMPERATURES[1]} "
+                        f"(it refuses more and raises less to {VLLM_TEMPERATURES[0]}), got {r.temperature}")
     fixed = sorted(set(r.vllm_options) & set(VLLM_FIXED_OPTIONS))
     if fixed:
         problems.append(f"rlhf.vllm_options: {', '.join(fixed)} are set by taskmill (from model, lora and run.seed)")
