@@ -186,7 +186,10 @@ def _stand_in_llm_factory(hf_model, tokenizer, built):
 @pytest.fixture()
 def stand_in_vllm(monkeypatch, tiny_model, smol_tokenizer):
     """A stand-in ``vllm`` module: ``LLM`` (building :class:`StandInLLM`), ``SamplingParams``, ``LoRARequest``."""
+    import importlib.machinery
+
     mod = types.ModuleType("vllm")
+    mod.__spec__ = importlib.machinery.ModuleSpec("vllm", None)  # get_backend's find_spec("vllm") sees it
     mod.SamplingParams = StandInSamplingParams
     mod.built = []
     mod.LLM = _stand_in_llm_factory(tiny_model, smol_tokenizer, mod.built)
@@ -412,3 +415,23 @@ def test_data_parallel_workers_are_independent_engines_without_vllm_dp_variables
     env = {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}  # the run was given GPUs 4-7
     dp_worker_env(env, 1, 2)
     assert env == {"CUDA_VISIBLE_DEVICES": "6,7"}
+
+
+def test_loco_serves_every_fold_from_one_engine_and_frees_it_before_training(stand_in_vllm, tiny_model, tmp_path):
+    """LOCO's default factory: one vLLM engine for all folds, also when a fold's adapter is asked for
+    first (a resumed run); release_backend() shuts it down before a fold trains in this process."""
+    from taskmill.orchestrate.loco import default_factory, release_backend
+
+    config = types.SimpleNamespace(model="m", eval={"backend": "vllm", "backend_options": {"max_model_len": 64}})
+    make = default_factory(config)
+    a, b = _peft_adapter(tiny_model, tmp_path / "a", r=8), _peft_adapter(tiny_model, tmp_path / "b", r=4)
+    tuned = make(a)  # before any base backend: still the one shared engine
+    base = make(None)
+    assert len(stand_in_vllm.built) == 1 and tuned.engine is base.engine and base.adapter is None
+    first = base.engine
+    release_backend(make)
+    assert first.llm_engine.engine_core.shut_down and base.engine is None
+    other = make(b)
+    other.loglikelihood([LoglikelihoodRequest("a", " b")])
+    assert len(stand_in_vllm.built) == 2 and other.engine.calls[-1][2].lora_path == str(b)
+    release_backend(lambda adapter: None)  # a factory without an engine: nothing to free
