@@ -185,7 +185,9 @@ def rlhf_run(work: Path, model_dir: Path, report: dict, fails: list[str]) -> Non
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT", ".bench"))
-    ap.add_argument("--tol", type=float, default=2e-3, help="largest |delta loglik| allowed (nats, fp32)")
+    ap.add_argument("--tol", type=float, default=2e-2,
+                    help="largest |delta loglik| allowed (nats; fp32, but kernels differ: TF32, attention); an "
+                         "off-by-one at the context boundary moves a score by nats")
     ap.add_argument("--max-gen-mismatch", type=int, default=0)
     ap.add_argument("--max-model-len", type=int, default=128)
     ap.add_argument("--cpu-smoke", action="store_true", help="assets and the HF side only (no vLLM, no GPU)")
