@@ -135,6 +135,8 @@ def check_rlhf(r: RlhfConfig, problems: list[str]) -> None:
         problems.append(f"rlhf.kl_coef: must be >= 0, got {r.kl_coef}")
     if r.temperature <= 0:
         problems.append(f"rlhf.temperature: must be > 0, got {r.temperature}")
+    if any(not isinstance(x, str) or not x for x in r.stop):  # "" would end every response (and vLLM refuses it)
+        problems.append(f"rlhf.stop: every stop sequence must be a non-empty string, got {r.stop!r}")
     if r.reward == "callable" and not r.reward_callable:
         problems.append("rlhf.reward_callable: needed with rlhf.reward: callable ('module:function')")
     if r.reward == "model" and not r.reward_model:

@@ -152,6 +152,9 @@ def test_vllm_config_problems_are_listed_together(tm, tmp_path):
         cfg["rlhf"] = {"rollout_backend": "vllm", "temperature": t}
         with pytest.raises(ConfigError, match=rf"rlhf.temperature: vLLM samples at 0.01 to 2.0 .* got {t}"):
             config_from_dict(cfg)
+    cfg["rlhf"] = {"rollout_backend": "vllm", "stop": ["\n", ""]}  # vLLM: "stop cannot contain an empty string"
+    with pytest.raises(ConfigError, match=r"rlhf.stop: every stop sequence must be a non-empty string"):
+        config_from_dict(cfg)
     cfg["rlhf"] = {"rollout_backend": "sglang"}
     with pytest.raises(ConfigError, match="rlhf.rollout_backend: expected one of 'hf', 'vllm'"):
         config_from_dict(cfg)
