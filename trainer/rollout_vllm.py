@@ -62,8 +62,17 @@ def require_cuda() -> None:
 
 
 def rollout_seed(run_seed: int, step: int, index: int) -> int:
-    """Per-request sampling seed from (run seed, step, prompt index), below 2**63."""
-    return ((run_seed * 1_000_003 + step) * 65_537 + index) % (2 ** 63)
+    """Per-request sampling seed from (run seed, step, prompt index), below 2**60.
+
+    vLLM runs a request with ``n`` samples as ``n`` child requests seeded ``seed + j``
+    (vllm/v1/engine/parallel_sampling.py), so consecutive seeds would give prompt ``i``'s sample
+    ``j + 1`` the random stream of prompt ``i + 1``'s sample ``j``: the seeds are spread by a hash
+    instead, and stay far enough below 2**63 (the engine's int64 transport) for ``+ j``.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"{run_seed}:{step}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 4
 
 
 def sampling_kwargs(rlhf: Any, seed: int) -> dict[str, Any]:

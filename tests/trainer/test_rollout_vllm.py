@@ -116,7 +116,10 @@ def test_requests_sample_k_at_the_temperature_with_a_seed_per_step_and_prompt():
     r.stop = []
     assert rollout_vllm.sampling_kwargs(r, 5)["stop"] is None
     seeds = {rollout_vllm.rollout_seed(0, step, i) for step in range(50) for i in range(8)}
-    assert len(seeds) == 400 and all(0 <= s < 2 ** 63 for s in seeds)
+    assert len(seeds) == 400 and all(0 <= s < 2 ** 60 for s in seeds)
+    # vLLM seeds a request's n samples seed, seed + 1, ...: no two samples of a run share a stream
+    children = [s + j for s in seeds for j in range(16)]
+    assert len(set(children)) == len(children) and max(children) < 2 ** 63
     assert rollout_vllm.rollout_seed(3, 7, 1) == rollout_vllm.rollout_seed(3, 7, 1) != rollout_vllm.rollout_seed(4, 7, 1)
     assert rollout_vllm.token_prompts([(1, 2, 3), [4]]) == [{"prompt_token_ids": [1, 2, 3]}, {"prompt_token_ids": [4]}]
 
