@@ -4,13 +4,23 @@ Log-likelihoods use prompt log-probabilities: each request is sent as the token 
 continuation with ``SamplingParams(max_tokens=1, prompt_logprobs=1, temperature=0)``; vLLM returns,
 for every prompt position after the first, a ``{token_id: Logprob(logprob, rank, ...)}`` dict that
 always holds the actual prompt token (plus the top-1). The continuation's log-probability is the sum
-over its positions; it is greedy when every one of its tokens has ``rank == 1``.
+over its positions; it is greedy when every one of its tokens' log-probability equals the best one at
+its position (lm-evaluation-harness's rule; vLLM's ``rank`` counts the tokens with a logit ``>=`` the
+token's, so an argmax token tied with another has rank 2). A request longer than vLLM allows (the
+prompt must be shorter than ``max_model_len``: one token is always generated) keeps its last
+``max_model_len - 1`` tokens, cut from the context, as lm-evaluation-harness's vLLM model does;
+generation prompts keep their last ``max_model_len - max_tokens`` tokens.
 
 One engine serves many adapters (``enable_lora``, ``max_loras``, ``max_lora_rank``): LOCO evaluates
 every fold's adapter with :meth:`VLLMBackend.with_adapter` on the same engine. Tensor parallelism is
-the engine's ``tensor_parallel_size``; data parallelism runs ``data_parallel_size`` engine processes,
-each on its own GPUs (``CUDA_VISIBLE_DEVICES``) with vLLM's ``VLLM_DP_*`` variables, each scoring a
-round-robin shard of the requests.
+the engine's ``tensor_parallel_size``; data parallelism runs ``data_parallel_size`` independent engine
+processes, each on its own GPUs (``CUDA_VISIBLE_DEVICES``), each scoring a round-robin shard of the
+requests. They are not vLLM data-parallel ranks: vLLM refuses ``VLLM_DP_SIZE > 1`` for dense models
+and offsets every rank's GPU index by ``VLLM_DP_RANK_LOCAL * world_size``, so those variables are
+removed from each worker's environment (what lm-evaluation-harness does too).
+
+:meth:`VLLMBackend.close` shuts the engine down (its engine-core process and GPU memory); the next
+request builds it again. LOCO closes it before training a fold in the same process.
 
 Adapters are checked before any engine work against what vLLM's loader refuses (its
 ``PEFTHelper.validate_legal``): ``modules_to_save``, DoRA, bias, a rank (``r`` or any
@@ -143,6 +153,61 @@ def token_prompts(pairs: Sequence[tuple[list[int], list[int]]]) -> list[dict[str
     return [{"prompt_token_ids": list(ctx) + list(cont)} for ctx, cont in pairs]
 
 
+def fit_pair(ctx: Sequence[int], cont: Sequence[int], max_model_len: int | None) -> tuple[list[int], list[int]]:
+    """Cut ``ctx`` from the left so ``ctx + cont`` is shorter than ``max_model_len`` (vLLM's limit).
+
+    vLLM refuses a prompt of ``max_model_len`` tokens or more (it must generate one token), so a
+    scoring prompt keeps its last ``max_model_len - 1`` tokens, as lm-evaluation-harness's vLLM
+    model does. The continuation is never cut.
+
+    Raises:
+        DataError: The continuation alone leaves no room for one context token.
+    """
+    ctx, cont = list(ctx), list(cont)
+    if max_model_len is None:
+        return ctx, cont
+    room = max_model_len - 1 - len(cont)
+    if room < 1:
+        raise DataError(f"a continuation of {len(cont)} tokens leaves no room for context in vLLM's "
+                        f"max_model_len {max_model_len} (it scores at most {max_model_len - 1} prompt tokens)")
+    return ctx[-room:] if len(ctx) > room else ctx, cont
+
+
+def fit_prompt(ids: Sequence[int], max_tokens: int, max_model_len: int | None) -> list[int]:
+    """A generation prompt's last ``max_model_len - max_tokens`` tokens (at least one) when too long."""
+    ids = list(ids)
+    if max_model_len is None or len(ids) + max_tokens <= max_model_len:
+        return ids
+    return ids[-max(1, max_model_len - max_tokens):]
+
+
+def shutdown_engine(engine: Any) -> None:
+    """Stop a ``vllm.LLM``'s engine core (its process and GPU memory) and release cached CUDA blocks.
+
+    ``LLM`` has no ``shutdown`` of its own; its ``llm_engine.engine_core`` client does (the
+    multiprocess client stops the engine-core process). Dropping the last reference also shuts it
+    down, through a finalizer, but only when the garbage collector gets to it.
+    """
+    core = getattr(getattr(engine, "llm_engine", None), "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def engine_max_model_len(engine: Any) -> int | None:
+    """``max_model_len`` of a built engine (``LLM.model_config``), None when it does not say."""
+    value = getattr(getattr(engine, "model_config", None), "max_model_len", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
 def parse_prompt_logprobs(output: Any, n_ctx: int, cont: Sequence[int]) -> Loglikelihood:
     """Sum the continuation's prompt log-probs from one ``RequestOutput``.
 
@@ -157,11 +222,12 @@ def parse_prompt_logprobs(output: Any, n_ctx: int, cont: Sequence[int]) -> Logli
         raise TaskmillError(f"vLLM returned {len(entries)} prompt log-probs for {len(cont)} continuation tokens")
     total, greedy = 0.0, True
     for token, entry in zip(cont, entries):
-        lp = entry[token]
-        total += float(lp.logprob)
-        rank = getattr(lp, "rank", None)
-        best = max(float(v.logprob) for v in entry.values())
-        greedy = greedy and (rank == 1 if rank is not None else float(lp.logprob) >= best)
+        if token not in entry:
+            raise TaskmillError(f"vLLM's prompt log-probs lack the prompt token {token} (ask for prompt_logprobs >= 0)")
+        lp = float(entry[token].logprob)
+        total += lp
+        # not ``rank == 1``: vLLM's rank counts logits >= the token's, so a tie at the top is rank 2
+        greedy = greedy and lp >= max(float(v.logprob) for v in entry.values())
     return Loglikelihood(total, greedy, len(cont))
 
 
@@ -240,13 +306,41 @@ class VLLMBackend:
         self.model_revision = revision or (hash_files(model, WEIGHT_PATTERNS) if Path(model).exists() else self.model)
         self.adapter = str(adapter) if adapter else None
         self.adapter_hash = hash_files(adapter, ADAPTER_PATTERNS) if adapter else ""
-        self.engine = engine if engine is not None or data_parallel_size > 1 else self._build_engine()
+        # one box shared with every with_adapter() copy: a close() or rebuild is seen by all of them
+        self._engine_box: list[Any] = [engine if engine is not None or data_parallel_size > 1 else self._build_engine()]
         self.tokenizer = self.engine.get_tokenizer() if self.engine is not None else _load_tokenizer(self.model)
+        # vLLM's own limit when the engine says it (it derives one from the model config otherwise)
+        self.max_model_len = max_model_len or engine_max_model_len(self.engine) or _config_max_len(self.model)
         self.prefix = prefix_ids(self.tokenizer, add_bos)
         self.chat_format: Callable[[str], str] | None = hf_chat_formatter(self.tokenizer)
 
+    @property
+    def engine(self) -> Any:
+        """The ``vllm.LLM`` (None with data parallelism, or after :meth:`close`)."""
+        return self._engine_box[0]
+
+    @engine.setter
+    def engine(self, value: Any) -> None:
+        self._engine_box[0] = value
+
     def _build_engine(self) -> Any:
         return _import_vllm().LLM(**self.engine_args)
+
+    def _llm(self) -> Any:
+        """The engine, built again after :meth:`close`."""
+        if self.engine is None and self.data_parallel_size <= 1:
+            self.engine = self._build_engine()
+        return self.engine
+
+    def close(self) -> None:
+        """Shut the engine down and free its GPU memory; the next request builds it again.
+
+        Backends made by :meth:`with_adapter` share the engine: closing one closes it for all, and
+        the first of them to run again rebuilds it for all.
+        """
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            shutdown_engine(engine)
 
     def with_adapter(self, adapter: str | Path | None) -> VLLMBackend:
         """The same engine serving another adapter (or the base model with None)."""
@@ -263,8 +357,17 @@ class VLLMBackend:
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
         """Prompt log-probs of context + continuation for every request."""
-        pairs = [encode_pair(self.tokenizer, r.context, r.continuation, prefix_ids=self.prefix) for r in requests]
-        pairs = [(ctx or empty_context_ids(self.tokenizer), cont) for ctx, cont in pairs]
+        pairs = []
+        for i, r in enumerate(requests):
+            ctx, cont = encode_pair(self.tokenizer, r.context, r.continuation, prefix_ids=self.prefix)
+            ctx = ctx or empty_context_ids(self.tokenizer)
+            if not cont or not ctx:  # vLLM has no log-prob for a prompt's first token
+                what = f"continuation {r.continuation!r} has no tokens" if not cont else \
+                    "empty context and the tokenizer has no BOS/EOS to stand in"
+                raise DataError(f"request {i}: {what}")
+            pairs.append(fit_pair(ctx, cont, self.max_model_len))
+        # lm-evaluation-harness's scoring request: one greedy token, the prompt's log-probs (top-1
+        # plus the prompt token itself), no detokenisation
         params = _import_vllm().SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1, detokenize=False)
         outputs = self._run(token_prompts(pairs), [params] * len(pairs))
         return [parse_prompt_logprobs(o, len(ctx), cont) for o, (ctx, cont) in zip(outputs, pairs)]
@@ -273,34 +376,34 @@ class VLLMBackend:
         """Greedy generation with per-request stop sequences and token budgets."""
         vllm = _import_vllm()
         ids = [self.prefix + self.tokenizer.encode(r.context, add_special_tokens=False) for r in requests]
-        prompts = [{"prompt_token_ids": x or empty_context_ids(self.tokenizer)} for x in ids]
+        ids = [fit_prompt(x or empty_context_ids(self.tokenizer), r.max_tokens, self.max_model_len)
+               for x, r in zip(ids, requests)]
+        prompts = [{"prompt_token_ids": x} for x in ids]
         params = [vllm.SamplingParams(temperature=0.0, max_tokens=r.max_tokens, stop=list(r.stop) or None) for r in requests]
         outputs = self._run(prompts, params)
         return [truncate_at_stop(o.outputs[0].text, r.stop) for o, r in zip(outputs, requests)]
 
     def _run(self, prompts: list, params: list) -> list[Any]:
         if self.data_parallel_size <= 1:
-            return list(self.engine.generate(prompts, sampling_params=params, use_tqdm=False, lora_request=self._lora()))
+            return list(self._llm().generate(prompts, sampling_params=params, use_tqdm=False, lora_request=self._lora()))
         return run_data_parallel(self.engine_args, self.data_parallel_size, prompts, params, self.adapter, self.adapter_hash)
 
 
 def run_data_parallel(engine_args: dict, dp: int, prompts: list, params: list, adapter: str | None, adapter_hash: str) -> list[Any]:
     """Score ``prompts`` on ``dp`` engine processes, one GPU group each, and merge in order."""
     import multiprocessing as mp
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     shards = shard(len(prompts), dp)
     procs = []
+    results: dict[int, list] = {rank: [] for rank, idx in enumerate(shards) if not idx}  # no engine for nothing
     for rank, idx in enumerate(shards):
-        job = (rank, dp, port, engine_args, [prompts[i] for i in idx], [params[i] for i in idx], adapter, adapter_hash)
+        if not idx:
+            continue
+        job = (rank, engine_args, [prompts[i] for i in idx], [params[i] for i in idx], adapter, adapter_hash)
         procs.append(ctx.Process(target=_dp_worker, args=(job, queue)))
         procs[-1].start()
-    results: dict[int, list] = {}
     for _ in procs:
         rank, res = queue.get()
         if isinstance(res, str):
@@ -311,17 +414,30 @@ def run_data_parallel(engine_args: dict, dp: int, prompts: list, params: list, a
     return unshard(shards, [results[r] for r in range(dp)], len(prompts))
 
 
+DP_VARIABLES = ("VLLM_DP_RANK", "VLLM_DP_RANK_LOCAL", "VLLM_DP_SIZE", "VLLM_DP_MASTER_IP", "VLLM_DP_MASTER_PORT")
+
+
+def dp_worker_env(environ: Any, rank: int, tp: int) -> None:
+    """Make ``environ`` one independent engine's: GPUs ``rank*tp .. rank*tp+tp-1``, no ``VLLM_DP_*``.
+
+    vLLM reads ``VLLM_DP_*`` as offline data parallelism, which it refuses for dense models, and
+    adds ``VLLM_DP_RANK_LOCAL * world_size`` to the worker's GPU index (out of range once
+    ``CUDA_VISIBLE_DEVICES`` holds only this rank's GPUs).
+    """
+    visible = [g for g in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    mine = range(rank * tp, (rank + 1) * tp)
+    # the parent's own CUDA_VISIBLE_DEVICES (if any) names the physical GPUs this run may use
+    environ["CUDA_VISIBLE_DEVICES"] = ",".join(visible[g] if g < len(visible) else str(g) for g in mine)
+    for name in DP_VARIABLES:
+        environ.pop(name, None)
+
+
 def _dp_worker(job: tuple, queue: Any) -> None:
-    """One data-parallel rank: its own GPUs and engine (vLLM's offline data-parallel recipe)."""
+    """One data-parallel worker: its own GPUs and an independent engine."""
     import os
 
-    rank, dp, port, engine_args, prompts, params, adapter, adapter_hash = job
-    tp = engine_args["tensor_parallel_size"]
-    os.environ.update({
-        "VLLM_DP_RANK": str(rank), "VLLM_DP_RANK_LOCAL": str(rank), "VLLM_DP_SIZE": str(dp),
-        "VLLM_DP_MASTER_IP": "127.0.0.1", "VLLM_DP_MASTER_PORT": str(port),
-        "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in range(rank * tp, (rank + 1) * tp)),
-    })
+    rank, engine_args, prompts, params, adapter, adapter_hash = job
+    dp_worker_env(os.environ, rank, engine_args["tensor_parallel_size"])
     try:
         llm = _import_vllm().LLM(**engine_args)
         lora = lora_request(adapter, adapter_hash) if adapter else None
@@ -344,6 +460,17 @@ class _Portable:
 
     def __reduce__(self) -> tuple:
         return (_Portable, (self.prompt_logprobs, [c.text for c in self.outputs]))
+
+
+def _config_max_len(model: str) -> int | None:
+    """The model config's ``max_position_embeddings`` (vLLM's default ``max_model_len``), None if unknown."""
+    try:
+        from transformers import AutoConfig
+
+        value = getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
+    except Exception:  # no config to read (a stand-in name, an offline hub id): no cut here
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def _load_tokenizer(model: str) -> Any:

@@ -239,7 +239,13 @@ def write_fold_inputs(config: LocoConfig, folds: list[FoldInfo], loaded: tuple[d
 
 
 def default_factory(config: LocoConfig) -> Callable[[Path | None], Any]:
-    """``(adapter or None) -> backend`` from ``config.eval``; the base backend is built once per factory."""
+    """``(adapter or None) -> backend`` from ``config.eval``; the base backend is built once per factory.
+
+    With vLLM, every fold's adapter is served by the one base engine (a ``LoRARequest`` each), also
+    when the first backend asked for has an adapter. ``make.release()`` shuts that engine down (it
+    holds most of the GPU) before a fold is trained in this process; the next evaluation builds it
+    again.
+    """
     from taskmill.backends import get_backend
 
     ev = config.eval
@@ -247,18 +253,30 @@ def default_factory(config: LocoConfig) -> Callable[[Path | None], Any]:
     base: dict[str, Any] = {}
 
     def make(adapter: Path | None) -> Any:
-        if name == "vllm" and "engine" in base:
+        if name == "vllm":
+            if "engine" not in base:
+                base["engine"] = get_backend(name, model=config.model, adapter=None, **options)
             return base["engine"].with_adapter(adapter)  # one engine, one LoRARequest per fold
         if adapter is None and "base" in base:
             return base["base"]
         backend = get_backend(name, model=config.model, adapter=str(adapter) if adapter else None, **options)
         if adapter is None:
             base["base"] = backend
-            if name == "vllm":
-                base["engine"] = backend
         return backend
 
+    def release() -> None:
+        if "engine" in base:
+            base["engine"].close()
+
+    make.release = release  # type: ignore[attr-defined]
     return make
+
+
+def release_backend(factory: Callable[..., Any]) -> None:
+    """Free the GPU memory a backend factory holds (its vLLM engine) before training in this process."""
+    release = getattr(factory, "release", None)
+    if callable(release):
+        release()
 
 
 def format_loco(summary: dict[str, Any]) -> str:

@@ -259,18 +259,22 @@ def _base(unit: LocoUnit, config: LocoConfig, factory: Callable[..., Any], *deps
 
 
 def _sft(unit: LocoUnit, config: LocoConfig, factory: Callable[..., Any]) -> dict[str, Any]:
-    from taskmill.orchestrate.loco import train_fold
+    from taskmill.orchestrate.loco import release_backend, train_fold
 
     fold = Path(unit.fold.dir)
+    if not (fold / "train" / "adapter" / "adapter_config.json").is_file():
+        release_backend(factory)  # a vLLM engine holds most of the GPU: free it for training
     adapter = train_fold(config, fold / "data" / "train", fold / "train")
     res = _evaluate(config, unit.fold, unit.folder, factory(adapter), adapter=adapter)
     return {"line": _scores(res), "model_calls": res["model_calls"], "adapter": str(adapter)}
 
 
 def _recipe(unit: LocoUnit, config: LocoConfig, factory: Callable[..., Any], sft: dict[str, Any]) -> dict[str, Any]:
+    from taskmill.orchestrate.loco import release_backend
     from taskmill.orchestrate.recipes import train_dpo_after_sft, train_rlhf_after_sft
 
     fold = Path(unit.fold.dir)
+    release_backend(factory)  # a vLLM engine holds most of the GPU: free it for training
     after_sft = train_rlhf_after_sft if unit.kind == "sft+rlhf" else train_dpo_after_sft
     adapter = after_sft(config, fold / "data" / "train", Path(sft["adapter"]),
                                   fold / f"train_{_recipe_slug(unit.kind)}")

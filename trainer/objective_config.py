@@ -135,6 +135,8 @@ def check_rlhf(r: RlhfConfig, problems: list[str]) -> None:
         problems.append(f"rlhf.kl_coef: must be >= 0, got {r.kl_coef}")
     if r.temperature <= 0:
         problems.append(f"rlhf.temperature: must be > 0, got {r.temperature}")
+    if any(not isinstance(x, str) or not x for x in r.stop):  # "" would end every response (and vLLM refuses it)
+        problems.append(f"rlhf.stop: every stop sequence must be a non-empty string, got {r.stop!r}")
     if r.reward == "callable" and not r.reward_callable:
         problems.append("rlhf.reward_callable: needed with rlhf.reward: callable ('module:function')")
     if r.reward == "model" and not r.reward_model:
@@ -143,6 +145,8 @@ def check_rlhf(r: RlhfConfig, problems: list[str]) -> None:
 
 # engine arguments taskmill sets itself for vLLM rollouts (the policy's model, LoRA serving, seed)
 VLLM_FIXED_OPTIONS = ("model", "tokenizer", "enable_lora", "max_lora_rank", "seed")
+# vllm.SamplingParams refuses temperature > 2 and raises 0 < T < 0.01 to 0.01 (vllm/sampling_params.py)
+VLLM_TEMPERATURES = (0.01, 2.0)
 
 
 def check_rollout_backend(cfg: Any, problems: list[str]) -> None:
@@ -162,6 +166,9 @@ def check_rollout_backend(cfg: Any, problems: list[str]) -> None:
         problems.append("rlhf.rollout_backend 'vllm' serves the policy as a LoRA adapter: needs lora.enabled: true")
     if cfg.model.path is None or cfg.model.gguf_file:
         problems.append("rlhf.rollout_backend 'vllm' loads model.path as a plain HF folder (not model.arch or a GGUF file)")
+    if not VLLM_TEMPERATURES[0] <= r.temperature <= VLLM_TEMPERATURES[1]:
+        problems.append(f"rlhf.temperature: vLLM samples at {VLLM_TEMPERATURES[0]} to {VLLM_TEMPERATURES[1]} "
+                        f"(it refuses more and raises less to {VLLM_TEMPERATURES[0]}), got {r.temperature}")
     fixed = sorted(set(r.vllm_options) & set(VLLM_FIXED_OPTIONS))
     if fixed:
         problems.append(f"rlhf.vllm_options: {', '.join(fixed)} are set by taskmill (from model, lora and run.seed)")

@@ -190,6 +190,14 @@ class RlhfTrainer(Trainer):
         return PolicyLoss(self.lm, reference, self.peft.disable_adapter if self.peft is not None else None,
                           self.cfg.run.loss_chunk_tokens, self.amp_dtype, r.temperature)
 
+    def run(self, stop_after: int | None = None) -> Any:
+        """The training loop; the vLLM rollout engine (if any) is shut down when it ends, or fails."""
+        try:
+            return super().run(stop_after)
+        finally:
+            if getattr(self, "vllm", None) is not None:
+                self.vllm.close()
+
     def _resume(self) -> int:
         self._next_step = super()._resume()  # the step number seeds the rollouts
         return self._next_step

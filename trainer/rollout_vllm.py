@@ -15,7 +15,12 @@ A vLLM engine (``vllm.LLM``) runs beside the trainer on the same GPU (``gpu_memo
    vLLM caches adapters by ``lora_int_id``, so every step gets a new id (step + 1): reusing one
    would serve the previous step's weights;
 4. each completion's ``token_ids`` are cut exactly like the HF path's (first EOS, or the token
-   that completes a stop sequence), so rewards, KL and the loss see the same kind of response.
+   that completes a stop sequence), so rewards, KL and the loss see the same kind of response;
+5. when training ends (or fails), the engine is shut down (:meth:`VllmRollouts.close`).
+
+vLLM samples at temperatures in [0.01, 2] only (it refuses more than 2 and raises a smaller positive
+one to 0.01, which would sample from another distribution than the loss's), so the config is checked
+for that range. ``top_k=-1`` is "no cut" in every vLLM (0.34 also takes 0; older ones only -1).
 
 vLLM returns no full next-token distributions, so the logged ``entropy`` is the sampled-token
 estimate ``-mean log pi(y_t)`` from the trainer's own log-probabilities (the HF path logs the exact
@@ -57,8 +62,17 @@ def require_cuda() -> None:
 
 
 def rollout_seed(run_seed: int, step: int, index: int) -> int:
-    """Per-request sampling seed from (run seed, step, prompt index), below 2**63."""
-    return ((run_seed * 1_000_003 + step) * 65_537 + index) % (2 ** 63)
+    """Per-request sampling seed from (run seed, step, prompt index), below 2**60.
+
+    vLLM runs a request with ``n`` samples as ``n`` child requests seeded ``seed + j``
+    (vllm/v1/engine/parallel_sampling.py), so consecutive seeds would give prompt ``i``'s sample
+    ``j + 1`` the random stream of prompt ``i + 1``'s sample ``j``: the seeds are spread by a hash
+    instead, and stay far enough below 2**63 (the engine's int64 transport) for ``+ j``.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"{run_seed}:{step}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 4
 
 
 def sampling_kwargs(rlhf: Any, seed: int) -> dict[str, Any]:
@@ -126,6 +140,15 @@ class VllmRollouts:
                     "enable_lora": True, "max_lora_rank": max_rank, "seed": cfg.run.seed}
             self.engine = self.api.LLM(**args)
         return self.engine
+
+    def close(self) -> None:
+        """Shut the engine down (its engine-core process and GPU memory), e.g. at the end of training,
+        so the GPU is free for what the same process does next (LOCO evaluates or trains the next fold)."""
+        from taskmill.backends.vllm import shutdown_engine
+
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            shutdown_engine(engine)
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], step: int) -> list[list[int]]:
         """k sampled continuations per prompt (token ids, uncut), prompts in order, k consecutive each."""

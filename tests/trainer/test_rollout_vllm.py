@@ -24,17 +24,41 @@ from taskmill.trainer import rollout_vllm  # noqa: E402
 
 
 class StandInSamplingParams:
-    """Stand-in for ``vllm.SamplingParams``: keeps its keyword arguments."""
+    """Stand-in for ``vllm.SamplingParams`` (vllm/sampling_params.py, v0.34.0): keeps its keyword
+    arguments and refuses what vLLM's ``_verify_args`` refuses among the fields taskmill sets."""
+
+    FIELDS = {"n", "temperature", "top_p", "top_k", "max_tokens", "stop", "seed", "include_stop_str_in_output",
+              "logprobs", "prompt_logprobs", "detokenize", "min_p", "stop_token_ids", "ignore_eos"}
 
     def __init__(self, **kwargs):
+        assert set(kwargs) <= self.FIELDS, sorted(set(kwargs) - self.FIELDS)
+        t, n = kwargs.get("temperature", 1.0), kwargs.get("n", 1)
+        if not 0.0 <= t <= 2.0:
+            raise ValueError(f"temperature must be in [0, 2], got {t}.")
+        if t < 1e-5 and n > 1:
+            raise ValueError(f"n must be 1 when using greedy sampling, got {n}.")
+        if not 0.0 < kwargs.get("top_p", 1.0) <= 1.0 or kwargs.get("top_k", 0) < -1:
+            raise ValueError("top_p must be in (0, 1], top_k 0 / -1 (no cut) or >= 1")
+        if kwargs.get("max_tokens", 16) < 1 or any(not x for x in kwargs.get("stop") or []):
+            raise ValueError("max_tokens must be at least 1; stop cannot contain an empty string.")
+        seed = kwargs.get("seed")
+        assert seed is None or (isinstance(seed, int) and -(2 ** 63) <= seed < 2 ** 63)  # msgpack int64
         self.kwargs = kwargs
 
 
 class StandInLoRARequest:
-    """Stand-in for ``vllm.lora.request.LoRARequest`` (same keyword arguments)."""
+    """Stand-in for ``vllm.lora.request.LoRARequest`` (same fields and checks: id >= 1, a path)."""
 
-    def __init__(self, lora_name, lora_int_id, lora_path):
+    def __init__(self, lora_name, lora_int_id, lora_path=""):
+        if lora_int_id < 1:
+            raise ValueError(f"id must be > 0, got {lora_int_id}")
+        assert lora_path, "lora_path cannot be empty"
         self.lora_name, self.lora_int_id, self.lora_path = lora_name, lora_int_id, lora_path
+
+
+# EngineArgs fields (vllm/engine/arg_utils.py, v0.34.0) that taskmill or the tests pass to vllm.LLM
+ENGINE_ARGS = {"model", "tokenizer", "seed", "gpu_memory_utilization", "max_model_len", "enable_lora",
+               "max_lora_rank", "max_loras", "dtype", "enforce_eager", "tensor_parallel_size"}
 
 
 class StandInLLM:
@@ -42,29 +66,41 @@ class StandInLLM:
 
     Each call reads the LoRA weights at the request's path (what vLLM would load) and returns, per
     prompt, ``n`` completions of token ids drawn from the request's seed (EOS inside some of them,
-    so the trainer's cut is exercised).
+    so the trainer's cut is exercised), shaped like vLLM's ``RequestOutput`` / ``CompletionOutput``.
+    ``generate`` takes ``use_tqdm`` and ``lora_request`` as keywords only, as vLLM's does;
+    ``llm_engine.engine_core.shutdown()`` records the engine's shutdown.
     """
 
     built: list[dict] = []
 
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
+    def __init__(self, model, **kwargs):
+        assert set(kwargs) <= ENGINE_ARGS, sorted(set(kwargs) - ENGINE_ARGS)
+        self.kwargs = {"model": model, **kwargs}
         self.calls: list[dict] = []
+        self.llm_engine = types.SimpleNamespace(engine_core=types.SimpleNamespace(shutdown=self._shutdown))
+        self.shut_down = False
         StandInLLM.built.append(self.__dict__)
 
-    def generate(self, prompts, sampling_params, use_tqdm, lora_request):
+    def _shutdown(self, timeout=None):
+        self.shut_down = True
+
+    def generate(self, prompts, sampling_params=None, *, use_tqdm=True, lora_request=None):
         from safetensors.torch import load_file
 
+        assert not self.shut_down and len(sampling_params) == len(prompts)
         weights = load_file(str(Path(lora_request.lora_path) / "adapter_model.safetensors"))
         self.calls.append({"prompts": prompts, "params": [p.kwargs for p in sampling_params],
                            "lora": (lora_request.lora_name, lora_request.lora_int_id, lora_request.lora_path),
                            "weights": weights})
         outs = []
-        for prompt, p in zip(prompts, sampling_params):
+        for k, (prompt, p) in enumerate(zip(prompts, sampling_params)):
+            assert len(prompt["prompt_token_ids"]) < self.kwargs.get("max_model_len", 1 << 30)
             rng = random.Random(p.kwargs["seed"])
-            comps = [types.SimpleNamespace(token_ids=[rng.choice([30, 31, 32, 2]) for _ in range(p.kwargs["max_tokens"])])
-                     for _ in range(p.kwargs["n"])]
-            outs.append(types.SimpleNamespace(prompt_token_ids=prompt["prompt_token_ids"], outputs=comps))
+            comps = [types.SimpleNamespace(index=i, text="", cumulative_logprob=None, logprobs=None, finish_reason="length",
+                                           token_ids=[rng.choice([30, 31, 32, 2]) for _ in range(p.kwargs["max_tokens"])])
+                     for i in range(p.kwargs["n"])]
+            outs.append(types.SimpleNamespace(request_id=str(k), prompt=None, prompt_logprobs=None, finished=True,
+                                              prompt_token_ids=prompt["prompt_token_ids"], outputs=comps))
         return outs
 
 
@@ -80,7 +116,10 @@ def test_requests_sample_k_at_the_temperature_with_a_seed_per_step_and_prompt():
     r.stop = []
     assert rollout_vllm.sampling_kwargs(r, 5)["stop"] is None
     seeds = {rollout_vllm.rollout_seed(0, step, i) for step in range(50) for i in range(8)}
-    assert len(seeds) == 400 and all(0 <= s < 2 ** 63 for s in seeds)
+    assert len(seeds) == 400 and all(0 <= s < 2 ** 60 for s in seeds)
+    # vLLM seeds a request's n samples seed, seed + 1, ...: no two samples of a run share a stream
+    children = [s + j for s in seeds for j in range(16)]
+    assert len(set(children)) == len(children) and max(children) < 2 ** 63
     assert rollout_vllm.rollout_seed(3, 7, 1) == rollout_vllm.rollout_seed(3, 7, 1) != rollout_vllm.rollout_seed(4, 7, 1)
     assert rollout_vllm.token_prompts([(1, 2, 3), [4]]) == [{"prompt_token_ids": [1, 2, 3]}, {"prompt_token_ids": [4]}]
 
@@ -110,6 +149,15 @@ def test_vllm_config_problems_are_listed_together(tm, tmp_path):
     for needle in ("needs a CUDA GPU (run.device is 'cpu')", "needs lora.enabled: true", "not model.arch or a GGUF",
                    "rlhf.vllm_options: model, seed are set by taskmill"):
         assert needle in text, text
+    cfg["lora"], cfg["model"] = {"enabled": True}, {"path": "m"}
+    cfg["run"]["device"] = "auto"
+    for t in (3.0, 0.005):  # vLLM refuses T > 2 and raises 0 < T < 0.01 to 0.01
+        cfg["rlhf"] = {"rollout_backend": "vllm", "temperature": t}
+        with pytest.raises(ConfigError, match=rf"rlhf.temperature: vLLM samples at 0.01 to 2.0 .* got {t}"):
+            config_from_dict(cfg)
+    cfg["rlhf"] = {"rollout_backend": "vllm", "stop": ["\n", ""]}  # vLLM: "stop cannot contain an empty string"
+    with pytest.raises(ConfigError, match=r"rlhf.stop: every stop sequence must be a non-empty string"):
+        config_from_dict(cfg)
     cfg["rlhf"] = {"rollout_backend": "sglang"}
     with pytest.raises(ConfigError, match="rlhf.rollout_backend: expected one of 'hf', 'vllm'"):
         config_from_dict(cfg)
@@ -151,6 +199,7 @@ def test_vllm_rollouts_serve_each_steps_current_lora_weights(tm, tmp_path, tiny_
     cfg = config_from_dict(_cfg(tm, tmp_path / "run", tiny_model_dir, toy_corpus["train"], 3))
     result = train(cfg)
     (engine,) = StandInLLM.built  # one engine for the whole run
+    assert engine["shut_down"]  # and shut down when training ends
     args = engine["kwargs"]
     assert args["model"] == args["tokenizer"] == str(tiny_model_dir) and args["enable_lora"] is True
     assert args["max_lora_rank"] == 8 and args["gpu_memory_utilization"] == 0.25 and args["seed"] == 0  # r=4 -> 8
