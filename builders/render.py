@@ -146,7 +146,7 @@ def lmeval_fewshot_plan(task: TaskConfig, template_file: str, source: dict[str, 
         except DataError as err:
             raise DataError(f"shots_split '{task.shots_split}': {err.message}", file=template_file,
                             task=task.name) from None
-        draws[split] = array("q", itertools.chain.from_iterable(drawn))
+        draws[split] = array("i", itertools.chain.from_iterable(drawn))
     return LmevalFewshot(spec, task.shots, draws)
 
 
