@@ -133,3 +133,12 @@ def test_bad_fewshot_seed_is_one_line(tmp_path, cli, seed, expected):
     assert result.exit_code == 2 and expected in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_pool_too_small_is_one_line(tmp_path, cli):
+    collection = _project(tmp_path, shots=12)  # lm-eval draws 12 + 1 (piqa's rule: the row, left out) from 12
+    result = cli(["build", collection, "--out", tmp_path / "out"])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "task 'toy'" in result.output and "shots_split 'train': num_fewshot 12 exceeds the 12" in result.output
+    assert not (tmp_path / "out").exists()
