@@ -9,7 +9,9 @@ installed ``lm_eval`` wheel):
   ``doc_to_choice``), fed the rows through ``custom_dataset`` (no hub), run by ``simple_evaluate``;
 * taskmill: the same YAML converted by ``taskmill templates convert-lmeval`` (``templates/lmeval.py``),
   the rows built into a corpus by the real builder, evaluated with the converted file's eval
-  settings (``prompt_style: lmeval``, its ``target_delimiter`` as separator).
+  settings (``prompt_style: lmeval``, its ``target_delimiter`` as separator). With
+  ``--num-fewshot N`` the builder's ``few_shot`` format (``shots: N``, ``shots_split``: the round's
+  split) renders lm-eval's few-shot contexts itself (lm-eval's sampler, seed 1234, delimiters).
 
 The tools alternate over ``--rounds`` slices of the rows (which one goes first alternates too).
 Prints accuracy and acc_norm from each tool, per-example agreement of the predicted choice (argmax
@@ -148,8 +150,14 @@ def convert(task: str, folder: Path):
     return out, convert_lmeval(task_yaml(task), out)
 
 
-def build_corpus(task: str, rows: list[dict], template_file: Path, dataset: str, folder: Path) -> Path:
-    """The rows built into a taskmill corpus by the real builder with the converted template."""
+def build_corpus(task: str, rows: list[dict], template_file: Path, dataset: str, folder: Path,
+                 shots: int = 0) -> Path:
+    """The rows built into a taskmill corpus by the real builder with the converted template.
+
+    With ``shots``, the ``few_shot`` format: the builder renders lm-eval's few-shot context for a
+    converted task, the examples drawn from the same rows (``shots_split`` is the built split, the
+    pool lm-eval uses here too: its only split).
+    """
     import yaml
 
     from taskmill.builders.build import build_collection
@@ -159,33 +167,13 @@ def build_corpus(task: str, rows: list[dict], template_file: Path, dataset: str,
     data = folder / f"{split}.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     collection = folder / "collection.yaml"
-    collection.write_text(yaml.safe_dump({"seed": 0, "formats": ["zero_shot"], "tasks": [
-        {"name": task, "dataset": dataset, "data_files": {split: str(data)}, "splits": [split],
-         "templates": str(template_file)}]}),
-        encoding="utf-8")
+    entry = {"name": task, "dataset": dataset, "data_files": {split: str(data)}, "splits": [split],
+             "templates": str(template_file), "shots_split": split}
+    collection.write_text(yaml.safe_dump({"seed": 0, "formats": ["few_shot"] if shots else ["zero_shot"],
+                                          "shots": shots or 2, "tasks": [entry]}),
+                          encoding="utf-8")
     build_collection(collection, folder / "corpus", progress=False)
     return folder / "corpus"
-
-
-def fewshot_prompts(task: str, template_file: Path, rows: list[dict], shots: int, corpus: Path) -> None:
-    """Put lm-eval's few-shot contexts (``templates.lmeval.fewshot_contexts``) into the built corpus.
-
-    The builder's own ``few_shot`` format is not lm-eval's, so the corpus rows' prompts are replaced
-    by the contexts taskmill rebuilds for the task as this script configures it (one split, which is
-    also the few-shot pool); the rows become ``few_shot`` rows.
-    """
-    from taskmill.templates import load_template_file
-    from taskmill.templates.lmeval import fewshot_contexts, fewshot_spec, read_task_yaml
-
-    cfg = {k: v for k, v in read_task_yaml(task_yaml(task)).items() if not k.endswith("_split")}
-    cfg[TASKS[task][3]] = TASKS[task][2]
-    contexts = fewshot_contexts(load_template_file(template_file), rows, rows, shots, seed=FEWSHOT_SEED,
-                                spec=fewshot_spec(cfg))
-    path = corpus / "corpus.jsonl"
-    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for row in lines:
-        row["prompt"], row["format"] = contexts[row["row_index"]], "few_shot"
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines), encoding="utf-8")
 
 
 def split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
@@ -284,7 +272,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--rounds", type=int, default=2, help="alternate the tools over this many slices of the rows")
     ap.add_argument("--num-fewshot", type=int, default=0,
-                    help="examples per row: lm-eval's sampler (pool: the round's rows), taskmill's fewshot_contexts")
+                    help="examples per row (pool: the round's rows): lm-eval's sampler; taskmill's few_shot build")
     ap.add_argument("--hellaswag-ctx", action="store_true",
                     help="hellaswag: rebuild ctx_a/ctx_b from ctx (empty in ../shared/data) for real-shape contexts")
     args = ap.parse_args()
@@ -318,9 +306,7 @@ def main() -> None:
             work = Path(tmp) / f"round{k}"
             tf = conversion.template_file
             dataset = tf.dataset + (f"/{tf.subset}" if tf.subset else "")
-            corpus = build_corpus(args.task, part, template_file, dataset, work / "build")
-            if args.num_fewshot:
-                fewshot_prompts(args.task, template_file, part, args.num_fewshot, corpus)
+            corpus = build_corpus(args.task, part, template_file, dataset, work / "build", args.num_fewshot)
             runs = [(tm, lambda: run_taskmill(backend, model_dir, corpus, work / "out", style, args.num_fewshot)),
                     (le, lambda: run_lmeval(lm, args.task, part, args.num_fewshot))]
             for acc, run in runs if k % 2 == 0 else runs[::-1]:

@@ -30,7 +30,7 @@ from taskmill.builders.card import BuildStats, TaskStats, empty_format_notes, me
 from taskmill.builders.checks import check_template
 from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection, starter_collection
 from taskmill.builders.mixing import Dedup, dedup, mix
-from taskmill.builders.render import SKIP_EXAMPLES_KEPT, Chunk, TaskPlan
+from taskmill.builders.render import SKIP_EXAMPLES_KEPT, Chunk, TaskPlan, lmeval_fewshot_plan
 from taskmill.builders import writer
 from taskmill.builders.sources import load_task, needed_splits
 from taskmill.errors import ConfigError, TaskmillError
@@ -146,8 +146,9 @@ def plan_task(collection: Collection, index: int, task: TaskConfig, cache_dir: s
         s: _sample(len(data.splits[s]), task.max_examples, keys.sample_seed(collection.seed, task.name, s))
         for s in task.splits
     }
+    lmeval = lmeval_fewshot_plan(task, template_file, source, data, selected) if templates else None
     return TaskPlan(index, task, collection.seed, templates, template_file, data, selected, _label(task, template_file),
-                    source)
+                    source, lmeval)
 
 
 def _label(task: TaskConfig, template_file: str) -> str:

@@ -15,6 +15,7 @@ tasks:
     template_ids: [...]       # optional subset of the file's templates
     max_examples: 1000        # at most this many source rows per split (seeded sample)
     shots_split: train        # where few-shot exemplars come from
+    fewshot_seed: 1234        # lm-eval conversions only: lm-eval's fewshot_random_seed (default 1234)
     on_null: error            # a null field a template prints: error (default) | skip | default
     null_default: ""          # with on_null: default, the text printed for a null
   - name: sni_task
@@ -43,6 +44,7 @@ _TOP_KEYS = {"name", "description", "seed", "formats", "shots", "dedup", "mixing
 _TASK_KEYS = {
     "name", "dataset", "subset", "data_files", "splits", "templates", "template_ids", "max_examples",
     "shots", "formats", "shots_split", "sni", "negative_examples", "instructions", "on_null", "null_default",
+    "fewshot_seed",
 }
 ON_NULL = ("error", "skip", "default")
 _MIXING_KEYS = {"cap", "temperature", "total", "splits"}
@@ -90,6 +92,8 @@ class TaskConfig:
             template and format, and cannot be a few-shot exemplar; counted in the card) or
             ``default`` (``null_default`` is printed instead).
         null_default: The text printed for a null with ``on_null: default``.
+        fewshot_seed: lm-eval's ``fewshot_random_seed`` for a task whose template file is an
+            lm-eval conversion (None: lm-eval's default, 1234); other tasks may not set it.
     """
 
     name: str
@@ -109,6 +113,7 @@ class TaskConfig:
     instructions: str | None = None
     on_null: str = "error"
     null_default: str | None = None
+    fewshot_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,9 @@ class Collection:
         """The resolved config as JSON-ready data (machine-independent: relative paths only)."""
         out = asdict(self)
         out["path"] = self.path.name
+        for task in out["tasks"]:  # unset: left out, so manifests of collections without it are unchanged
+            if task.get("fewshot_seed") is None:
+                task.pop("fewshot_seed", None)
         return _jsonable(out)
 
 
@@ -383,6 +391,12 @@ def _task(raw: Any, index: int, defaults: dict[str, Any], root: Path, problems: 
     if few and not shots:
         problems.append(f"{where}formats {few} need shots >= 1")
     nulls = _nulls(raw, where, problems)
+    fewshot_seed = raw.get("fewshot_seed")
+    if fewshot_seed is not None and not _is_int(fewshot_seed):
+        problems.append(f"{where}fewshot_seed must be an integer (lm-eval's fewshot_random_seed)")
+        fewshot_seed = None
+    elif fewshot_seed is not None and source["sni"] is not None:
+        problems.append(f"{where}fewshot_seed applies to lm-eval conversions, not to an SNI task")
     return TaskConfig(
         name=name if isinstance(name, str) else "", dataset=source["dataset"], hf_id=source["hf_id"],
         subset=source["subset"], data_files=files, splits=splits, templates=templates,
@@ -391,6 +405,7 @@ def _task(raw: Any, index: int, defaults: dict[str, Any], root: Path, problems: 
         formats=formats, shots_split=shots_split, sni=source["sni"],
         negative_examples=_count(raw, "negative_examples", 0, where, problems) or 0,
         instructions=source.get("instructions"), on_null=nulls[0], null_default=nulls[1],
+        fewshot_seed=fewshot_seed,
     )
 
 

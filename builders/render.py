@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass, field
+from array import array
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from taskmill.builders import keys
 from taskmill.builders.checks import check_labels, index_fields
 from taskmill.builders.collection import TaskConfig
-from taskmill.builders.formats import Exemplars, Skip, format_row
+from taskmill.builders.formats import Exemplars, Formatted, Skip, format_row, options_skip, with_options
 from taskmill.builders.lines import LineEncoder
 from taskmill.builders.sources import SourceData
 from taskmill.errors import TaskmillError, TemplateError
@@ -27,6 +28,7 @@ SKIP_EMPTY = "template renders empty for this row"
 SKIP_EMPTY_INPUT = "empty input"
 SKIP_EMPTY_TARGET = "empty target"
 SKIP_FEW_EXEMPLARS = "fewer non-empty exemplars than shots"
+SKIP_LMEVAL_EXAMPLE = "an lm-eval example drawn for this row renders empty or is skipped"
 SKIP_EXAMPLES_KEPT = 3  # row indices kept per skip reason, as examples for the card
 SKIP_NULL = "{} (on_null: skip)"
 MAX_RANDOM_DRAWS = 256  # exemplar draws before falling back to a scan of the pool
@@ -61,6 +63,8 @@ class TaskPlan:
             collection, or ``taskmill/templates/library/<file>``), so they are machine-independent.
         template_source: The template file's ``source`` block (converted templates: where they
             came from and their eval settings), recorded in the manifest; None otherwise.
+        lmeval_fewshot: For an lm-eval conversion built in a few-shot format, lm-eval's examples
+            (see :func:`lmeval_fewshot_plan`); None otherwise.
     """
 
     index: int
@@ -72,6 +76,78 @@ class TaskPlan:
     selected: dict[str, list[int]]
     template_label: str = ""
     template_source: dict[str, Any] | None = None
+    lmeval_fewshot: LmevalFewshot | None = None
+
+
+@dataclass(frozen=True)
+class LmevalFewshot:
+    """lm-eval's few-shot examples of every selected row, drawn once in the plan.
+
+    lm-eval's ``default`` sampler advances one generator row by row, so a row's examples depend on
+    every row before it. Drawing them in order here (before any chunk is rendered) makes the
+    corpus independent of ``--num-proc`` and of the chunking.
+
+    Attributes:
+        spec: The converted file's ``source.lm_eval.fewshot``.
+        shots: Examples per row (the task's ``shots``: lm-eval's ``num_fewshot``).
+        draws: Split -> positions in the ``shots_split`` rows, ``shots`` per selected row, flat,
+            in ``selected[split]`` order (row ``k``'s are ``draws[k * shots:(k + 1) * shots]``).
+    """
+
+    spec: Any  # templates.lmeval.FewshotSpec (imported lazily)
+    shots: int
+    draws: dict[str, array]
+
+    def of(self, split: str, position: int) -> tuple[int, ...]:
+        """The examples of the row at ``position`` of ``selected[split]``."""
+        return tuple(self.draws[split][position * self.shots:(position + 1) * self.shots])
+
+
+def lmeval_fewshot_plan(task: TaskConfig, template_file: str, source: dict[str, Any] | None, data: SourceData,
+                        selected: dict[str, list[int]]) -> LmevalFewshot | None:
+    """lm-eval's examples for a task whose template file is an lm-eval conversion, or None.
+
+    Each built split is one lm-eval run: the generator (``fewshot_seed``, default 1234) starts at
+    the split's first selected row and advances over its selected rows in ascending row order.
+    The pool is the ``shots_split`` rows, whole (``max_examples`` does not cut it).
+
+    Raises:
+        ConfigError: ``fewshot_seed`` on a task whose template file is not an lm-eval conversion,
+            or a few-shot format asked of a conversion whose lm-eval few-shot features taskmill
+            does not reproduce (``fewshot.unsupported``).
+        DataError: The pool has fewer rows than lm-eval needs.
+    """
+    from taskmill.errors import ConfigError, DataError
+    from taskmill.templates.lmeval import FEWSHOT_SEED, fewshot_draws, fewshot_spec_of
+
+    spec = fewshot_spec_of(source)
+    if spec is None:
+        if task.fewshot_seed is not None:
+            err = ConfigError(["fewshot_seed applies only to lm-eval conversions (a template file with "
+                               "source.lm_eval.fewshot, written by convert-lmeval)"], file=template_file)
+            err.task = task.name
+            raise err
+        return None
+    few = [f for f in task.formats if f.startswith("few_shot")]
+    if not few:
+        return None
+    if spec.unsupported:
+        err = ConfigError([f"formats {few} need lm-eval's few-shot contexts, but: {spec.unsupported}"],
+                          file=template_file)
+        err.task = task.name
+        raise err
+    pool = data.splits[task.shots_split]
+    seed = FEWSHOT_SEED if task.fewshot_seed is None else task.fewshot_seed
+    draws: dict[str, array] = {}
+    for split in task.splits:
+        rows = data.splits[split]
+        try:
+            drawn = fewshot_draws(spec, pool, [rows[i] for i in selected[split]], task.shots, seed)
+        except DataError as err:
+            raise DataError(f"shots_split '{task.shots_split}': {err.message}", file=template_file,
+                            task=task.name) from None
+        draws[split] = array("i", itertools.chain.from_iterable(drawn))
+    return LmevalFewshot(spec, task.shots, draws)
 
 
 @dataclass(frozen=True)
@@ -181,10 +257,10 @@ class TemplateRenderer:
         out = ChunkResult()
         rows = self.plan.data.splits[chunk.split]
         split_keys = self.split_keys(chunk.split)
-        for idx in self.plan.selected[chunk.split][chunk.lo:chunk.hi]:
+        for pos, idx in enumerate(self.plan.selected[chunk.split][chunk.lo:chunk.hi], start=chunk.lo):
             row = rows[idx]
             for ct in self.compiled:
-                self._row(ct, chunk.split, idx, row, split_keys.row(idx, ct.template.id), out)
+                self._row(ct, chunk.split, idx, row, split_keys.row(idx, ct.template.id), out, pos)
         return out.finish(self.task.name, self.task.dataset, self.info)
 
     def _zero_shot(self, ct: Any, split: str, idx: int, row: dict[str, Any], digest: bytes) -> Rendered | str:
@@ -198,7 +274,8 @@ class TemplateRenderer:
             got = self._cache[key] = self.render(ct, split, idx, row, keys.render_seed(digest))
         return got
 
-    def _row(self, ct: Any, split: str, idx: int, row: dict[str, Any], digest: bytes, out: ChunkResult) -> None:
+    def _row(self, ct: Any, split: str, idx: int, row: dict[str, Any], digest: bytes, out: ChunkResult,
+             pos: int) -> None:
         t: Template = ct.template
         rendered = self._zero_shot(ct, split, idx, row, digest)
         if isinstance(rendered, str):
@@ -222,8 +299,12 @@ class TemplateRenderer:
                                     template=t.name, row=f"{split}[{idx}]") from None
 
         choices, target_index = rendered.answer_choices, rendered.target_index
+        lmeval = self.plan.lmeval_fewshot
         for fmt in self.task.formats:
-            f = format_row(fmt, t, rendered, exemplars, cot)
+            if lmeval is not None and fmt in ("few_shot", "few_shot_options"):
+                f = self._lmeval_format(ct, fmt, rendered, lmeval.of(split, pos))
+            else:
+                f = format_row(fmt, t, rendered, exemplars, cot)
             if isinstance(f, str):
                 out.skip(t.id, split, fmt, f, idx)
                 continue
@@ -231,6 +312,32 @@ class TemplateRenderer:
             line = self.lines.line(row_id, split, idx, t.id, fmt, f.prompt, f.completion, choices, target_index,
                                    f.shots)
             out.add(line, row_id, split, idx, t.id, fmt, f.prompt, f.completion, choices, target_index, f.shots)
+
+    def _lmeval_format(self, ct: Any, fmt: str, rendered: Rendered, shots: tuple[int, ...]) -> Formatted | str:
+        """lm-eval's ``fewshot_context``: each example ``text + target_delimiter + answer +
+        fewshot_delimiter``, then the row's text; the completion and choices stay zero-shot.
+
+        ``few_shot_options`` (not an lm-eval request: lm-eval has no options format) shows the
+        FLAN options block after every text, the examples' and the row's, with the same examples.
+        """
+        from taskmill.templates.lmeval import fewshot_example
+
+        options = fmt == "few_shot_options"
+        if options:
+            skip = options_skip(ct.template, rendered)
+            if skip:
+                return skip
+        spec = self.plan.lmeval_fewshot.spec  # type: ignore[union-attr]
+        parts = []
+        for j in shots:
+            ex = self._exemplar(ct, j)
+            if ex is None:
+                return SKIP_LMEVAL_EXAMPLE
+            if options and ex.answer_choices:
+                ex = replace(ex, input=with_options(ex.input, ex.answer_choices))
+            parts.append(fewshot_example(ex, spec))
+        own = with_options(rendered.input, rendered.answer_choices or ()) if options else rendered.input
+        return Formatted(fmt, "".join(parts) + own, rendered.target, shots)
 
     def render(self, ct: Any, split: str, idx: int, row: dict[str, Any], seed: int) -> Rendered | str:
         """The zero-shot render of a row, or why it is skipped.

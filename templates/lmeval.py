@@ -446,37 +446,85 @@ class FewshotSampler:
     """lm-eval's example sampling, reproduced: same pool, seed and row order -> the same examples.
 
     Rows are compared as lm-eval compares its documents (dict equality), so a pool row equal to
-    the evaluated row is left out when :attr:`FewshotSpec.exclude_eval_doc` is set.
+    the evaluated row is left out when :attr:`FewshotSpec.exclude_eval_doc` is set. The generator
+    consumes only what ``random.sample`` consumes for the pool's size, so drawing pool indices
+    (:meth:`sample_indices`) gives lm-eval's rows by position.
     """
 
     def __init__(self, spec: FewshotSpec, pool: Sequence[dict[str, Any]], seed: int | None = FEWSHOT_SEED) -> None:
         import random
 
         self.spec = spec
-        self.pool = list(pool)
+        self.pool = pool if isinstance(pool, list) else list(pool)
         self.rnd = random.Random(seed)
 
     def sample(self, n: int, row: dict[str, Any]) -> list[dict[str, Any]]:
         """The ``n`` examples lm-eval puts before ``row`` (advances the generator as lm-eval does)."""
+        return [self.pool[j] for j in self.sample_indices(n, row)]
+
+    def sample_indices(self, n: int, row: dict[str, Any]) -> list[int]:
+        """Pool positions of the ``n`` examples lm-eval puts before ``row``, in prompt order.
+
+        Raises:
+            DataError: The pool is too small for ``n`` (lm-eval's assertion, as one line).
+        """
         if n <= 0:
             return []
         exclude = self.spec.exclude_eval_doc
+        size = len(self.pool)
         if self.spec.sampler == "first_n":
-            pool = [x for x in self.pool if x != row] if exclude else self.pool
-            if n > len(pool):
-                raise DataError(f"num_fewshot {n} exceeds the {len(pool)} few-shot rows available")
-            return pool[:n]
-        if n + int(exclude) > len(self.pool):
-            raise DataError(f"num_fewshot {n} exceeds the {len(self.pool)} few-shot rows available")
+            kept = [j for j in range(size) if self.pool[j] != row] if exclude else range(size)
+            if n > len(kept):
+                raise DataError(f"num_fewshot {n} exceeds the {len(kept)} few-shot rows available")
+            return list(kept[:n])
+        if n + int(exclude) > size:
+            raise DataError(f"num_fewshot {n} exceeds the {size} few-shot rows available")
         if not exclude:
-            return self.rnd.sample(self.pool, n)
-        picked = [x for x in self.rnd.sample(self.pool, n + 1) if x != row][:n]
+            return self.rnd.sample(range(size), n)
+        picked = [j for j in self.rnd.sample(range(size), n + 1) if self.pool[j] != row][:n]
         if len(picked) < n:  # the pool holds several copies of the row: draw again without any
-            rest = [x for x in self.pool if x != row]
+            rest = [j for j in range(size) if self.pool[j] != row]
             if n > len(rest):
                 raise DataError(f"num_fewshot {n} exceeds the {len(rest)} few-shot rows other than the evaluated one")
             picked = self.rnd.sample(rest, n)
         return picked
+
+
+def fewshot_draws(spec: FewshotSpec, pool: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
+                  num_fewshot: int, seed: int | None = FEWSHOT_SEED) -> list[tuple[int, ...]]:
+    """Pool positions of lm-eval's examples for every evaluated row, in row order.
+
+    One generator runs over ``rows`` in order (lm-eval's ``default`` sampler), so a row's examples
+    depend on every row before it: callers that render rows in parallel compute the draws once,
+    in order, and give each worker its rows' draws.
+
+    Raises:
+        DataError: The pool is too small.
+    """
+    sampler = FewshotSampler(spec, pool, seed)
+    return [tuple(sampler.sample_indices(num_fewshot, row)) for row in rows]
+
+
+def fewshot_example(rendered: Any, spec: FewshotSpec) -> str:
+    """One lm-eval example: ``text + target_delimiter + answer + fewshot_delimiter``.
+
+    lm-eval writes the delimiters only around an answer (a choice index, or non-empty text).
+    """
+    answered = rendered.target_index is not None or rendered.target != ""
+    return rendered.input + spec.target_delimiter + rendered.target + spec.fewshot_delimiter if answered else rendered.input
+
+
+def stored_fewshot_spec(template_file: TemplateFile) -> FewshotSpec | None:
+    """The ``source.lm_eval.fewshot`` of a converted file, or None for any other template file."""
+    source = template_file.source if isinstance(template_file.source, dict) else {}
+    return fewshot_spec_of(source)
+
+
+def fewshot_spec_of(source: dict[str, Any] | None) -> FewshotSpec | None:
+    """The :class:`FewshotSpec` stored in a template file's ``source`` block, or None."""
+    lm_eval = (source or {}).get("lm_eval")
+    stored = lm_eval.get("fewshot") if isinstance(lm_eval, dict) else None
+    return FewshotSpec.from_dict(stored) if isinstance(stored, dict) else None
 
 
 def fewshot_contexts(template_file: TemplateFile, rows: Sequence[dict[str, Any]], pool: Sequence[dict[str, Any]],
@@ -504,11 +552,10 @@ def fewshot_contexts(template_file: TemplateFile, rows: Sequence[dict[str, Any]]
     from taskmill.templates.engine import CompiledTemplate
 
     if spec is None:
-        stored = (template_file.source or {}).get("lm_eval", {}).get("fewshot")
-        if not isinstance(stored, dict):
+        spec = stored_fewshot_spec(template_file)
+        if spec is None:
             raise ConfigError(["no source.lm_eval.fewshot: convert the task again with convert-lmeval"],
                               file=template_file.path)
-        spec = FewshotSpec.from_dict(stored)
     if spec.unsupported and num_fewshot > 0:
         raise ConfigError([spec.unsupported], file=template_file.path)
     ct = CompiledTemplate(template_file.templates[0])
@@ -518,10 +565,7 @@ def fewshot_contexts(template_file: TemplateFile, rows: Sequence[dict[str, Any]]
     def example(doc: dict[str, Any]) -> str:
         key = id(doc)  # pool rows are rendered once
         if key not in rendered:
-            r = ct.render(doc)
-            # lm-eval writes the delimiters only around an answer (a choice index, or non-empty text)
-            answered = r.target_index is not None or r.target != ""
-            rendered[key] = r.input + spec.target_delimiter + r.target + spec.fewshot_delimiter if answered else r.input
+            rendered[key] = fewshot_example(ct.render(doc), spec)
         return rendered[key]
 
     return ["".join(example(d) for d in sampler.sample(num_fewshot, row)) + ct.render(row).input for row in rows]
