@@ -1,0 +1,121 @@
+"""The schema view: field names from the templates the corpus manifest lists, label names from the rows."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from taskmill.builders.build import build_collection
+from taskmill.clusters.corpus import rows_by_task
+from taskmill.clusters.represent import RepresentConfig, represent_tasks
+from taskmill.clusters.schema import TaskSchema, field_words, label_names, read_schemas, schema_texts
+
+PAIR_TEMPLATES = """\
+dataset: tiny/pairs
+templates:
+  - id: pair-entail
+    name: does it follow
+    input: "Premise: {{ premise }}\\nHypothesis: {{ hypothesis }}\\nDoes the premise entail the hypothesis?"
+    target: "{{ answer_choices[label] }}"
+    answer_choices: "entailment ||| neutral ||| contradiction"
+    metadata: {original_task: true, choices_in_prompt: false, metrics: [Accuracy]}
+  - id: pair-write
+    name: write a hypothesis
+    input: "Write a sentence that follows from: {{ premise }}"
+    target: "{{ hypothesis }}"
+    metadata: {original_task: false, metrics: [BLEU]}
+"""
+QA_TEMPLATES = """\
+dataset: tiny/qa
+templates:
+  - id: qa-pick
+    name: pick the answer
+    input: "{{ question_stem }}\\n{% for c in choices %}- {{ c }}\\n{% endfor %}Answer:"
+    target: "{{ choices[answerKey] }}"
+    metadata: {original_task: true, metrics: [Accuracy]}
+"""
+TOPICS = {
+    "kitchen": "waiter soup pasta dessert menu chef table bread salad sauce grill oven plate".split(),
+    "stadium": "striker goalkeeper referee league coach penalty trophy fans corner tackle pitch".split(),
+}
+
+
+def _pairs(topic: str, n: int = 6) -> list[dict]:
+    rng = random.Random(topic)
+    words = TOPICS[topic]
+    return [{"premise": "the " + " ".join(rng.sample(words, 5)) + ".", "hypothesis": "a " + " ".join(rng.sample(words, 3)) + ".",
+             "label": i % 3} for i in range(n)]
+
+
+def _qa(topic: str, n: int = 6) -> list[dict]:
+    rng = random.Random(topic)
+    words = TOPICS[topic]
+    return [{"question_stem": "which " + " ".join(rng.sample(words, 4)) + "?", "choices": rng.sample(words, 3), "answerKey": i % 3}
+            for i in range(n)]
+
+
+def _build(real, tmp_path: Path, tasks: dict) -> Path:
+    # the corpus next to its collection (as bench/cluster_shared_eval.py lays them out), so the
+    # collection's own template files resolve relative to the corpus folder's parent
+    collection = real.write_tasks(tmp_path / "collection", tasks)
+    build_collection(collection, collection.parent / "corpus", progress=False)
+    return collection.parent / "corpus"
+
+
+def test_field_names_split_into_words() -> None:
+    assert field_words("answerKey") == "answer key"
+    assert field_words("sentence1") == "sentence 1"
+    assert field_words("span1_text") == "span 1 text"
+    assert field_words("question_stem") == "question stem"
+    assert schema_texts(TaskSchema(("answerKey", "question"), ("a", "b"))) == ["fields: answer key, question", "labels: a | b"]
+    assert schema_texts(TaskSchema()) == []
+
+
+def test_label_names_are_fixed_choices_only(row) -> None:
+    from dataclasses import replace
+
+    fixed = [replace(row("t", "d", i, f"p{i}", "yes", template="fixed"), answer_choices=("Yes", "No")) for i in range(3)]
+    per_row = [replace(row("t", "d", i, f"q{i}", "x", template="mc"), answer_choices=(f"x{i}", f"y{i}")) for i in range(3)]
+    assert label_names(fixed + per_row) == ("yes", "no")
+
+
+def test_schema_view_is_the_same_for_tasks_with_the_same_fields_and_labels_but_other_rows(real, tmp_path) -> None:
+    """Two NLI tasks over kitchen and stadium sentences (same template file, different row text) have one
+    schema and an identical schema vector; a multiple-choice task's schema differs. Built with the real
+    `taskmill build`, so the field names come from the templates the corpus manifest lists."""
+    corpus = _build(real, tmp_path, {
+        "pairs_kitchen": ("tiny/pairs", _pairs("kitchen"), PAIR_TEMPLATES),
+        "pairs_stadium": ("tiny/pairs", _pairs("stadium"), PAIR_TEMPLATES),
+        "qa_kitchen": ("tiny/qa", _qa("kitchen"), QA_TEMPLATES),
+    })
+    groups = rows_by_task(corpus)
+    assert {r.prompt for r in groups["pairs_kitchen"]}.isdisjoint({r.prompt for r in groups["pairs_stadium"]})
+    schemas = read_schemas(corpus, groups)
+    # only the original-task template's fields (the hypothesis-writing template is not read)
+    assert schemas["pairs_kitchen"] == TaskSchema(("hypothesis", "label", "premise"), ("entailment", "neutral", "contradiction"))
+    assert schemas["pairs_stadium"] == schemas["pairs_kitchen"]
+    assert schemas["qa_kitchen"] == TaskSchema(("answerKey", "choices", "question_stem"), ())
+    only_schema = {"template_weight": 0, "answer_weight": 0, "shape_weight": 0, "schema_weight": 1, "rows_weight": 0}
+    for embedder in ("tfidf",):
+        vectors = represent_tasks(groups, RepresentConfig(embedder=embedder, **only_schema), schemas)
+        view = vectors.views["schema"]
+        assert np.array_equal(view[0], view[1])
+        assert float(view[0] @ view[2]) < 0.5
+        # the rows view of the same two tasks differs: their row text does
+        rows = represent_tasks(groups, RepresentConfig(embedder=embedder, rows_weight=1, template_weight=0, shape_weight=0)).views["rows"]
+        assert float(rows[0] @ rows[1]) < 0.99
+
+
+def test_a_changed_or_missing_template_file_gives_no_field_names(real, tmp_path) -> None:
+    corpus = _build(real, tmp_path, {"pairs_kitchen": ("tiny/pairs", _pairs("kitchen"), PAIR_TEMPLATES)})
+    groups = rows_by_task(corpus)
+    manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
+    template_file = tmp_path / "collection" / manifest["templates"][0]["path"]
+    assert read_schemas(corpus, groups)["pairs_kitchen"].fields  # found next to the corpus
+    template_file.write_text(PAIR_TEMPLATES + "\n# edited after the build\n", encoding="utf-8")
+    assert read_schemas(corpus, groups)["pairs_kitchen"] == TaskSchema((), ("entailment", "neutral", "contradiction"))
+    (corpus / "manifest.json").unlink()
+    assert read_schemas(corpus, groups)["pairs_kitchen"].fields == ()
