@@ -224,13 +224,13 @@ def summary_markdown(run: ClusterRun) -> str:
 def explain_markdown(run: ClusterRun, n_near: int = 3) -> list[str]:
     """Why tasks landed where they did: per cluster the features that hold it together, per task its
     nearest tasks with the combined similarity and each view's share of it."""
-    from taskmill.clusters.explain import cluster_features, nearest_tasks
+    from taskmill.clusters.explain import cluster_features, nearest_tasks, schema_words
 
     if run.views is None:
         return []
-    lines = ["## Why these clusters", "", "| cluster | template words | answer and input features |", "|---|---|---|"]
-    for c, (words, features) in zip(run.manifest.clusters, cluster_features(run)):
-        lines.append(f"| {c.name} | {', '.join(words)} | {', '.join(features)} |")
+    lines = ["## Why these clusters", "", "| cluster | template words | field and label words | answer and input features |", "|---|---|---|---|"]
+    for c, (words, features), schema in zip(run.manifest.clusters, cluster_features(run), schema_words(run)):
+        lines.append(f"| {c.name} | {', '.join(words)} | {', '.join(schema)} | {', '.join(features)} |")
     lines += ["", "## Nearest tasks", "", "Similarity is the weighted mean of the per-view cosines shown in brackets "
               f"({' / '.join(VIEWS)}).", "", "| task | cluster | nearest tasks |", "|---|---|---|"]
     cluster_of = run.manifest.cluster_of()

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from taskmill.builders.build import build_collection
 from taskmill.clusters.corpus import rows_by_task
@@ -82,10 +83,13 @@ def test_label_names_are_fixed_choices_only(row) -> None:
     assert label_names(fixed + per_row) == ("yes", "no")
 
 
-def test_schema_view_is_the_same_for_tasks_with_the_same_fields_and_labels_but_other_rows(real, tmp_path) -> None:
+@pytest.mark.parametrize("embedder, schema_embedder", [("tfidf", "tfidf"), pytest.param("minilm", "same", marks=pytest.mark.slow)])
+def test_schema_view_is_the_same_for_tasks_with_the_same_fields_and_labels_but_other_rows(real, tmp_path, embedder: str, schema_embedder: str) -> None:
     """Two NLI tasks over kitchen and stadium sentences (same template file, different row text) have one
     schema and an identical schema vector; a multiple-choice task's schema differs. Built with the real
     `taskmill build`, so the field names come from the templates the corpus manifest lists."""
+    if embedder != "tfidf":
+        pytest.importorskip("sentence_transformers")
     corpus = _build(real, tmp_path, {
         "pairs_kitchen": ("tiny/pairs", _pairs("kitchen"), PAIR_TEMPLATES),
         "pairs_stadium": ("tiny/pairs", _pairs("stadium"), PAIR_TEMPLATES),
@@ -99,14 +103,12 @@ def test_schema_view_is_the_same_for_tasks_with_the_same_fields_and_labels_but_o
     assert schemas["pairs_stadium"] == schemas["pairs_kitchen"]
     assert schemas["qa_kitchen"] == TaskSchema(("answerKey", "choices", "question_stem"), ())
     only_schema = {"template_weight": 0, "answer_weight": 0, "shape_weight": 0, "schema_weight": 1, "rows_weight": 0}
-    for embedder in ("tfidf",):
-        vectors = represent_tasks(groups, RepresentConfig(embedder=embedder, **only_schema), schemas)
-        view = vectors.views["schema"]
-        assert np.array_equal(view[0], view[1])
-        assert float(view[0] @ view[2]) < 0.5
-        # the rows view of the same two tasks differs: their row text does
-        rows = represent_tasks(groups, RepresentConfig(embedder=embedder, rows_weight=1, template_weight=0, shape_weight=0)).views["rows"]
-        assert float(rows[0] @ rows[1]) < 0.99
+    view = represent_tasks(groups, RepresentConfig(embedder=embedder, schema_embedder=schema_embedder, **only_schema), schemas).views["schema"]
+    assert np.array_equal(view[0], view[1])
+    assert float(view[0] @ view[2]) < 0.9
+    # the rows view of the same two tasks differs: their row text does
+    rows = represent_tasks(groups, RepresentConfig(embedder=embedder, rows_weight=1, template_weight=0, shape_weight=0, schema_weight=0)).views["rows"]
+    assert float(rows[0] @ rows[1]) < 0.99
 
 
 def test_a_changed_or_missing_template_file_gives_no_field_names(real, tmp_path) -> None:
@@ -119,3 +121,25 @@ def test_a_changed_or_missing_template_file_gives_no_field_names(real, tmp_path)
     assert read_schemas(corpus, groups)["pairs_kitchen"] == TaskSchema((), ("entailment", "neutral", "contradiction"))
     (corpus / "manifest.json").unlink()
     assert read_schemas(corpus, groups)["pairs_kitchen"].fields == ()
+
+
+def test_summary_names_the_field_and_label_words_of_each_cluster(real, tmp_path) -> None:
+    from taskmill.clusters.cluster import ClusterConfig
+    from taskmill.clusters.run import run_clustering
+
+    corpus = _build(real, tmp_path, {
+        "pairs_kitchen": ("tiny/pairs", _pairs("kitchen"), PAIR_TEMPLATES),
+        "pairs_stadium": ("tiny/pairs", _pairs("stadium"), PAIR_TEMPLATES),
+        "qa_kitchen": ("tiny/qa", _qa("kitchen"), QA_TEMPLATES),
+        "qa_stadium": ("tiny/qa", _qa("stadium"), QA_TEMPLATES),
+    })
+    only_schema = RepresentConfig(embedder="tfidf", template_weight=0, answer_weight=0, shape_weight=0, schema_weight=1, rows_weight=0)
+    run = run_clustering(corpus, tmp_path / "out", only_schema, ClusterConfig(k=2), draw=False)
+    assert {frozenset(c.task_names) for c in run.manifest.clusters} == {frozenset({"pairs_kitchen", "pairs_stadium"}), frozenset({"qa_kitchen", "qa_stadium"})}
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "| field and label words |" in summary
+    why = summary.split("## Why these clusters")[1].split("## Nearest tasks")[0]
+    words = {line.split("|")[1].strip(): line.split("|")[3] for line in why.splitlines() if line.count("|") == 5}
+    name = run.manifest.cluster_of()
+    assert "hypothesis" in words[name["pairs_kitchen"]] and "entailment" in words[name["pairs_kitchen"]]
+    assert "choices" in words[name["qa_kitchen"]] and "entailment" not in words[name["qa_kitchen"]]
