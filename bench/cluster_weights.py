@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--linkages", default="ward,average", help="agglomerative linkages searched")
     parser.add_argument("--spaces", default="0,1", help="search spaces run: 0 weights without the schema view (before it existed), "
                         "1 weights, 2 weights x centring, 3 weights x centring x linkage")
-    parser.add_argument("--schema-embedder", default="tfidf", help="what embeds the schema view: tfidf or same (the text views' embedder)")
+    parser.add_argument("--schema-embedder", default="same", help="what embeds the schema view: same (the text views' embedder) or tfidf")
     args = parser.parse_args(argv)
     if not (SHARED / "data").is_dir():
         print(f"no shared data at {SHARED / 'data'}", file=sys.stderr)
