@@ -78,7 +78,7 @@ class RepresentConfig:
             of taskmill before the task-side views).
         template_rows: Renderings read per template by the task-side views (more tell template
             words from row values more surely).
-        center: Centre the text views (template, rows) on their mean over the corpus before
+        center: Centre the text views (template, schema, rows) on their mean over the corpus before
             normalising, so the similarity is measured on what sets tasks apart rather than on
             what every prompt shares (sentence-model vectors of prompts all point one way:
             their cosines sit in a narrow band near 0.5). Needs 3+ tasks; None: the embedder's
