@@ -143,3 +143,27 @@ def test_summary_names_the_field_and_label_words_of_each_cluster(real, tmp_path)
     name = run.manifest.cluster_of()
     assert "hypothesis" in words[name["pairs_kitchen"]] and "entailment" in words[name["pairs_kitchen"]]
     assert "choices" in words[name["qa_kitchen"]] and "entailment" not in words[name["qa_kitchen"]]
+
+
+def test_clusters_with_the_schema_view_follow_the_task_when_the_rows_topic_changes(real, tmp_path) -> None:
+    """The topic-invariance check on a real build (field names read from the manifest's templates):
+    with MiniLM's default view weights (embedded by TF-IDF here), NLI pairs and multiple-choice
+    questions each land together, and swapping the rows' topics between the two NLI tasks and
+    between the two QA tasks moves nothing."""
+    from taskmill.clusters.cluster import ClusterConfig
+    from taskmill.clusters.manifest import Overrides
+    from taskmill.clusters.represent import DEFAULT_WEIGHTS
+    from taskmill.clusters.run import cluster_corpus
+
+    config = RepresentConfig(embedder="tfidf", **{f"{v}_weight": w for v, w in DEFAULT_WEIGHTS["minilm"].items()})
+    assert config.weights()["schema"] > 0
+    partitions = []
+    for name, (a, b) in {"before": ("kitchen", "stadium"), "after": ("stadium", "kitchen")}.items():
+        corpus = _build(real, tmp_path / name, {
+            "pairs_one": ("tiny/pairs", _pairs(a), PAIR_TEMPLATES), "pairs_two": ("tiny/pairs", _pairs(b), PAIR_TEMPLATES),
+            "qa_one": ("tiny/qa", _qa(b), QA_TEMPLATES), "qa_two": ("tiny/qa", _qa(a), QA_TEMPLATES),
+        })
+        run = cluster_corpus(corpus, config, ClusterConfig(), Overrides())
+        assert run.views is not None and run.views.schemas["pairs_one"].fields == ("hypothesis", "label", "premise")
+        partitions.append({frozenset(c.task_names) for c in run.manifest.clusters})
+    assert partitions[0] == partitions[1] == {frozenset({"pairs_one", "pairs_two"}), frozenset({"qa_one", "qa_two"})}
