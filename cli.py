@@ -253,7 +253,7 @@ def cluster_run_cmd(
     task_types: Annotated[Optional[Path], typer.Option("--task-types", help="YAML: task or dataset -> task type; clusters are named after their tasks' types (shipped taxonomies otherwise).")] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write heatmap, dendrogram and PCA PNGs.")] = True,
     overwrite: Overwrite = False,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="View weights, e.g. template=1,answer=0.5,shape=0.5,rows=0 (unnamed views keep their defaults).")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="View weights, e.g. template=1,answer=0.5,shape=0.5,schema=1,rows=0 (unnamed views keep their defaults).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also print what holds each cluster together and each task's nearest tasks (always in summary.md).")] = False,
 ) -> None:
     """Cluster the tasks of a corpus: clusters.yaml, similarity.csv, plots and summary.md."""

@@ -66,7 +66,7 @@ def configs(n_labels: int) -> dict[str, ClusterConfig]:
     }
 
 
-ROWS_ONLY = {"template_weight": 0.0, "answer_weight": 0.0, "shape_weight": 0.0, "rows_weight": 1.0}
+ROWS_ONLY = {"template_weight": 0.0, "answer_weight": 0.0, "shape_weight": 0.0, "schema_weight": 0.0, "rows_weight": 1.0}
 
 
 def representations(embedders: list[str]) -> dict[str, RepresentConfig]:

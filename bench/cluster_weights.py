@@ -34,10 +34,11 @@ from taskmill.clusters.compare import load_reference  # noqa: E402
 from taskmill.clusters.corpus import rows_by_task  # noqa: E402
 from taskmill.clusters.represent import RepresentConfig, center_rows, represent_tasks  # noqa: E402
 from taskmill.clusters.run import task_datasets  # noqa: E402
+from taskmill.clusters.schema import read_schemas  # noqa: E402
 from taskmill.clusters.weights import SettingLabels, choose_setting, leave_one_out, settings_grid  # noqa: E402
 
 
-TEXT_VIEWS = ("template", "rows")
+TEXT_VIEWS = ("template", "schema", "rows")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedders", default="tfidf,minilm")
     parser.add_argument("--grid", default="0,1,2", help="weight values per view (the grid is their product, scaled to sum 1)")
     parser.add_argument("--linkages", default="ward,average", help="agglomerative linkages searched")
-    parser.add_argument("--spaces", default="1,2,3", help="search spaces run: 1 weights, 2 weights x centring, 3 weights x centring x linkage")
+    parser.add_argument("--spaces", default="0,1", help="search spaces run: 0 weights without the schema view (before it existed), "
+                        "1 weights, 2 weights x centring, 3 weights x centring x linkage")
+    parser.add_argument("--schema-embedder", default="same", help="what embeds the schema view: same (the text views' embedder) or tfidf")
     args = parser.parse_args(argv)
     if not (SHARED / "data").is_dir():
         print(f"no shared data at {SHARED / 'data'}", file=sys.stderr)
@@ -58,18 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     datasets = task_datasets(groups)
     values = tuple(float(x) for x in args.grid.split(","))
     spaces = {
+        "weights, no schema view (plain, ward)": [s for s in settings_grid(values) if s.weight_map()["schema"] == 0],
         "weights (plain, ward)": settings_grid(values),
         "weights x centring (ward)": settings_grid(values, (False, True)),
         "weights x centring x linkage": settings_grid(values, (False, True), tuple(args.linkages.split(","))),
     }
-    spaces = {name: spaces[name] for i, name in enumerate(spaces) if str(i + 1) in args.spaces.split(",")}
+    spaces = {name: spaces[name] for i, name in enumerate(spaces) if str(i) in args.spaces.split(",")}
     config = ClusterConfig()
-    print(f"{len(groups)} tasks; clustering: agglomerative, k by silhouette; load average {os.getloadavg()[0]:.1f}\n")
+    print(f"{len(groups)} tasks; clustering: agglomerative, k by silhouette; schema view embedded by {args.schema_embedder}; "
+          f"load average {os.getloadavg()[0]:.1f}\n")
     print("| embedder | search space (settings) | in-sample best setting | in-sample ARI | leave-one-dataset-out ARI | pairs tp/fp/fn/tn | settings chosen without each dataset (count) |")
     print("|---|---|---|---|---|---|---|")
     for embedder in args.embedders.split(","):
         start = time.process_time()
-        vectors = represent_tasks(groups, RepresentConfig(embedder=embedder, center=False, template_weight=1, answer_weight=1, shape_weight=1, rows_weight=1))
+        every_view = RepresentConfig(embedder=embedder, center=False, template_weight=1, answer_weight=1, shape_weight=1, schema_weight=1, rows_weight=1,
+                                     schema_embedder=args.schema_embedder)
+        vectors = represent_tasks(groups, every_view, read_schemas(corpus, groups))
         plain = vectors.views
         views = {False: plain, True: {v: center_rows(m) if v in TEXT_VIEWS else m for v, m in plain.items()}}
         truth = [reference[datasets[t]] for t in vectors.tasks]

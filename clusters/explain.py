@@ -2,7 +2,8 @@
 
 Used by ``summary.md`` and ``taskmill cluster run --explain``. A cluster's template words are the
 class-based TF-IDF terms (:func:`taskmill.clusters.naming.distinctive_terms`) of its tasks' masked
-templates; its answer and input features are those whose share of rows in the cluster exceeds the
+templates; its schema words the same terms of its tasks' field and label names (the schema view's
+texts); its answer and input features are those whose share of rows in the cluster exceeds the
 share over all tasks the most (at least half the cluster's rows have them).
 """
 
@@ -43,6 +44,21 @@ def cluster_features(run: ClusterRun) -> list[tuple[list[str], list[str]]]:
         order = sorted((j for j in np.flatnonzero(lift > 0.05)), key=lambda j: (-round(float(lift[j]), 9), names[j]))
         out.append((w, [f"{names[j]} ({share[j]:.0%})" for j in order[:N_FEATURES]]))
     return out
+
+
+def schema_words(run: ClusterRun) -> list[list[str]]:
+    """Per manifest cluster: its distinctive field and label words (empty when no task has a schema)."""
+    from taskmill.clusters.schema import schema_texts
+
+    views = run.views
+    assert views is not None
+    texts = {t: schema_texts(views.schemas[t]) if t in views.schemas else [] for t in views.tasks}
+    members = [c.task_names for c in run.manifest.clusters]
+    if not any(texts.values()):
+        return [[] for _ in members]
+    # "fields" and "labels" head every text: they say nothing about one cluster
+    texts = {t: [x.split(": ", 1)[1] for x in xs] or [""] for t, xs in texts.items()}
+    return distinctive_terms(texts, members, n_terms=N_WORDS)
 
 
 def nearest_tasks(run: ClusterRun, n: int = 3) -> dict[str, list[tuple[str, float, list[float | None]]]]:

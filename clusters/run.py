@@ -36,7 +36,8 @@ from taskmill.clusters.manifest import (
     load_overrides,
 )
 from taskmill.clusters.naming import distinctive_terms, task_types, type_names
-from taskmill.clusters.represent import RepresentConfig, TaskVectors, l2_normalise, represent_tasks
+from taskmill.clusters.represent import VIEWS, RepresentConfig, TaskVectors, l2_normalise, represent_tasks
+from taskmill.clusters.schema import read_schemas
 from taskmill.records import Row
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def cluster_corpus(corpus_dir: Path, represent: RepresentConfig, config: Cluster
     config.validate()
     groups = rows_by_task(corpus_dir)
     clock.lap("read")
-    task_vectors = represent_tasks(groups, represent)
+    task_vectors = represent_tasks(groups, represent, read_schemas(corpus_dir, groups))
     X, texts = task_vectors.combined, task_vectors.texts
     clock.lap("embed")
     tasks = list(texts)
@@ -211,7 +212,7 @@ def summary_markdown(run: ClusterRun) -> str:
         lines.append(f"| {c.name} | {', '.join(c.terms)} | {tasks} |")
     if m.unresolved_overrides:
         lines += ["", "Unresolved overrides: " + "; ".join(m.unresolved_overrides)]
-    weights = {v: m.config["represent"][f"{v}_weight"] for v in ("template", "answer", "shape", "rows")}
+    weights = {v: m.config["represent"].get(f"{v}_weight", 0.0) for v in VIEWS}
     lines += ["", "View weights: " + ", ".join(f"{v} {w:g}" for v, w in weights.items()) + ".", ""]
     lines += explain_markdown(run)
     lines += ["", "![similarity heatmap](heatmap.png)", "", "![dendrogram](dendrogram.png)", "", "![PCA map](pca.png)", ""]
@@ -223,15 +224,15 @@ def summary_markdown(run: ClusterRun) -> str:
 def explain_markdown(run: ClusterRun, n_near: int = 3) -> list[str]:
     """Why tasks landed where they did: per cluster the features that hold it together, per task its
     nearest tasks with the combined similarity and each view's share of it."""
-    from taskmill.clusters.explain import cluster_features, nearest_tasks
+    from taskmill.clusters.explain import cluster_features, nearest_tasks, schema_words
 
     if run.views is None:
         return []
-    lines = ["## Why these clusters", "", "| cluster | template words | answer and input features |", "|---|---|---|"]
-    for c, (words, features) in zip(run.manifest.clusters, cluster_features(run)):
-        lines.append(f"| {c.name} | {', '.join(words)} | {', '.join(features)} |")
+    lines = ["## Why these clusters", "", "| cluster | template words | field and label words | answer and input features |", "|---|---|---|---|"]
+    for c, (words, features), schema in zip(run.manifest.clusters, cluster_features(run), schema_words(run)):
+        lines.append(f"| {c.name} | {', '.join(words)} | {', '.join(schema)} | {', '.join(features)} |")
     lines += ["", "## Nearest tasks", "", "Similarity is the weighted mean of the per-view cosines shown in brackets "
-              "(template / answer / shape / rows).", "", "| task | cluster | nearest tasks |", "|---|---|---|"]
+              f"({' / '.join(VIEWS)}).", "", "| task | cluster | nearest tasks |", "|---|---|---|"]
     cluster_of = run.manifest.cluster_of()
     for task, near in nearest_tasks(run, n_near).items():
         cells = "; ".join(f"{other} {sim:.2f} ({' / '.join('-' if v is None else f'{v:.2f}' for v in per_view)})" for other, sim, per_view in near)

@@ -17,7 +17,7 @@ from taskmill.errors import ConfigError
 # The rendered-rows view only: the synthetic generator draws each row's template text at random, not
 # from its template_id, so the task-side views (which read rows per template id) see mixed templates
 # there (default views: ARI 0.95, k 9 on these 8 families). These tests are about manifests and overrides.
-TFIDF = RepresentConfig(embedder="tfidf", template_weight=0.0, answer_weight=0.0, shape_weight=0.0, rows_weight=1.0)
+TFIDF = RepresentConfig(embedder="tfidf", template_weight=0.0, answer_weight=0.0, shape_weight=0.0, schema_weight=0.0, rows_weight=1.0)
 
 
 def write_reference(path: Path, labels: dict[str, str]) -> Path:

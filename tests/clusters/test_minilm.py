@@ -24,7 +24,7 @@ def test_minilm_clusters_generated_families(family_corpus, monkeypatch):
     corpus, family_of = family_corpus
     # The rows view alone: this tests the embedder; the generated families draw template text independently
     # of template_id, which the task-side views read by (see test_manifest.py).
-    config = RepresentConfig(embedder="minilm", rows_per_task=4, template_weight=0.0, answer_weight=0.0, shape_weight=0.0, rows_weight=1.0)
+    config = RepresentConfig(embedder="minilm", rows_per_task=4, template_weight=0.0, answer_weight=0.0, shape_weight=0.0, schema_weight=0.0, rows_weight=1.0)
     run = cluster_corpus(corpus, config, ClusterConfig(), Overrides())
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert run.vectors.shape == (24, 384) and np.allclose(np.linalg.norm(run.vectors, axis=1), 1.0)

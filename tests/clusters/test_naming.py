@@ -12,7 +12,7 @@ from taskmill.cli import app
 from taskmill.clusters import ClusterConfig, RepresentConfig, run_clustering
 from taskmill.clusters.naming import shipped_task_types, task_types, type_names
 
-ROWS_ONLY = {"template_weight": 0.0, "answer_weight": 0.0, "shape_weight": 0.0, "rows_weight": 1.0}
+ROWS_ONLY = {"template_weight": 0.0, "answer_weight": 0.0, "shape_weight": 0.0, "schema_weight": 0.0, "rows_weight": 1.0}
 
 
 def test_names_join_member_types_most_common_first_and_stay_unique() -> None:

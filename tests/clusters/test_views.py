@@ -144,7 +144,7 @@ def test_weights_combine_as_a_weighted_mean_of_view_cosines() -> None:
 
 def test_weight_grid_pair_ari_and_weight_parsing() -> None:
     grid = weight_grid((0.0, 1.0))
-    assert len(grid) == 15 and all(abs(sum(g.values()) - 1) < 1e-5 for g in grid)
+    assert len(grid) == 31 and all(abs(sum(g.values()) - 1) < 1e-5 for g in grid)
     assert grid[0]["rows"] == 0 and grid[-1]["rows"] > 0
     assert pair_ari(tp=3, fp=0, fn=0, tn=7) == 1.0
     assert abs(pair_ari(tp=1, fp=1, fn=1, tn=1)) < 1e-12
@@ -153,7 +153,7 @@ def test_weight_grid_pair_ari_and_weight_parsing() -> None:
         parse_weights("topic=1,rows=x")
     assert "topic=1" in str(err.value) and "rows=x" in str(err.value)
     with pytest.raises(ConfigError):
-        RepresentConfig(template_weight=0, answer_weight=0, shape_weight=0, rows_weight=0).validate()
+        RepresentConfig(template_weight=0, answer_weight=0, shape_weight=0, schema_weight=0, rows_weight=0).validate()
 
 
 def test_center_rows_removes_the_shared_direction() -> None:
@@ -208,13 +208,14 @@ def test_setting_search_and_leave_one_out_never_see_the_held_out_label() -> None
     centres = rng.standard_normal((3, 8)) * 3
     good = unit(np.vstack([centres[i // 4] + rng.standard_normal(8) * 0.3 for i in range(12)]))  # follows truth
     noise = unit(rng.standard_normal((12, 8)))
-    views = {"template": good, "answer": noise, "shape": noise, "rows": noise}
+    views = {"template": good, "answer": noise, "shape": noise, "schema": noise, "rows": noise}
     grid = settings_grid((0.0, 1.0), (False, True), ("ward", "average"))
-    assert len(grid) == 60 and grid[0].center is False and grid[0].linkage == "ward" and grid[-1].center is True
+    assert len(grid) == 124 and grid[0].center is False and grid[0].linkage == "ward" and grid[-1].center is True
     # Four settings keep the test fast: noise alone, the good view alone (both linkages), all views.
-    settings = [s for s in grid if s.weight_map() in ({"template": 0.0, "answer": 0.0, "shape": 0.0, "rows": 1.0},
-                                                      {"template": 1.0, "answer": 0.0, "shape": 0.0, "rows": 0.0})
-                and not s.center] + [grid[14]]
+    settings = [s for s in grid if s.weight_map() in ({"template": 0.0, "answer": 0.0, "shape": 0.0, "schema": 0.0, "rows": 1.0},
+                                                      {"template": 1.0, "answer": 0.0, "shape": 0.0, "schema": 0.0, "rows": 0.0})
+                and not s.center] + [grid[30]]
+    assert set(grid[30].weight_map().values()) == {0.2}  # every view
     assert len(settings) == 5
     table = SettingLabels({False: views, True: views}, settings, ClusterConfig())
     best = choose_setting(table, truth)

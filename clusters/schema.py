@@ -1,0 +1,150 @@
+"""The schema view of a task: what its source fields and its labels are called.
+
+What a dataset calls its fields (``premise`` / ``hypothesis``, ``question`` / ``choices`` /
+``answerKey``, ``document`` / ``summary``) and its labels (``entailment | neutral |
+contradiction``) says what the task is, whatever its rows are about. A task's schema is read
+honestly at clustering time from what built the corpus:
+
+* **fields** — the row fields its templates read (their Jinja free variables, as the template
+  engine compiles them), only of the templates whose rows the other task-side views read
+  (:func:`taskmill.clusters.views.task_rows_for_views`: the original-task templates when the task
+  has any). The template files are the ones the corpus's ``manifest.json`` lists, read only when
+  their sha256 still matches the manifest (library files from the installed package; a
+  collection's own files as written, absolute or relative to the corpus folder's parent). A corpus
+  without a manifest, or whose template files moved or changed, has no field names: its schema is
+  its label names alone.
+* **labels** — the label names: the answer choices of those templates that are the same on every
+  row (a fixed label set), lowercased, as the corpus rows carry them. Integer class labels of the
+  source data are never shown to the model, so the verbalised choices are the names that count.
+
+Field names are split into words (``answerKey`` -> ``answer key``, ``sentence1`` -> ``sentence 1``,
+``span1_text`` -> ``span 1 text``) and embedded with the same embedder as the other text views
+(:func:`schema_texts`). No dataset, task or taxonomy name is part of the view.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskmill.records import Row
+
+LIBRARY_PREFIX = "taskmill/templates/library/"
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
+
+
+@dataclass(frozen=True)
+class TaskSchema:
+    """A task's field names and label names.
+
+    Attributes:
+        fields: Row fields its templates read, sorted (empty when the templates could not be read).
+        labels: Fixed label names of its templates, lowercased, first-seen order over its templates.
+    """
+
+    fields: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+
+
+def field_words(name: str) -> str:
+    """``answerKey`` -> ``answer key``; ``sentence1`` -> ``sentence 1``; ``ctx_a`` -> ``ctx a``."""
+    return " ".join(_CAMEL.sub(" ", re.sub(r"[^0-9A-Za-z]+", " ", name)).lower().split())
+
+
+def schema_texts(schema: TaskSchema) -> list[str]:
+    """The texts the schema view embeds: one for the fields, one for the label names (each only when
+    present; a task with neither has no text and a zero vector)."""
+    texts = []
+    if schema.fields:
+        texts.append("fields: " + ", ".join(field_words(f) for f in schema.fields))
+    if schema.labels:
+        texts.append("labels: " + " | ".join(schema.labels))
+    return texts
+
+
+def label_names(rows: Sequence[Row]) -> tuple[str, ...]:
+    """Fixed label sets of the templates of ``rows`` (rows whose choices differ across a template's
+    rows are per-row choices, not labels), lowercased and deduplicated in template order."""
+    by_template: dict[str, set[tuple[str, ...] | None]] = {}
+    for row in rows:
+        by_template.setdefault(row.template_id, set()).add(row.answer_choices)
+    names: dict[str, None] = {}
+    for template in sorted(by_template):
+        sets = by_template[template]
+        if len(sets) == 1 and None not in sets:
+            for choice in next(iter(sets)):  # type: ignore[union-attr]
+                names.setdefault(" ".join(choice.lower().split()), None)
+    return tuple(n for n in names if n)
+
+
+def _manifest(corpus_dir: Path) -> dict | None:
+    from taskmill.builders.writer import MANIFEST
+
+    path = corpus_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _template_file(corpus_dir: Path, entry: dict) -> Path | None:
+    """The template file a manifest entry names, when it is still the file the corpus was built from."""
+    from taskmill.fileio import sha256_file
+    from taskmill.templates.dataset_ids import LIBRARY
+
+    label = str(entry.get("path") or "")
+    if not label:
+        return None
+    if label.startswith(LIBRARY_PREFIX):
+        candidates = [LIBRARY / label[len(LIBRARY_PREFIX):]]
+    else:
+        given = Path(label)
+        candidates = [given] if given.is_absolute() else [corpus_dir.parent / given, corpus_dir / given]
+    for path in candidates:
+        if path.is_file() and sha256_file(path) == entry.get("sha256"):
+            return path
+    return None
+
+
+def _template_fields(path: Path, template_ids: set[str]) -> tuple[str, ...]:
+    """Sorted row fields read by the templates ``template_ids`` of a template file."""
+    from taskmill.errors import TaskmillError
+    from taskmill.templates.engine import compile_template
+    from taskmill.templates.fileformat import load_template_file
+
+    try:
+        templates = load_template_file(path).templates
+    except TaskmillError:
+        return ()
+    fields: set[str] = set()
+    for template in templates:
+        if template.id in template_ids:
+            try:
+                fields.update(compile_template(template).fields)
+            except TaskmillError:
+                continue
+    return tuple(sorted(fields))
+
+
+def read_schemas(corpus_dir: str | Path | None, rows_by_task: dict[str, list[Row]]) -> dict[str, TaskSchema]:
+    """Each task's schema (task order kept), its fields read from the templates the corpus manifest
+    lists (none without a manifest) and its labels from its rows."""
+    from taskmill.clusters.views import task_rows_for_views
+
+    manifest = _manifest(Path(corpus_dir)) if corpus_dir is not None else None
+    files: dict[str, Path | None] = {}
+    for entry in (manifest or {}).get("templates") or []:
+        if isinstance(entry, dict) and entry.get("task") not in files:
+            files[str(entry.get("task"))] = _template_file(Path(corpus_dir), entry)  # type: ignore[arg-type]
+    out = {}
+    for task, rows in rows_by_task.items():
+        view_rows = task_rows_for_views(rows)
+        path = files.get(task)
+        fields = _template_fields(path, {r.template_id for r in view_rows}) if path is not None else ()
+        out[task] = TaskSchema(fields, label_names(view_rows))
+    return out
