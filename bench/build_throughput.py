@@ -11,7 +11,9 @@
    ``--num-proc 1`` and ``2`` side by side (runs alternate, best of ``--repeat`` each, after one
    warm-up run that fills the datasets cache), the 1 -> 2 scaling ratio (target >= 1.7x), the CPU
    seconds of every run (a fairer measure than wall time on a loaded machine), the load average
-   around each run, and the sha256 of the outputs of both (which must be the same). ``--ray`` adds
+   around each run, the sha256 of the outputs of both (which must be the same), and after each
+   round how much faster this machine ran a fixed pure-Python job in two processes than in one
+   (the ceiling of any 2-process scaling at that moment: this machine's speed drifts). ``--ray`` adds
    ``--executor ray --num-proc 2`` (its Ray start-up included). ``--profile`` adds the CPU seconds
    of each phase and worker (bench/build_profile.py) and the scaling they project for an idle
    machine, since wall time on a shared machine measures its other users too.
@@ -166,6 +168,34 @@ def _build_once(collection: Path, out: Path, procs: int, env: dict[str, str],
             "load": (load_before, os.getloadavg()[0])}
 
 
+def _python_work(rounds: int = 150_000) -> float:
+    """A fixed pure-Python job of the renderer's kind (dicts, strings, JSON): its wall seconds."""
+    start = time.perf_counter()
+    for i in range(rounds):
+        json.dumps({"prompt": f"Review: {i} ...", "label": i % 3, "choices": ["bad", "good", str(i)]})
+    return time.perf_counter() - start
+
+
+def machine_scaling() -> float:
+    """What this machine gives two processes right now: two copies of :func:`_python_work` run one
+    after the other, over the same two run at once in two forked processes (2.0 on two idle cores).
+    Printed beside the build's scaling, since the build cannot scale better than the machine."""
+    import multiprocessing
+
+    sequential = _python_work() + _python_work()
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        start = time.perf_counter()
+        pool.map(_python_work, [150_000, 150_000])
+        parallel = time.perf_counter() - start
+    return sequential / parallel
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def build_benchmark(shared: Path, repeat: int, ray: bool = False, corpus: str = "small") -> dict[Any, Any]:
     """Whole-process ``taskmill build`` with --num-proc 1 and 2, alternated run by run (so machine
     load falls on both alike), best wall time of ``repeat`` each; with ``ray``, also
@@ -177,11 +207,14 @@ def build_benchmark(shared: Path, repeat: int, ray: bool = False, corpus: str = 
         env = {**os.environ, "HF_DATASETS_CACHE": str(folder / "hf_cache")}
         _build_once(collection, folder / "warmup", 1, env)
         runs: dict[Any, list[dict[str, Any]]] = {key: [] for key, _, _ in kinds}
+        machine: list[float] = []
         for i in range(repeat):
             for key, procs, executor in kinds:
                 runs[key].append(_build_once(collection, folder / f"out-{key}-{i}", procs, env, executor))
+            machine.append(machine_scaling())
         results: dict[Any, Any] = {key: min(r, key=lambda d: d["wall_s"]) | {"runs": r} for key, r in runs.items()}
         results["identical_outputs"] = len({tuple(d["sha256"].values()) for r in runs.values() for d in r}) == 1
+        results["machine"] = machine
         return results
 
 
@@ -202,11 +235,13 @@ def _print_build(b: dict[Any, Any]) -> None:
     # Runs alternate, so round i's two runs are neighbours in time: their ratio cancels slow drifts
     # of the machine's speed that the best-of ratio above mixes in.
     rounds = sorted(a["wall_s"] / c["wall_s"] for a, c in zip(b[1]["runs"], b[2]["runs"]))
-    median = rounds[len(rounds) // 2] if len(rounds) % 2 else sum(rounds[len(rounds) // 2 - 1:][:2]) / 2
+    median = _median(rounds)
     print(f"scaling --num-proc 1 -> 2: {ratio:.2f}x wall, best against best (target >= {TARGET_SCALING}x: "
           f"{'met' if ratio >= TARGET_SCALING else 'MISSED'}); per round [{', '.join(f'{r:.2f}' for r in rounds)}], "
           f"median {median:.2f}x; CPU {b[1]['cpu_s']:.2f} s vs {b[2]['cpu_s']:.2f} s; "
           f"outputs identical across runs, process counts and executors: {b['identical_outputs']}")
+    print(f"machine: a fixed pure-Python job in 2 processes at once ran [{', '.join(f'{m:.2f}' for m in b['machine'])}]x "
+          f"as fast as 1 process (one measure after each round; median {_median(b['machine']):.2f}x, 2.0 = two idle cores)")
 
 
 def profile_benchmark(shared: Path, repeat: int, corpus: str = "small") -> dict[int, list[dict[str, Any]]]:
