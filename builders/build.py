@@ -29,7 +29,7 @@ from taskmill.builders import keys, shards
 from taskmill.builders.card import BuildStats, TaskStats, empty_format_notes, merge_stats, no_rows_error, render_card
 from taskmill.builders.checks import check_template
 from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection, starter_collection
-from taskmill.builders.mixing import Dedup, dedup, mix
+from taskmill.builders.mixing import Dedup, mix
 from taskmill.builders.render import SKIP_EXAMPLES_KEPT, Chunk, TaskPlan, lmeval_fewshot_plan
 from taskmill.builders import writer
 from taskmill.builders.sources import load_task, needed_splits
@@ -346,10 +346,8 @@ def _select(collection: Collection, plans: Sequence[TaskPlan], rendered: Rendere
     positions = list(range(rendered.rows))
     duplicates: Counter = Counter()
     if collection.dedup:
-        if rendered.dedup is None:
-            positions, duplicates = dedup(rendered.summaries)
-        else:
-            positions, duplicates = rendered.dedup.kept, rendered.dedup.removed
+        assert rendered.dedup is not None, "render_all(..., remove_duplicates=collection.dedup) removes them"
+        positions, duplicates = rendered.dedup.kept, rendered.dedup.removed
     report = None
     if collection.mixing is not None:
         positions, report = mix(positions, rendered.summaries, collection.mixing, len(plans))

@@ -59,14 +59,6 @@ class Dedup:
         self.start += chunk.rows
 
 
-def dedup(chunks: Sequence[ChunkRows]) -> tuple[list[int], Counter[GroupKey]]:
-    """Positions of first occurrences of each (split, prompt, completion), and removals per group."""
-    run = Dedup()
-    for chunk in chunks:
-        run.add(chunk)
-    return run.kept, run.removed
-
-
 def quotas(sizes: Sequence[int], cap: int | None, temperature: float, total: int | None) -> list[int]:
     """Rows each task is asked for in one mixed split (before clipping at its size).
 
