@@ -233,8 +233,11 @@ def _die_with_parent() -> None:
 def _lane_main(conn: Connection, plans: list[TaskPlan], folder: Path, others: list[Connection]) -> None:
     """A worker process: run the calls that arrive on ``conn`` until it closes.
 
-    ``others`` are the parent's ends of the earlier workers' pipes, which a forked worker inherits:
-    it closes them, so that the parent alone holds them (a worker's death reads as end of file).
+    ``others`` are the parent's ends of the pipes, which a forked worker inherits (the earlier
+    workers' and its own): it closes them, so that the parent alone holds them. A worker's death
+    then reads as end of file in the parent, and the parent's closing its end as end of file here,
+    so a worker that missed its stop signal (one arriving before the handlers below are set, which
+    the CLI's SIGTERM handler turns into an exception Python ignores inside fork hooks) still ends.
     """
     for other in others:
         other.close()
@@ -260,6 +263,9 @@ def _lane_main(conn: Connection, plans: list[TaskPlan], folder: Path, others: li
             return
 
 
+STOP_GRACE_S = 5.0  # how long a stopped worker may take to end before it is killed
+
+
 class WorkerDied(TaskmillError):
     """A worker process ended without answering (killed, or out of memory)."""
 
@@ -282,7 +288,7 @@ class ProcessLanes:
         self._queued: list[collections.deque[Any]] = [collections.deque() for _ in range(size)]
         for _ in range(size):
             parent, child = context.Pipe()
-            others = self._conns if method == "fork" else []
+            others = [*self._conns, parent] if method == "fork" else []
             proc = context.Process(target=_lane_main, args=(child, plans, folder, others), daemon=True)
             proc.start()
             child.close()
@@ -328,7 +334,10 @@ class ProcessLanes:
             if proc.is_alive():
                 proc.terminate()
         for proc in self._procs:
-            proc.join()
+            proc.join(timeout=STOP_GRACE_S)
+            if proc.is_alive():  # SIGTERM was lost (see _lane_main): never wait forever on a worker
+                proc.kill()
+                proc.join()
 
 
 @contextlib.contextmanager

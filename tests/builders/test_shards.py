@@ -159,3 +159,36 @@ def _has_ray() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("ray") is not None
+
+
+def _ignore_sigterm() -> None:
+    """Runs in a worker: what a worker does when a stop signal reaches it before its handlers are set."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def test_a_worker_ends_when_the_parent_closes_its_pipe(tmp_path: Path) -> None:
+    """A forked worker holds no copy of the parent's end of its own pipe: closing it is end of file
+    there, so a worker that never got its stop signal does not live on (and a parent joining it
+    does not hang)."""
+    lanes = shards.ProcessLanes(2, [], tmp_path)
+    procs = list(lanes._procs)
+    for conn in lanes._conns:
+        conn.close()  # no None sent, no SIGTERM: end of file is the only way out
+    for proc in procs:
+        proc.join(timeout=10)
+    alive = [proc.is_alive() for proc in procs]
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    assert alive == [False, False]
+
+
+def test_close_kills_a_worker_that_ignores_its_stop_signal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shards, "STOP_GRACE_S", 0.5)
+    lanes = shards.ProcessLanes(1, [], tmp_path)
+    lanes.submit(0, "tag", _ignore_sigterm)
+    assert lanes.wait() == (0, "tag", None)
+    proc = lanes._procs[0]
+    os.kill(proc.pid, signal.SIGSTOP)  # it cannot read the end of file either: only SIGKILL ends it
+    lanes.close()
+    assert not proc.is_alive() and proc.exitcode == -signal.SIGKILL
