@@ -89,7 +89,7 @@ class TemplateFile:
         return f"{self.dataset}/{self.subset}" if self.subset else self.dataset
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rendered:
     """A template applied to one row."""
 

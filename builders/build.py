@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
 import itertools
 import random
 import re
@@ -458,6 +459,29 @@ def _check_size(collection: Collection, runs: list[list[tuple[int, int]]], rows:
               f" to {out}", file=sys.stderr, flush=True)
 
 
+FULL_COLLECTION_EVERY = 1_000_000  # young (generation 1) collections between full ones while building
+
+
+@contextlib.contextmanager
+def _young_collections_only() -> Iterator[None]:
+    """No full cyclic garbage collections while a corpus is planned, rendered and written.
+
+    What a build keeps (the rows, the cached zero-shot renders, the chunks' results) only grows
+    until it ends, and a full collection walks all of it each time the heap has grown by a quarter:
+    0.6-0.8 s of a 20 s one-process build, in forked workers too (where walking inherited objects
+    also copies their pages). Renders make next to no cyclic garbage (about 3,000 objects in a
+    200k-row build), and what they make dies young: young collections, which stay on, free it.
+    Forked workers inherit the setting; it is restored on the way out.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], FULL_COLLECTION_EVERY)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+@_young_collections_only()
 def build_collection(
     collection_file: str | Path | None,
     out: str | Path,
