@@ -215,10 +215,14 @@ def run_ray(units: Sequence[Unit], done: Mapping[str, Any], on_result: Callable[
     """
     ray = import_ray()
     remote = ray.remote(call_unit)
+    # A GPU unit's worker process ends with it (Ray's own default for functions declared with GPUs,
+    # which ``options(num_gpus=...)`` does not give): a vLLM engine or a CUDA context it leaves
+    # behind would otherwise hold the GPU for the next unit that worker runs.
+    remote_gpu = ray.remote(max_calls=1)(call_unit)
     refs: dict[str, Any] = {}
     for unit in order_units(units, done):
         deps = [refs[d] if d in refs else done[d] for d in unit.deps]
-        refs[unit.id] = remote.options(
+        refs[unit.id] = (remote_gpu if unit.resources.num_gpus else remote).options(
             name=unit.id, num_cpus=unit.resources.num_cpus, num_gpus=unit.resources.num_gpus,
             max_retries=config.max_retries, retry_exceptions=False,
         ).remote(unit.fn, unit.resources.threads, *unit.args, *deps)

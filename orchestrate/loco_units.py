@@ -201,12 +201,17 @@ def run_unit(unit: LocoUnit, config: LocoConfig, factory: Callable[[Path | None]
     Returns:
         ``line`` (one line for the driver to print), ``model_calls``, and ``adapter`` for training units.
     """
-    from taskmill.orchestrate.loco import default_factory
+    from taskmill.orchestrate.loco import default_factory, release_backend
 
     start = time.perf_counter()
     _write_record(unit, {"state": "running"})
     work = {"answers": _answers, "base": _base, "sft": _sft}.get(unit.kind, _recipe)
-    result = work(unit, config, factory or default_factory(config), *deps)
+    own = default_factory(config) if factory is None else None
+    try:
+        result = work(unit, config, factory or own, *deps)
+    finally:
+        if own is not None:  # built here (a Ray worker): free its engine before this worker's next unit
+            release_backend(own)
     seconds = round(time.perf_counter() - start, 2)
     result["line"] = f"{unit.id:32s} {result['line']}  ({result['model_calls']} model calls, {seconds:.1f} s)"
     _write_record(unit, {"state": "done", "seconds": seconds, "model_calls": result["model_calls"], "result": result})

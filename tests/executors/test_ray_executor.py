@@ -98,3 +98,37 @@ def test_every_node_must_see_and_write_the_shared_folder_and_the_inputs(ray_clus
     assert not any(tmp_path.iterdir())  # the check leaves nothing behind
     with pytest.raises(TaskmillError, match="the input /nonexistent/model does not exist there"):
         run_units([Unit("one", _slow, (1, 0))], RAY, shared=[tmp_path], inputs=["/nonexistent/model"])
+
+
+_FRESH_GPU_WORKERS = """
+import os, sys
+import ray
+from taskmill.executors import ExecutorConfig, Resources, Unit, run_units
+
+def pid(*_):
+    return os.getpid()
+
+ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, log_to_driver=False)
+gpu, cpu = Resources(num_cpus=1, num_gpus=1), Resources(num_cpus=1, num_gpus=0)
+units = [Unit("g1", pid, resources=gpu), Unit("g2", pid, (), ("g1",), resources=gpu),
+         Unit("c1", pid, (), ("g2",), resources=cpu), Unit("c2", pid, (), ("c1",), resources=cpu)]
+got = run_units(units, ExecutorConfig(kind="ray"))
+print(" ".join(str(got[u]) for u in ("g1", "g2", "c1", "c2")))
+"""
+
+
+@pytest.mark.slow
+def test_each_gpu_unit_runs_in_a_fresh_worker_process(tmp_path):
+    """What a GPU unit loads (a vLLM engine takes most of the GPU) ends with its worker process; CPU
+    units share workers. This machine has no GPU: its own Ray cluster (in a driver process of its
+    own, since the session's cluster has none) is told of one, which Ray only counts — a stand-in
+    for a GPU node."""
+    import subprocess
+
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.run([sys.executable, "-c", _FRESH_GPU_WORKERS], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    g1, g2, c1, c2 = proc.stdout.split()[-4:]
+    assert g1 != g2
+    assert os.getpid() not in {int(g1), int(g2), int(c1), int(c2)}

@@ -66,3 +66,35 @@ def test_loco_file_problems_are_one_line(tmp_path):
     bad.write_text("folds: [\n")
     with pytest.raises(TaskmillError, match="malformed YAML: line 2"):
         load_loco_config(bad)
+
+
+def test_a_unit_frees_the_backend_it_built_itself_even_when_it_fails(tmp_path, monkeypatch):
+    """On a Ray worker a unit builds its own backend factory: its vLLM engine is shut down when the
+    unit ends (the worker may run another unit next), and a factory passed in is left to its owner.
+    The factory and the work are stand-ins: what is checked is who releases what."""
+    from taskmill.orchestrate import loco, loco_units
+
+    released: list[str] = []
+
+    def make_factory(name):
+        def factory(adapter):
+            return None
+        factory.release = lambda: released.append(name)
+        return factory
+
+    def work(unit, config, factory):
+        if unit.id == "answers:bad":
+            raise RuntimeError("evaluation failed")
+        return {"line": "ok", "model_calls": 0}
+
+    monkeypatch.setattr(loco, "default_factory", lambda config: make_factory("own"))
+    monkeypatch.setattr(loco_units, "_answers", work)
+    fold = loco_units.FoldInfo("cluster:a", ("a",), ("t",), str(tmp_path / "fold"))
+    ok = loco_units.LocoUnit("answers:ok", "answers", fold, str(tmp_path), "k")
+    bad = loco_units.LocoUnit("answers:bad", "answers", fold, str(tmp_path), "k")
+    (tmp_path / "units").mkdir()
+    assert loco_units.run_unit(ok, None, None)["line"].endswith("ok  (0 model calls, 0.0 s)")
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        loco_units.run_unit(bad, None, None)
+    loco_units.run_unit(ok, None, make_factory("passed"))
+    assert released == ["own", "own"]
