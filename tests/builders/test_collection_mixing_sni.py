@@ -222,3 +222,43 @@ def test_owner_name_hub_id_is_loaded_as_one_repo(project: Path, cache_dir: Path,
     monkeypatch.setattr(datasets, "load_dataset", missing)
     with pytest.raises(DataError, match="write dataset: knkarthick and subset: dialogsum"):
         build_collection(project / "hub.yaml", tmp_path / "out2", progress=False, cache_dir=cache_dir)
+
+
+def test_mix_keeps_the_smallest_ids_per_task_ties_in_corpus_order_and_unmixed_splits_whole() -> None:
+    """mix() on hand-made chunks against the rule written out row by row: per (task, mixed split),
+    the quota's smallest ids (equal ids: the earlier row), rows dedup removed never counted, rows
+    of splits not mixed all kept."""
+    from dataclasses import dataclass as dc
+
+    from taskmill.builders.collection import MixingConfig
+    from taskmill.builders.mixing import ID_SIZE, mix, quotas
+
+    @dc
+    class Chunk:
+        task: int
+        split: str
+        ids: bytes
+
+        @property
+        def rows(self) -> int:
+            return len(self.ids) // ID_SIZE
+
+    def ids(*names: str) -> bytes:
+        return b"".join(n.encode() * ID_SIZE for n in names)
+
+    chunks = [Chunk(0, "train", ids("d", "b", "b", "a")), Chunk(0, "train", ids("c", "a")),
+              Chunk(0, "test", ids("z", "y")), Chunk(1, "train", ids("e", "f", "g"))]
+    positions = [0, 1, 2, 4, 5, 6, 7, 8, 10]  # 3 and 9 removed as duplicates
+    config = MixingConfig(cap=2, temperature=1.0, total=None, splits=("train",))
+    kept, report = mix(positions, chunks, config, 2)
+
+    starts = [0, 4, 6, 8]
+    rows = [(c.task, c.split, c.ids[ID_SIZE * (p - starts[n]):ID_SIZE * (p - starts[n] + 1)], p)
+            for p in positions for n, c in enumerate(chunks) if starts[n] <= p < starts[n] + c.rows]
+    wanted = quotas([5, 2], 2, 1.0, None)
+    expected = [p for t, s, _, p in rows if s == "test"]
+    for task in (0, 1):
+        group = sorted((i, p) for t, s, i, p in rows if t == task and s == "train")
+        expected += [p for _, p in group[: wanted[task]]]
+    assert kept == sorted(expected) == [1, 5, 6, 7, 8, 10]
+    assert report.available == {(0, "train"): 5, (1, "train"): 2} and report.kept == {(0, "train"): 2, (1, "train"): 2}

@@ -199,23 +199,22 @@ def test_a_build_runs_no_full_collection_and_restores_the_collector(
         project: Path, cache_dir: Path, tmp_path: Path) -> None:
     """Full cyclic collections (which walk every row and render a build keeps) are off while it
     runs, young ones stay on, and the caller's thresholds come back, after a failure too."""
-    seen: list[int] = []
+    building: list[int] = []  # generations collected while the build's thresholds were in force
 
     def count(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            seen.append(info["generation"])
+        if phase == "start" and gc.get_threshold() == (1, 1, build_module.FULL_COLLECTION_EVERY):
+            building.append(info["generation"])
 
     before = gc.get_threshold()
     gc.set_threshold(1, 1, 1)  # by default, every other young collection would be a full one
     gc.callbacks.append(count)
     try:
         build_collection(_mixed_collection(project), tmp_path / "out", progress=False, cache_dir=cache_dir)
-        during = list(seen)
         with pytest.raises(Exception):
             build_collection(project / "missing.yaml", tmp_path / "bad", progress=False, cache_dir=cache_dir)
         after = gc.get_threshold()
     finally:
         gc.callbacks.remove(count)
         gc.set_threshold(*before)
-    assert 0 in during and 2 not in during
+    assert 0 in building and 2 not in building
     assert after == (1, 1, 1)
