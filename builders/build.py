@@ -31,7 +31,7 @@ from taskmill.builders.card import BuildStats, TaskStats, empty_format_notes, me
 from taskmill.builders.checks import check_template
 from taskmill.builders.collection import Collection, TaskConfig, library_file, load_collection, starter_collection
 from taskmill.builders.mixing import Dedup, mix
-from taskmill.builders.render import SKIP_EXAMPLES_KEPT, Chunk, TaskPlan, lmeval_fewshot_plan
+from taskmill.builders.render import SKIP_EXAMPLES_KEPT, Chunk, TaskPlan, lmeval_fewshot_plan, task_nulls
 from taskmill.builders import writer
 from taskmill.builders.sources import load_task, needed_splits
 from taskmill.errors import ConfigError, TaskmillError
@@ -142,7 +142,7 @@ def plan_task(collection: Collection, index: int, task: TaskConfig, cache_dir: s
             continue
         checked.add(columns)
         for t in templates:
-            check_template(t, columns, file=template_file, task=task.name, row=f"{split}[0]")
+            check_template(t, columns, file=template_file, task=task.name, row=f"{split}[0]", nulls=task_nulls(task))
     selected = {
         s: _sample(len(data.splits[s]), task.max_examples, keys.sample_seed(collection.seed, task.name, s))
         for s in task.splits

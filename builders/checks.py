@@ -19,16 +19,20 @@ give the same message for the same fault.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskmill.errors import DataError, TemplateError
 from taskmill.records import Template
 from taskmill.templates.labels import index_fields, label_problem
 
+if TYPE_CHECKING:
+    from taskmill.templates.engine import Nulls
+
 __all__ = ["check_labels", "check_template", "index_fields"]
 
 
-def check_template(template: Template, columns: Sequence[str], *, file: str, task: str, row: str) -> None:
+def check_template(template: Template, columns: Sequence[str], *, file: str, task: str, row: str,
+                   nulls: Nulls | None = None) -> None:
     """Reject a template that does not compile, reads absent fields, names a field Jinja cannot read
     (``A-coref``) or has single-brace placeholders.
 
@@ -41,13 +45,15 @@ def check_template(template: Template, columns: Sequence[str], *, file: str, tas
         file: Template file (for the message).
         task: Task name (for the message).
         row: The first row checked, e.g. ``train[0]`` (for the message about fields it lacks).
+        nulls: The task's null rule, so that the template compiled here is the one its rows render
+            with (compiled once per process).
 
     Raises:
         TemplateError: The first problem found.
     """
     from taskmill.templates.static import static_problems
 
-    for problem in static_problems(template, columns):
+    for problem in static_problems(template, columns, nulls):
         raise TemplateError(problem.message, file=file, task=task, template=template.name,
                             row=row if problem.code == "unknown-field" else None)
 

@@ -24,7 +24,7 @@ from jinja2 import nodes
 
 from taskmill.errors import TemplateError
 from taskmill.records import Template
-from taskmill.templates.engine import ROW_VARIABLE, compile_template, environment, variables
+from taskmill.templates.engine import ROW_VARIABLE, Nulls, compile_template, environment, variables
 
 # "{name}" or "{ name }" not part of "{{" / "}}": how Python format strings and slips of the pen look.
 _SINGLE_BRACE = re.compile(r"(?<!\{)\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}(?!\})")
@@ -115,13 +115,16 @@ def invalid_name_message(where: str, name: str) -> str:
     return f"{where}: '{name}' is not a valid name: use {ROW_VARIABLE}['{name}']"
 
 
-def static_problems(template: Template, columns: Sequence[str] | None) -> list[Problem]:
+def static_problems(template: Template, columns: Sequence[str] | None, nulls: Nulls | None = None) -> list[Problem]:
     """Every static problem of a template, in the order build reports them (it stops at the first).
 
     Args:
         template: The template.
         columns: The rows' field names, in order (None: unknown, so only the checks that need no
             data run: compiling and single braces around the template's own variables).
+        nulls: The null rule it will render with (None: its dialect's). It changes no finding; given
+            the renderer's, the compiled template this check makes is the one rendering reuses
+            (:func:`compile_template` caches it per process, and forked build workers inherit it).
     """
     out: list[Problem] = []
     invalid = [(where, name) for where, src in sources(template) for name in invalid_names(src, columns or ())]
@@ -130,7 +133,7 @@ def static_problems(template: Template, columns: Sequence[str] | None) -> list[P
     if invalid:
         return [Problem("invalid-name", invalid_name_message(where, name)) for where, name in invalid]
     try:
-        compile_template(template)
+        compile_template(template, nulls)
     except TemplateError as err:
         return [Problem("parse", err.message)]
     used: set[str] = set()
