@@ -302,21 +302,22 @@ def _compile(source: str, template: Template, field: str, *, strict: bool, nulls
             f"{field}: Jinja syntax error at line {err.lineno}: {err.message}", template=template.name
         ) from None
     needs_rng = _uses_choice(ast)
-    fields = tuple(sorted(_read_fields(ast, env)))
+    free = jinja2.meta.find_undeclared_variables(ast)  # a code-generation pass: made once, read twice
+    fields = tuple(sorted(_read_fields(ast, env, free)))
     constant = None
     if not needs_rng and not fields:
         try:  # reads no row field and draws nothing: the same text for every row
             constant = compiled.render()
         except Exception:  # noqa: BLE001 - left to fail (or not) per row, as before
             constant = None
-    reads_row = ROW_VARIABLE in jinja2.meta.find_undeclared_variables(ast)
+    reads_row = ROW_VARIABLE in free
     return _Source(compiled, needs_rng, dict(compiled.globals), constant, fields, reads_row)
 
 
-def _read_fields(ast: nodes.Template, env: SandboxedEnvironment) -> set[str]:
-    """The row fields a parsed source reads: its free variables, with ``example`` replaced by the
-    constant keys read from it (``example['A-coref']``, ``example.label``)."""
-    names = jinja2.meta.find_undeclared_variables(ast) - set(env.globals)
+def _read_fields(ast: nodes.Template, env: SandboxedEnvironment, free: set[str] | None = None) -> set[str]:
+    """The row fields a parsed source reads: its free variables (``free``, when already found),
+    with ``example`` replaced by the constant keys read from it (``example['A-coref']``, ``example.label``)."""
+    names = (jinja2.meta.find_undeclared_variables(ast) if free is None else free) - set(env.globals)
     if ROW_VARIABLE not in names:
         return names
     names.discard(ROW_VARIABLE)
