@@ -71,7 +71,9 @@ def test_field_names_split_into_words() -> None:
     assert field_words("sentence1") == "sentence 1"
     assert field_words("span1_text") == "span 1 text"
     assert field_words("question_stem") == "question stem"
-    assert schema_texts(TaskSchema(("answerKey", "question"), ("a", "b"))) == ["fields: answer key, question", "labels: a | b"]
+    assert schema_texts(TaskSchema(("answerKey", "question"), ("a", "b"))) == ["fields: answer key, question"]
+    assert schema_texts(TaskSchema(("answerKey", "question"), ("a", "b")), with_labels=True) == ["fields: answer key, question", "labels: a | b"]
+    assert schema_texts(TaskSchema((), ("a", "b"))) == []
     assert schema_texts(TaskSchema()) == []
 
 
