@@ -14,7 +14,7 @@ honestly at clustering time from what built the corpus:
   template files the manifest lists, read only when their sha256 still matches (library files
   from the installed package; a collection's own files as written, absolute or relative to the
   corpus folder's parent). A corpus without a manifest, or an older one whose template files moved
-  or changed, has no field names: its schema is its label names alone.
+  or changed, has no field names: its schema view is empty (its label names are still shown).
 * **labels** — the label names: the answer choices of those templates that are the same on every
   row (a fixed label set), lowercased, as the corpus rows carry them. Integer class labels of the
   source data are never shown to the model, so the verbalised choices are the names that count.
