@@ -6,7 +6,8 @@ k = 2..89) and prints the seconds of every stage, the total against the 60 s bud
 of the clusters against the generating families. TF-IDF runs on the same corpus for comparison.
 The generated corpus has no manifest and no fixed label sets, so its schema view is empty; for a
 sentence-model embedder the bench also times the schema view's worst case on its own: 2,000 tasks,
-each with a schema of its own (random field and label names, nothing shared between tasks).
+each with a schema of its own (random field and label names, nothing shared between tasks; the
+view embeds the field names, one text per task).
 
 Usage::
 

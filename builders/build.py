@@ -312,11 +312,23 @@ def _inputs(collection: Collection, plans: Sequence[TaskPlan]) -> tuple[list[dic
         for rel in written:
             data.append({"task": task.name, "path": rel, "sha256": sha256_file(collection.resolve(rel))})
         if not task.sni:
-            entry = {"task": task.name, "path": plan.template_label, "sha256": sha256_file(Path(plan.template_file))}
+            entry = {"task": task.name, "path": plan.template_label, "sha256": sha256_file(Path(plan.template_file)),
+                     "template_fields": template_fields(plan.templates)}
             if plan.template_source:  # converted templates (e.g. an lm-eval task): origin and eval settings
                 entry["source"] = plan.template_source
             templates.append(entry)
     return data, templates
+
+
+def template_fields(templates: Sequence[Template]) -> dict[str, list[str]]:
+    """Template id -> the row fields it reads (its Jinja free variables, sorted), in file order.
+
+    Recorded in the manifest so that clustering knows what a task's fields are called (its schema
+    view, :mod:`taskmill.clusters.schema`) even after the template files moved or changed.
+    """
+    from taskmill.templates.engine import compile_template
+
+    return {t.id: list(compile_template(t).fields) for t in templates}
 
 
 def _input_paths(collection: Collection) -> list[Path]:

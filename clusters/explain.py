@@ -52,7 +52,7 @@ def schema_words(run: ClusterRun) -> list[list[str]]:
 
     views = run.views
     assert views is not None
-    texts = {t: schema_texts(views.schemas[t]) if t in views.schemas else [] for t in views.tasks}
+    texts = {t: schema_texts(views.schemas[t], with_labels=True) if t in views.schemas else [] for t in views.tasks}
     members = [c.task_names for c in run.manifest.clusters]
     if not any(texts.values()):
         return [[] for _ in members]

@@ -5,8 +5,8 @@ A task is seen five ways (:data:`VIEWS`), each a unit vector per task:
 * ``template`` — its templates' text with the row values masked (see :mod:`taskmill.clusters.views`);
 * ``answer`` — its answer space (choices, label set, target length, metric);
 * ``shape`` — its input shape (how many row values, of which kind);
-* ``schema`` — what its source fields and its labels are called (``premise, hypothesis``;
-  ``entailment | neutral | contradiction``; see :mod:`taskmill.clusters.schema`);
+* ``schema`` — what its source fields are called (``premise, hypothesis``; its label names are in
+  the template view's text; see :mod:`taskmill.clusters.schema`);
 * ``rows`` — the rendered prompts (instruction plus input text) of a deterministic sample of its
   rows, spread across its templates, with the target appended: what the rows are *about*.
 
@@ -44,12 +44,13 @@ ZERO_SHOT_FORMATS = ("zero_shot", "zero_shot_options")
 VIEWS = ("template", "answer", "shape", "schema", "rows")
 # Chosen per embedder by bench/cluster_weights.py (grid 0/1/2 per view, ward + silhouette k, against
 # clusters/reference/shared_taxonomy.yaml; README, "How the view weights were chosen"). MiniLM (and
-# other sentence-transformers models), with the schema view: in-sample ARI 0.584, leave-one-dataset-out
-# 0.466 (without it: 0.480 and 0.356); the same weights won 13 of the 29 leave-one-out choices; the
+# other sentence-transformers models), with the schema view embedding field names only: in-sample ARI
+# 0.584, leave-one-dataset-out 0.518 (field and label names: 0.584 and 0.466 at template 1; without
+# the schema view: 0.480 and 0.356); the same weights won 11 of the 29 leave-one-out choices; the
 # answer view did not help. TF-IDF: the rows view alone won (0.406; held out 0.241, and 0.205 when
 # the schema view could be chosen), so TF-IDF keeps the representation it had.
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
-    MINILM: {"template": 1.0, "answer": 0.0, "shape": 1.0, "schema": 1.0, "rows": 2.0},
+    MINILM: {"template": 2.0, "answer": 0.0, "shape": 1.0, "schema": 1.0, "rows": 2.0},
     TFIDF: {"template": 0.0, "answer": 0.0, "shape": 0.0, "schema": 0.0, "rows": 1.0},
 }
 
@@ -73,7 +74,7 @@ class RepresentConfig:
         template_weight: Weight of the masked template text view.
         answer_weight: Weight of the answer-space view.
         shape_weight: Weight of the input-shape view.
-        schema_weight: Weight of the schema view (field names and label names).
+        schema_weight: Weight of the schema view (the field names its templates read).
         rows_weight: Weight of the rendered-rows view (1 with the others 0 is the representation
             of taskmill before the task-side views).
         template_rows: Renderings read per template by the task-side views (more tell template
@@ -85,8 +86,9 @@ class RepresentConfig:
             default (:data:`DEFAULT_CENTER`).
         schema_embedder: What embeds the schema view: ``same`` (default: ``embedder``) or ``tfidf``
             (whatever ``embedder`` is). With MiniLM, the leave-one-dataset-out procedure held out
-            0.466 with the schema embedded by MiniLM and 0.333 with it embedded by TF-IDF (README,
-            "How the view weights were chosen"), although TF-IDF alone clusters the schemas better.
+            0.466 with the schema (then field and label names) embedded by MiniLM and 0.333 with
+            it embedded by TF-IDF (README, "How the view weights were chosen"), although TF-IDF
+            alone clusters the schemas better.
     """
 
     embedder: str = MINILM

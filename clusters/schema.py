@@ -8,18 +8,21 @@ honestly at clustering time from what built the corpus:
 * **fields** — the row fields its templates read (their Jinja free variables, as the template
   engine compiles them), only of the templates whose rows the other task-side views read
   (:func:`taskmill.clusters.views.task_rows_for_views`: the original-task templates when the task
-  has any). The template files are the ones the corpus's ``manifest.json`` lists, read only when
-  their sha256 still matches the manifest (library files from the installed package; a
-  collection's own files as written, absolute or relative to the corpus folder's parent). A corpus
-  without a manifest, or whose template files moved or changed, has no field names: its schema is
-  its label names alone.
+  has any). The build records every template's fields in the corpus's ``manifest.json``
+  (``templates[].template_fields``: template id -> fields), so they are read from there, whatever
+  became of the template files since. Corpora built before that key existed fall back to the
+  template files the manifest lists, read only when their sha256 still matches (library files
+  from the installed package; a collection's own files as written, absolute or relative to the
+  corpus folder's parent). A corpus without a manifest, or an older one whose template files moved
+  or changed, has no field names: its schema view is empty (its label names are still shown).
 * **labels** — the label names: the answer choices of those templates that are the same on every
   row (a fixed label set), lowercased, as the corpus rows carry them. Integer class labels of the
   source data are never shown to the model, so the verbalised choices are the names that count.
 
 Field names are split into words (``answerKey`` -> ``answer key``, ``sentence1`` -> ``sentence 1``,
 ``span1_text`` -> ``span 1 text``) and embedded with the same embedder as the other text views
-(:func:`schema_texts`). No dataset, task or taxonomy name is part of the view.
+(:func:`schema_texts`); the label names are not embedded here (the template view's text already
+holds them) but shown in ``summary.md``. No dataset, task or taxonomy name is part of the view.
 """
 
 from __future__ import annotations
@@ -54,13 +57,19 @@ def field_words(name: str) -> str:
     return " ".join(_CAMEL.sub(" ", re.sub(r"[^0-9A-Za-z]+", " ", name)).lower().split())
 
 
-def schema_texts(schema: TaskSchema) -> list[str]:
-    """The texts the schema view embeds: one for the fields, one for the label names (each only when
-    present; a task with neither has no text and a zero vector)."""
+def schema_texts(schema: TaskSchema, with_labels: bool = False) -> list[str]:
+    """The texts of a schema: one for the field names (``fields: premise, hypothesis``), and with
+    ``with_labels`` one for the label names (``labels: yes | no``), each only when present.
+
+    The schema view embeds the field names alone (a task without them has no text and a zero
+    vector): the label names are already in the template view's text, which ends with each fixed
+    label set, and embedding them here too held out worse (leave-one-dataset-out ARI 0.466 with
+    them, 0.518 without; README, "How the view weights were chosen"). ``summary.md`` shows both.
+    """
     texts = []
     if schema.fields:
         texts.append("fields: " + ", ".join(field_words(f) for f in schema.fields))
-    if schema.labels:
+    if with_labels and schema.labels:
         texts.append("labels: " + " | ".join(schema.labels))
     return texts
 
@@ -131,20 +140,44 @@ def _template_fields(path: Path, template_ids: set[str]) -> tuple[str, ...]:
     return tuple(sorted(fields))
 
 
+def recorded_fields(entry: dict) -> dict[str, tuple[str, ...]] | None:
+    """The manifest entry's ``template_fields`` (template id -> row fields, written by the build),
+    or None when the entry has none (corpora built before it was recorded) or it is malformed."""
+    recorded = entry.get("template_fields")
+    if not isinstance(recorded, dict):
+        return None
+    out = {}
+    for template_id, fields in recorded.items():
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            return None
+        out[str(template_id)] = tuple(fields)
+    return out
+
+
+def _fields_of(recorded: dict[str, tuple[str, ...]], template_ids: set[str]) -> tuple[str, ...]:
+    return tuple(sorted({f for t in template_ids for f in recorded.get(t, ())}))
+
+
 def read_schemas(corpus_dir: str | Path | None, rows_by_task: dict[str, list[Row]]) -> dict[str, TaskSchema]:
-    """Each task's schema (task order kept), its fields read from the templates the corpus manifest
-    lists (none without a manifest) and its labels from its rows."""
+    """Each task's schema (task order kept): its fields as the corpus manifest records them
+    (``templates[].template_fields``, written by the build), else read from the template files it
+    lists while their sha256 still matches (older corpora), else none; its labels from its rows."""
     from taskmill.clusters.views import task_rows_for_views
 
     manifest = _manifest(Path(corpus_dir)) if corpus_dir is not None else None
-    files: dict[str, Path | None] = {}
+    sources: dict[str, dict[str, tuple[str, ...]] | Path | None] = {}
     for entry in (manifest or {}).get("templates") or []:
-        if isinstance(entry, dict) and entry.get("task") not in files:
-            files[str(entry.get("task"))] = _template_file(Path(corpus_dir), entry)  # type: ignore[arg-type]
+        if isinstance(entry, dict) and entry.get("task") not in sources:
+            recorded = recorded_fields(entry)
+            sources[str(entry.get("task"))] = recorded if recorded is not None else _template_file(Path(corpus_dir), entry)  # type: ignore[arg-type]
     out = {}
     for task, rows in rows_by_task.items():
         view_rows = task_rows_for_views(rows)
-        path = files.get(task)
-        fields = _template_fields(path, {r.template_id for r in view_rows}) if path is not None else ()
+        template_ids = {r.template_id for r in view_rows}
+        source = sources.get(task)
+        if isinstance(source, dict):
+            fields = _fields_of(source, template_ids)
+        else:
+            fields = _template_fields(source, template_ids) if source is not None else ()
         out[task] = TaskSchema(fields, label_names(view_rows))
     return out

@@ -71,7 +71,9 @@ def test_field_names_split_into_words() -> None:
     assert field_words("sentence1") == "sentence 1"
     assert field_words("span1_text") == "span 1 text"
     assert field_words("question_stem") == "question stem"
-    assert schema_texts(TaskSchema(("answerKey", "question"), ("a", "b"))) == ["fields: answer key, question", "labels: a | b"]
+    assert schema_texts(TaskSchema(("answerKey", "question"), ("a", "b"))) == ["fields: answer key, question"]
+    assert schema_texts(TaskSchema(("answerKey", "question"), ("a", "b")), with_labels=True) == ["fields: answer key, question", "labels: a | b"]
+    assert schema_texts(TaskSchema((), ("a", "b"))) == []
     assert schema_texts(TaskSchema()) == []
 
 
@@ -111,15 +113,55 @@ def test_schema_view_is_the_same_for_tasks_with_the_same_fields_and_labels_but_o
     assert float(rows[0] @ rows[1]) < 0.99
 
 
-def test_a_changed_or_missing_template_file_gives_no_field_names(real, tmp_path) -> None:
+def test_the_manifest_records_each_templates_fields(real, tmp_path) -> None:
+    corpus = _build(real, tmp_path, {"pairs_kitchen": ("tiny/pairs", _pairs("kitchen"), PAIR_TEMPLATES)})
+    manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["templates"][0]["template_fields"] == {"pair-entail": ["hypothesis", "label", "premise"],
+                                                         "pair-write": ["hypothesis", "premise"]}
+
+
+def test_clusters_are_unchanged_when_the_template_files_are_deleted_after_the_build(real, tmp_path) -> None:
+    """The field names come from the manifest, so a corpus whose collection moved away keeps its
+    schema view, its vectors and its clusters."""
+    import shutil
+
+    from taskmill.clusters.cluster import ClusterConfig
+    from taskmill.clusters.manifest import Overrides
+    from taskmill.clusters.represent import DEFAULT_WEIGHTS
+    from taskmill.clusters.run import cluster_corpus
+
+    corpus = _build(real, tmp_path, {
+        "pairs_kitchen": ("tiny/pairs", _pairs("kitchen"), PAIR_TEMPLATES),
+        "pairs_stadium": ("tiny/pairs", _pairs("stadium"), PAIR_TEMPLATES),
+        "qa_kitchen": ("tiny/qa", _qa("kitchen"), QA_TEMPLATES),
+        "qa_stadium": ("tiny/qa", _qa("stadium"), QA_TEMPLATES),
+    })
+    config = RepresentConfig(embedder="tfidf", **{f"{v}_weight": w for v, w in DEFAULT_WEIGHTS["minilm"].items()})
+    before = cluster_corpus(corpus, config, ClusterConfig(), Overrides())
+    moved = shutil.move(corpus, tmp_path / "elsewhere" / "corpus")
+    shutil.rmtree(tmp_path / "collection")  # template and data files: nothing of the collection is left
+    after = cluster_corpus(moved, config, ClusterConfig(), Overrides())
+    assert before.views is not None and after.views is not None
+    assert after.views.schemas == before.views.schemas
+    assert after.views.schemas["pairs_kitchen"].fields == ("hypothesis", "label", "premise")
+    assert after.views.schemas["qa_stadium"].fields == ("answerKey", "choices", "question_stem")
+    assert np.array_equal(after.views.views["schema"], before.views.views["schema"])
+    assert {frozenset(c.task_names) for c in after.manifest.clusters} == {frozenset(c.task_names) for c in before.manifest.clusters}
+
+
+def test_an_older_manifest_without_recorded_fields_reads_the_template_files_while_they_match(real, tmp_path) -> None:
     corpus = _build(real, tmp_path, {"pairs_kitchen": ("tiny/pairs", _pairs("kitchen"), PAIR_TEMPLATES)})
     groups = rows_by_task(corpus)
-    manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
+    manifest_file = corpus / "manifest.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    for entry in manifest["templates"]:
+        del entry["template_fields"]  # as built before the build recorded them
+    manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
     template_file = tmp_path / "collection" / manifest["templates"][0]["path"]
-    assert read_schemas(corpus, groups)["pairs_kitchen"].fields  # found next to the corpus
+    assert read_schemas(corpus, groups)["pairs_kitchen"].fields == ("hypothesis", "label", "premise")  # found next to the corpus
     template_file.write_text(PAIR_TEMPLATES + "\n# edited after the build\n", encoding="utf-8")
     assert read_schemas(corpus, groups)["pairs_kitchen"] == TaskSchema((), ("entailment", "neutral", "contradiction"))
-    (corpus / "manifest.json").unlink()
+    manifest_file.unlink()
     assert read_schemas(corpus, groups)["pairs_kitchen"].fields == ()
 
 
