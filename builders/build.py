@@ -37,6 +37,7 @@ from taskmill.builders.sources import load_task, needed_splits
 from taskmill.errors import ConfigError, TaskmillError
 from taskmill.fileio import atomic_dir, claim_output, sha256_file, write_json, write_text
 from taskmill.records import FORMATS, Template
+from taskmill.templates.engine import Nulls
 
 RENDERS_PER_CHUNK = 2000  # (row, template) renders per unit of parallel work (small: a short tail when workers finish)
 # Largest corpus.jsonl written unless asked for more (--max-size): a forgotten max_examples or
@@ -313,22 +314,24 @@ def _inputs(collection: Collection, plans: Sequence[TaskPlan]) -> tuple[list[dic
             data.append({"task": task.name, "path": rel, "sha256": sha256_file(collection.resolve(rel))})
         if not task.sni:
             entry = {"task": task.name, "path": plan.template_label, "sha256": sha256_file(Path(plan.template_file)),
-                     "template_fields": template_fields(plan.templates)}
+                     "template_fields": template_fields(plan.templates, task_nulls(task))}
             if plan.template_source:  # converted templates (e.g. an lm-eval task): origin and eval settings
                 entry["source"] = plan.template_source
             templates.append(entry)
     return data, templates
 
 
-def template_fields(templates: Sequence[Template]) -> dict[str, list[str]]:
+def template_fields(templates: Sequence[Template], nulls: Nulls | None = None) -> dict[str, list[str]]:
     """Template id -> the row fields it reads (its Jinja free variables, sorted), in file order.
 
     Recorded in the manifest so that clustering knows what a task's fields are called (its schema
     view, :mod:`taskmill.clusters.schema`) even after the template files moved or changed.
+    ``nulls`` (the task's rule) changes no field; with it, the templates the build compiled are
+    reused rather than compiled again.
     """
     from taskmill.templates.engine import compile_template
 
-    return {t.id: list(compile_template(t).fields) for t in templates}
+    return {t.id: list(compile_template(t, nulls).fields) for t in templates}
 
 
 def _input_paths(collection: Collection) -> list[Path]:
