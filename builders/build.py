@@ -37,7 +37,7 @@ from taskmill.builders.sources import load_task, needed_splits
 from taskmill.errors import ConfigError, TaskmillError
 from taskmill.fileio import atomic_dir, claim_output, sha256_file, write_json, write_text
 from taskmill.records import FORMATS, Template
-from taskmill.templates.engine import Nulls
+from taskmill.templates.engine import Nulls, compile_template
 
 RENDERS_PER_CHUNK = 2000  # (row, template) renders per unit of parallel work (small: a short tail when workers finish)
 # Largest corpus.jsonl written unless asked for more (--max-size): a forgotten max_examples or
@@ -329,8 +329,6 @@ def template_fields(templates: Sequence[Template], nulls: Nulls | None = None) -
     ``nulls`` (the task's rule) changes no field; with it, the templates the build compiled are
     reused rather than compiled again.
     """
-    from taskmill.templates.engine import compile_template
-
     return {t.id: list(compile_template(t, nulls).fields) for t in templates}
 
 

@@ -206,12 +206,13 @@ def run_unit(unit: LocoUnit, config: LocoConfig, factory: Callable[[Path | None]
     start = time.perf_counter()
     _write_record(unit, {"state": "running"})
     work = {"answers": _answers, "base": _base, "sft": _sft}.get(unit.kind, _recipe)
-    own = default_factory(config) if factory is None else None
+    own = factory is None  # a Ray worker builds its own, and frees its engine before its next unit
+    factory = default_factory(config) if factory is None else factory
     try:
-        result = work(unit, config, factory or own, *deps)
+        result = work(unit, config, factory, *deps)
     finally:
-        if own is not None:  # built here (a Ray worker): free its engine before this worker's next unit
-            release_backend(own)
+        if own:
+            release_backend(factory)
     seconds = round(time.perf_counter() - start, 2)
     result["line"] = f"{unit.id:32s} {result['line']}  ({result['model_calls']} model calls, {seconds:.1f} s)"
     _write_record(unit, {"state": "done", "seconds": seconds, "model_calls": result["model_calls"], "result": result})
