@@ -37,7 +37,7 @@ from taskmill.builders.sources import load_task, needed_splits
 from taskmill.errors import ConfigError, TaskmillError
 from taskmill.fileio import atomic_dir, claim_output, sha256_file, write_json, write_text
 from taskmill.records import FORMATS, Template
-from taskmill.templates.engine import Nulls, compile_template
+from taskmill.templates.engine import template_fields
 
 RENDERS_PER_CHUNK = 2000  # (row, template) renders per unit of parallel work (small: a short tail when workers finish)
 # Largest corpus.jsonl written unless asked for more (--max-size): a forgotten max_examples or
@@ -319,17 +319,6 @@ def _inputs(collection: Collection, plans: Sequence[TaskPlan]) -> tuple[list[dic
                 entry["source"] = plan.template_source
             templates.append(entry)
     return data, templates
-
-
-def template_fields(templates: Sequence[Template], nulls: Nulls | None = None) -> dict[str, list[str]]:
-    """Template id -> the row fields it reads (its Jinja free variables, sorted), in file order.
-
-    Recorded in the manifest so that clustering knows what a task's fields are called (its schema
-    view, :mod:`taskmill.clusters.schema`) even after the template files moved or changed.
-    ``nulls`` (the task's rule) changes no field; with it, the templates the build compiled are
-    reused rather than compiled again.
-    """
-    return {t.id: list(compile_template(t, nulls).fields) for t in templates}
 
 
 def _input_paths(collection: Collection) -> list[Path]:

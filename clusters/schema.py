@@ -120,24 +120,24 @@ def _template_file(corpus_dir: Path, entry: dict) -> Path | None:
     return None
 
 
-def _template_fields(path: Path, template_ids: set[str]) -> tuple[str, ...]:
-    """Sorted row fields read by the templates ``template_ids`` of a template file."""
+def _file_fields(path: Path) -> dict[str, tuple[str, ...]]:
+    """Template id -> row fields of a template file (older corpora, whose manifest has no recorded
+    fields); a file that no longer loads, or a template that no longer compiles, reads none."""
     from taskmill.errors import TaskmillError
-    from taskmill.templates.engine import compile_template
+    from taskmill.templates.engine import template_fields
     from taskmill.templates.fileformat import load_template_file
 
     try:
         templates = load_template_file(path).templates
     except TaskmillError:
-        return ()
-    fields: set[str] = set()
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
     for template in templates:
-        if template.id in template_ids:
-            try:
-                fields.update(compile_template(template).fields)
-            except TaskmillError:
-                continue
-    return tuple(sorted(fields))
+        try:
+            out.update((k, tuple(v)) for k, v in template_fields([template]).items())
+        except TaskmillError:
+            continue
+    return out
 
 
 def recorded_fields(entry: dict) -> dict[str, tuple[str, ...]] | None:
@@ -154,6 +154,16 @@ def recorded_fields(entry: dict) -> dict[str, tuple[str, ...]] | None:
     return out
 
 
+def _entry_fields(corpus_dir: Path, entry: dict) -> dict[str, tuple[str, ...]]:
+    """Template id -> row fields of a manifest entry: as recorded, else from its template file
+    while its sha256 still matches, else none."""
+    recorded = recorded_fields(entry)
+    if recorded is not None:
+        return recorded
+    path = _template_file(corpus_dir, entry)
+    return _file_fields(path) if path is not None else {}
+
+
 def _fields_of(recorded: dict[str, tuple[str, ...]], template_ids: set[str]) -> tuple[str, ...]:
     return tuple(sorted({f for t in template_ids for f in recorded.get(t, ())}))
 
@@ -165,19 +175,14 @@ def read_schemas(corpus_dir: str | Path | None, rows_by_task: dict[str, list[Row
     from taskmill.clusters.views import task_rows_for_views
 
     manifest = _manifest(Path(corpus_dir)) if corpus_dir is not None else None
-    sources: dict[str, dict[str, tuple[str, ...]] | Path | None] = {}
+    entries: dict[str, dict] = {}
     for entry in (manifest or {}).get("templates") or []:
-        if isinstance(entry, dict) and entry.get("task") not in sources:
-            recorded = recorded_fields(entry)
-            sources[str(entry.get("task"))] = recorded if recorded is not None else _template_file(Path(corpus_dir), entry)  # type: ignore[arg-type]
+        if isinstance(entry, dict):
+            entries.setdefault(str(entry.get("task")), entry)
     out = {}
     for task, rows in rows_by_task.items():
         view_rows = task_rows_for_views(rows)
-        template_ids = {r.template_id for r in view_rows}
-        source = sources.get(task)
-        if isinstance(source, dict):
-            fields = _fields_of(source, template_ids)
-        else:
-            fields = _template_fields(source, template_ids) if source is not None else ()
+        entry = entries.get(task)
+        fields = _fields_of(_entry_fields(Path(corpus_dir), entry), {r.template_id for r in view_rows}) if entry else ()  # type: ignore[arg-type]
         out[task] = TaskSchema(fields, label_names(view_rows))
     return out

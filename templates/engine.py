@@ -552,6 +552,18 @@ def compile_template(template: Template, nulls: Nulls | None = None) -> Compiled
     return CompiledTemplate(template, nulls)
 
 
+def template_fields(templates: Sequence[Template], nulls: Nulls | None = None) -> dict[str, list[str]]:
+    """Template id -> the row fields it reads (its Jinja free variables, sorted), in the given order.
+
+    ``nulls`` changes no field; given the rule the templates render with, the compiled templates
+    already in :func:`compile_template`'s cache are reused.
+
+    Raises:
+        TemplateError: A template does not compile.
+    """
+    return {t.id: list(compile_template(t, nulls).fields) for t in templates}
+
+
 def variables(source: str) -> set[str]:
     """Row fields a Jinja source reads (for lint and build: fields the row must have), including
     those read through ``example`` (``example['A-coref']`` reads ``A-coref``)."""
