@@ -73,6 +73,8 @@ def candidate_views(vectors: TaskVectors, config: RepresentConfig) -> dict[str, 
     """The views with one change each, as this round tried them (README, "How the view weights were
     chosen"); each goes through the same weights search and leave-one-dataset-out estimate:
 
+    * the template view as the previous rounds embedded it: the text recovered from the renderings
+      (words most renderings of a template share, the rest masked by shape), not the template's own text;
     * the schema view as the previous round embedded it (field names and label names, two texts averaged);
     * per-view scale normalisation: each view divided by the square root of the spread (standard
       deviation) of its pairwise cosines, so every view's cosines vary alike before weighting;
@@ -81,7 +83,7 @@ def candidate_views(vectors: TaskVectors, config: RepresentConfig) -> dict[str, 
     """
     import numpy as np
 
-    from taskmill.clusters.represent import embed_tasks, l2_normalise, make_embedder
+    from taskmill.clusters.represent import clip_text, embed_tasks, l2_normalise, make_embedder
     from taskmill.clusters.schema import schema_texts
 
     views = vectors.views
@@ -90,7 +92,9 @@ def candidate_views(vectors: TaskVectors, config: RepresentConfig) -> dict[str, 
     vocab = sorted({t for d in docs for t in d})
     present = np.array([[float(t in d) for t in vocab] for d in docs])
     idf = np.log((1 + len(docs)) / (1 + present.sum(axis=0))) + 1
+    recovered = {t: [clip_text(s.text, config.max_chars) for s in vectors.sketches[t]] for t in vectors.tasks}
     return {
+        "template view recovered from the renderings (previous round)": {**views, "template": embed_tasks(recovered, make_embedder(config))},
         "schema with label names (previous round)": {**views, "schema": embed_tasks(labelled, make_embedder(config))},
         "per-view cosine spread scaled": {v: m / np.sqrt(max(cosine_spread(m), 1e-9)) for v, m in views.items()},
         "metadata tokens as the answer view": {**views, "answer": l2_normalise(present * idf)},

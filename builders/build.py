@@ -37,7 +37,7 @@ from taskmill.builders.sources import load_task, needed_splits
 from taskmill.errors import ConfigError, TaskmillError
 from taskmill.fileio import atomic_dir, claim_output, sha256_file, write_json, write_text
 from taskmill.records import FORMATS, Template
-from taskmill.templates.engine import template_fields
+from taskmill.templates.engine import template_fields, template_texts
 
 RENDERS_PER_CHUNK = 2000  # (row, template) renders per unit of parallel work (small: a short tail when workers finish)
 # Largest corpus.jsonl written unless asked for more (--max-size): a forgotten max_examples or
@@ -314,7 +314,8 @@ def _inputs(collection: Collection, plans: Sequence[TaskPlan]) -> tuple[list[dic
             data.append({"task": task.name, "path": rel, "sha256": sha256_file(collection.resolve(rel))})
         if not task.sni:
             entry = {"task": task.name, "path": plan.template_label, "sha256": sha256_file(Path(plan.template_file)),
-                     "template_fields": template_fields(plan.templates, task_nulls(task))}
+                     "template_fields": template_fields(plan.templates, task_nulls(task)),
+                     "template_texts": template_texts(plan.templates)}
             if plan.template_source:  # converted templates (e.g. an lm-eval task): origin and eval settings
                 entry["source"] = plan.template_source
             templates.append(entry)

@@ -4,7 +4,9 @@
 
     out/train/corpus.jsonl   rows of the fold's train tasks, minus the rows its guards removed
     out/test/corpus.jsonl    rows of the fold's test tasks (all splits present in the corpus)
-    out/{train,test}/manifest.json
+    out/{train,test}/manifest.json   fold, part, tasks, row counts, the source corpus, and the source
+                                     manifest's ``templates`` entries of the part's tasks (their
+                                     recorded fields and masked template texts, for clustering)
 
 Both files use the corpus schema, in the source corpus's row order, so the trainer and eval read
 them like any corpus. The source corpus must be byte-identical to the one the folds were made
@@ -94,6 +96,22 @@ def find_fold(entries: list[FoldEntry], name: str) -> FoldEntry:
     raise ConfigError([f"no fold named {name!r}; folds: {', '.join(e.fold.name for e in entries)}"])
 
 
+def source_templates(corpus_dir: Path) -> list[dict[str, Any]]:
+    """The ``templates`` entries of a corpus's ``manifest.json`` (each task's template file with its
+    recorded fields and masked texts), so a fold corpus can be clustered with the same schema and
+    template views; none when the corpus has no readable manifest."""
+    import json
+
+    from taskmill.builders.writer import MANIFEST
+
+    try:
+        manifest = json.loads((corpus_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    entries = manifest.get("templates") if isinstance(manifest, dict) else None
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
 def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Path, corpus_dir: str | Path | None = None,
                        *, overwrite: bool = False,
                        loaded: tuple[dict[str, Any], list[FoldEntry]] | None = None) -> dict[str, int]:
@@ -133,6 +151,7 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
             else:
                 train.append(row)
     counts = {"train_rows": len(train), "test_rows": len(test), "removed_rows": removed}
+    templates = source_templates(source.parent)
     with atomic_dir(out_dir, marker=target.write_marker) as tmp:
         for part, rows, tasks in (("train", train, entry.fold.train_tasks), ("test", test, entry.fold.test_tasks)):
             (tmp / part).mkdir()
@@ -141,5 +160,8 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
             where = {"path": relative_to(source.parent, Path(out_dir) / part), "sha256": header["corpus"]["sha256"]}
             meta = {"fold": entry.fold.name, "kind": entry.kind, "part": part, "tasks": list(tasks), "rows": len(rows),
                     "source_corpus": where, "removed_rows": removed if part == "train" else 0}
+            kept = [t for t in templates if t.get("task") in set(tasks)]
+            if kept:
+                meta["templates"] = kept
             write_json(tmp / part / "manifest.json", meta)
     return counts

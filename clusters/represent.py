@@ -2,7 +2,9 @@
 
 A task is seen five ways (:data:`VIEWS`), each a unit vector per task:
 
-* ``template`` — its templates' text with the row values masked (see :mod:`taskmill.clusters.views`);
+* ``template`` — its templates' own text with the row values masked, as the build recorded it in the
+  corpus manifest (:func:`taskmill.templates.engine.masked_text`), else recovered from the renderings
+  (see :mod:`taskmill.clusters.views`);
 * ``answer`` — its answer space (choices, label set, target length, metric);
 * ``shape`` — its input shape (how many row values, of which kind);
 * ``schema`` — what its source fields are called (``premise, hypothesis``; its label names are in
@@ -38,19 +40,24 @@ from taskmill.records import Row
 if TYPE_CHECKING:
     import numpy as np
 
+    from taskmill.clusters.schema import TaskSchema
+    from taskmill.clusters.views import TemplateSketch
+
 MINILM = "minilm"
 TFIDF = "tfidf"
 ZERO_SHOT_FORMATS = ("zero_shot", "zero_shot_options")
 VIEWS = ("template", "answer", "shape", "schema", "rows")
 # Chosen per embedder by bench/cluster_weights.py (grid 0/1/2 per view, ward + silhouette k, against
 # clusters/reference/shared_taxonomy.yaml; README, "How the view weights were chosen"). MiniLM (and
-# other sentence-transformers models), with the schema view embedding field names only: in-sample ARI
-# 0.584, leave-one-dataset-out 0.518 (field and label names: 0.584 and 0.466 at template 1; without
-# the schema view: 0.480 and 0.356); the same weights won 11 of the 29 leave-one-out choices; the
-# answer view did not help. TF-IDF: the rows view alone won (0.406; held out 0.241, and 0.205 when
-# the schema view could be chosen), so TF-IDF keeps the representation it had.
+# other sentence-transformers models), with the template view embedding each template's own masked
+# text (recorded by the build) and the schema view the field names: in-sample ARI 0.649,
+# leave-one-dataset-out 0.604; the same weights won 16 of the 29 leave-one-out choices (10 more gave
+# the rows view 1/6, 3 gave it 1/3 or more). So the rows view (what the rows are about) gets weight 0.
+# With the template text recovered from renderings (the previous rounds): 0.584 and
+# 0.518 at template 2, shape 1, schema 1, rows 2. TF-IDF: the rows view alone (0.406; held out
+# 0.207, and 0.200 when every view could be chosen), so TF-IDF keeps the representation it had.
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
-    MINILM: {"template": 2.0, "answer": 0.0, "shape": 1.0, "schema": 1.0, "rows": 2.0},
+    MINILM: {"template": 2.0, "answer": 0.0, "shape": 1.0, "schema": 2.0, "rows": 0.0},
     TFIDF: {"template": 0.0, "answer": 0.0, "shape": 0.0, "schema": 0.0, "rows": 1.0},
 }
 
@@ -342,6 +349,14 @@ def combine(views: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarr
     return l2_normalise(np.hstack(parts))
 
 
+def template_texts(schema: TaskSchema, sketches: Sequence[TemplateSketch]) -> list[str]:
+    """The template view's texts of a task: its templates' own masked text as the corpus manifest
+    records it (``schema.template_texts``), else the text recovered from its renderings (corpora
+    without a manifest or template files, and Super-NaturalInstructions tasks, which have no
+    template file)."""
+    return list(schema.template_texts) if schema.template_texts else [s.text for s in sketches]
+
+
 def represent_tasks(rows_by_task: dict[str, list[Row]], config: RepresentConfig, schemas: dict | None = None) -> TaskVectors:
     """Every view of every task (task order kept), combined with ``config``'s weights.
 
@@ -364,15 +379,15 @@ def represent_tasks(rows_by_task: dict[str, list[Row]], config: RepresentConfig,
         out["rows"] = text_view(embed_tasks(texts, embedder))
     sketches = {t: task_views.sketch_task(rows, config.template_rows, config.seed) for t, rows in rows_by_task.items()}
     raw: dict[str, np.ndarray] = {}
+    if schemas is None:
+        schemas = task_schema.read_schemas(None, rows_by_task)
     if weights["template"] > 0:
-        out["template"] = text_view(embed_tasks({t: [clip_text(s.text, config.max_chars) for s in sketches[t]] for t in tasks}, embedder))
+        out["template"] = text_view(embed_tasks({t: [clip_text(x, config.max_chars) for x in template_texts(schemas[t], sketches[t])] for t in tasks}, embedder))
     if weights["answer"] > 0 or weights["shape"] > 0:
         raw["answer"], raw["shape"] = task_views.numeric_views(sketches)
         for view in ("answer", "shape"):
             if weights[view] > 0:
                 out[view] = task_views.standardise(raw[view])
-    if schemas is None:
-        schemas = task_schema.read_schemas(None, rows_by_task)
     if weights["schema"] > 0:
         schema_texts = {t: task_schema.schema_texts(schemas[t]) for t in tasks}
         # No task with a schema (no manifest, no fixed labels): a zero view, which adds nothing.

@@ -1,4 +1,5 @@
-"""The schema view of a task: what its source fields and its labels are called.
+"""The schema view of a task: what its source fields and its labels are called (and, read from the
+same manifest entries, its templates' own masked text for the template view).
 
 What a dataset calls its fields (``premise`` / ``hypothesis``, ``question`` / ``choices`` /
 ``answerKey``, ``document`` / ``summary``) and its labels (``entailment | neutral |
@@ -18,6 +19,10 @@ honestly at clustering time from what built the corpus:
 * **labels** — the label names: the answer choices of those templates that are the same on every
   row (a fixed label set), lowercased, as the corpus rows carry them. Integer class labels of the
   source data are never shown to the model, so the verbalised choices are the names that count.
+
+* **template texts** — each of those templates' own text with every row value masked
+  (:func:`taskmill.templates.engine.masked_text`), recorded beside the fields
+  (``templates[].template_texts``) and read the same way; the template view embeds them.
 
 Field names are split into words (``answerKey`` -> ``answer key``, ``sentence1`` -> ``sentence 1``,
 ``span1_text`` -> ``span 1 text``) and embedded with the same embedder as the other text views
@@ -46,10 +51,14 @@ class TaskSchema:
     Attributes:
         fields: Row fields its templates read, sorted (empty when the templates could not be read).
         labels: Fixed label names of its templates, lowercased, first-seen order over its templates.
+        template_texts: Its templates' own text with every row value masked
+            (:func:`taskmill.templates.engine.masked_text`), in template id order: what the
+            template view embeds (empty when the templates could not be read).
     """
 
     fields: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+    template_texts: tuple[str, ...] = ()
 
 
 def field_words(name: str) -> str:
@@ -120,24 +129,27 @@ def _template_file(corpus_dir: Path, entry: dict) -> Path | None:
     return None
 
 
-def _file_fields(path: Path) -> dict[str, tuple[str, ...]]:
-    """Template id -> row fields of a template file (older corpora, whose manifest has no recorded
-    fields); a file that no longer loads, or a template that no longer compiles, reads none."""
+def _file_templates(path: Path) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """(template id -> row fields, template id -> masked text) of a template file (older corpora,
+    whose manifest has not recorded them); a file that no longer loads, or a template that no
+    longer compiles, reads none."""
     from taskmill.errors import TaskmillError
-    from taskmill.templates.engine import template_fields
+    from taskmill.templates.engine import masked_text, template_fields
     from taskmill.templates.fileformat import load_template_file
 
     try:
         templates = load_template_file(path).templates
     except TaskmillError:
-        return {}
-    out: dict[str, tuple[str, ...]] = {}
+        return {}, {}
+    fields: dict[str, tuple[str, ...]] = {}
+    texts: dict[str, str] = {}
     for template in templates:
         try:
-            out.update((k, tuple(v)) for k, v in template_fields([template]).items())
+            fields.update((k, tuple(v)) for k, v in template_fields([template]).items())
         except TaskmillError:
             continue
-    return out
+        texts[template.id] = masked_text(template)
+    return fields, texts
 
 
 def recorded_fields(entry: dict) -> dict[str, tuple[str, ...]] | None:
@@ -154,14 +166,25 @@ def recorded_fields(entry: dict) -> dict[str, tuple[str, ...]] | None:
     return out
 
 
-def _entry_fields(corpus_dir: Path, entry: dict) -> dict[str, tuple[str, ...]]:
-    """Template id -> row fields of a manifest entry: as recorded, else from its template file
-    while its sha256 still matches, else none."""
-    recorded = recorded_fields(entry)
-    if recorded is not None:
-        return recorded
-    path = _template_file(corpus_dir, entry)
-    return _file_fields(path) if path is not None else {}
+def recorded_texts(entry: dict) -> dict[str, str] | None:
+    """The manifest entry's ``template_texts`` (template id -> masked text, written by the build),
+    or None when the entry has none (corpora built before it was recorded) or it is malformed."""
+    recorded = entry.get("template_texts")
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        return None
+    return {str(k): v for k, v in recorded.items()}
+
+
+def _entry_templates(corpus_dir: Path, entry: dict) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """(template id -> row fields, template id -> masked text) of a manifest entry: as recorded,
+    else from its template file while its sha256 still matches, else none."""
+    fields, texts = recorded_fields(entry), recorded_texts(entry)
+    if fields is None or texts is None:
+        path = _template_file(corpus_dir, entry)
+        from_file: tuple[dict[str, tuple[str, ...]], dict[str, str]] = _file_templates(path) if path is not None else ({}, {})
+        fields = from_file[0] if fields is None else fields
+        texts = from_file[1] if texts is None else texts
+    return fields, texts
 
 
 def _fields_of(recorded: dict[str, tuple[str, ...]], template_ids: set[str]) -> tuple[str, ...]:
@@ -169,9 +192,10 @@ def _fields_of(recorded: dict[str, tuple[str, ...]], template_ids: set[str]) -> 
 
 
 def read_schemas(corpus_dir: str | Path | None, rows_by_task: dict[str, list[Row]]) -> dict[str, TaskSchema]:
-    """Each task's schema (task order kept): its fields as the corpus manifest records them
-    (``templates[].template_fields``, written by the build), else read from the template files it
-    lists while their sha256 still matches (older corpora), else none; its labels from its rows."""
+    """Each task's schema (task order kept): its fields and masked template texts as the corpus
+    manifest records them (``templates[].template_fields`` and ``template_texts``, written by the
+    build), else read from the template files it lists while their sha256 still matches (older
+    corpora), else none; its labels from its rows."""
     from taskmill.clusters.views import task_rows_for_views
 
     manifest = _manifest(Path(corpus_dir)) if corpus_dir is not None else None
@@ -183,6 +207,7 @@ def read_schemas(corpus_dir: str | Path | None, rows_by_task: dict[str, list[Row
     for task, rows in rows_by_task.items():
         view_rows = task_rows_for_views(rows)
         entry = entries.get(task)
-        fields = _fields_of(_entry_fields(Path(corpus_dir), entry), {r.template_id for r in view_rows}) if entry else ()  # type: ignore[arg-type]
-        out[task] = TaskSchema(fields, label_names(view_rows))
+        ids = {r.template_id for r in view_rows}
+        fields, texts = _entry_templates(Path(corpus_dir), entry) if entry else ({}, {})  # type: ignore[arg-type]
+        out[task] = TaskSchema(_fields_of(fields, ids), label_names(view_rows), tuple(texts[t] for t in sorted(ids) if texts.get(t)))
     return out

@@ -2,13 +2,14 @@
 
 Three views read a task's rows per template and ignore the row content itself:
 
-* **template** — the template's own words with row values masked. The corpus keeps rendered rows,
-  not template sources (and library templates with loops and indexing cannot be rendered on
-  placeholder values), so the template text is recovered from the renderings: a word is template
-  text when most renderings of that template contain it; the runs of other words are the row's
-  values and become a placeholder named by their shape (``{word}``, ``{sentence}``,
+* **template** — the template's words with row values masked, recovered from the renderings: a
+  word is template text when most renderings of that template contain it; the runs of other words
+  are the row's values and become a placeholder named by their shape (``{word}``, ``{sentence}``,
   ``{passage}``, ``{number}``). Fixed label sets (``positive | negative``) belong to the template
-  and are added to its text.
+  and are added to its text. The template view embeds these sketches only for tasks whose corpus
+  manifest does not record the templates' own masked text (``templates[].template_texts``, see
+  :mod:`taskmill.clusters.schema`): corpora without a manifest, older corpora whose template files
+  moved, Super-NaturalInstructions tasks. The slots the sketches find still feed the shape view.
 * **answer** — the answer space: open-ended or choices, how many choices, whether they are a fixed
   label set or change per row, whether the choices are shown in the prompt, the target's length,
   whether it is a number or a span of the prompt, and the templates' metrics.

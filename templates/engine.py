@@ -572,3 +572,49 @@ def variables(source: str) -> set[str]:
         return _read_fields(env.parse(source), env)
     except jinja2.TemplateSyntaxError:  # also an unknown filter; compiling the template reports it
         return set()
+
+
+PLACEHOLDER = "{value}"
+_BLANKS = re.compile(r"[ \t]+")
+
+
+def masked_source(source: str) -> str:
+    """A Jinja source as a reader sees it: its literal text, each printed expression (``{{ ... }}``)
+    replaced by :data:`PLACEHOLDER`, its tags (``{% ... %}``) and comments dropped, runs of blanks
+    made one space. A source that does not parse gives ``""`` (compiling it reports the error)."""
+    env = environment(True)
+    out: list[str] = []
+    try:
+        env.parse(source)  # the lexer alone accepts an unclosed {{
+        for _, token, value in env.lex(source):
+            if token == "data":
+                out.append(value)
+            elif token == "variable_begin":
+                out.append(PLACEHOLDER)
+    except jinja2.TemplateSyntaxError:
+        return ""
+    return _BLANKS.sub(" ", "".join(out)).strip()
+
+
+def masked_text(template: Template) -> str:
+    """What a template asks, with every row value masked: its prompt source through
+    :func:`masked_source`, then its answer choices (``a | b | c``) when it has any.
+
+    This is the template's own text, not a rendering: ``Premise: {value} ... Does the premise
+    entail the hypothesis?`` followed by ``entailment | neutral | contradiction``. A fixed label set
+    stays as written; choices read from the row become placeholders. The promptsource dialect's
+    prompt is the part of ``jinja`` before its ``|||``.
+    """
+    if template.dialect == "promptsource":
+        prompt = masked_source(template.jinja or "").split(SEPARATOR)[0].strip()
+    else:
+        prompt = masked_source(template.input)
+    if template.answer_choices:
+        choices = [c.strip() for c in masked_source(template.answer_choices).split(SEPARATOR)]
+        prompt += "\n" + " | ".join(c for c in choices if c)
+    return prompt
+
+
+def template_texts(templates: Sequence[Template]) -> dict[str, str]:
+    """Template id -> :func:`masked_text`, in the given order."""
+    return {t.id: masked_text(t) for t in templates}

@@ -38,6 +38,9 @@ templates:
     target: "{{ choices[answerKey] }}"
     metadata: {original_task: true, metrics: [Accuracy]}
 """
+# what the template view embeds of them: the template's own text, row values masked, then its label set
+PAIR_ENTAIL_TEXT = "Premise: {value}\nHypothesis: {value}\nDoes the premise entail the hypothesis?\nentailment | neutral | contradiction"
+QA_PICK_TEXT = "{value}\n- {value}\nAnswer:"
 TOPICS = {
     "kitchen": "waiter soup pasta dessert menu chef table bread salad sauce grill oven plate".split(),
     "stadium": "striker goalkeeper referee league coach penalty trophy fans corner tackle pitch".split(),
@@ -101,9 +104,9 @@ def test_schema_view_is_the_same_for_tasks_with_the_same_fields_and_labels_but_o
     assert {r.prompt for r in groups["pairs_kitchen"]}.isdisjoint({r.prompt for r in groups["pairs_stadium"]})
     schemas = read_schemas(corpus, groups)
     # only the original-task template's fields (the hypothesis-writing template is not read)
-    assert schemas["pairs_kitchen"] == TaskSchema(("hypothesis", "label", "premise"), ("entailment", "neutral", "contradiction"))
+    assert schemas["pairs_kitchen"] == TaskSchema(("hypothesis", "label", "premise"), ("entailment", "neutral", "contradiction"), (PAIR_ENTAIL_TEXT,))
     assert schemas["pairs_stadium"] == schemas["pairs_kitchen"]
-    assert schemas["qa_kitchen"] == TaskSchema(("answerKey", "choices", "question_stem"), ())
+    assert schemas["qa_kitchen"] == TaskSchema(("answerKey", "choices", "question_stem"), (), (QA_PICK_TEXT,))
     only_schema = {"template_weight": 0, "answer_weight": 0, "shape_weight": 0, "schema_weight": 1, "rows_weight": 0}
     view = represent_tasks(groups, RepresentConfig(embedder=embedder, schema_embedder=schema_embedder, **only_schema), schemas).views["schema"]
     assert np.array_equal(view[0], view[1])
@@ -113,11 +116,13 @@ def test_schema_view_is_the_same_for_tasks_with_the_same_fields_and_labels_but_o
     assert float(rows[0] @ rows[1]) < 0.99
 
 
-def test_the_manifest_records_each_templates_fields(real, tmp_path) -> None:
+def test_the_manifest_records_each_templates_fields_and_masked_text(real, tmp_path) -> None:
     corpus = _build(real, tmp_path, {"pairs_kitchen": ("tiny/pairs", _pairs("kitchen"), PAIR_TEMPLATES)})
     manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["templates"][0]["template_fields"] == {"pair-entail": ["hypothesis", "label", "premise"],
                                                          "pair-write": ["hypothesis", "premise"]}
+    assert manifest["templates"][0]["template_texts"] == {"pair-entail": PAIR_ENTAIL_TEXT,
+                                                        "pair-write": "Write a sentence that follows from: {value}"}
 
 
 def test_clusters_are_unchanged_when_the_template_files_are_deleted_after_the_build(real, tmp_path) -> None:
@@ -146,19 +151,26 @@ def test_clusters_are_unchanged_when_the_template_files_are_deleted_after_the_bu
     assert after.views.schemas["pairs_kitchen"].fields == ("hypothesis", "label", "premise")
     assert after.views.schemas["qa_stadium"].fields == ("answerKey", "choices", "question_stem")
     assert np.array_equal(after.views.views["schema"], before.views.views["schema"])
+    assert np.array_equal(after.views.views["template"], before.views.views["template"])
     assert {frozenset(c.task_names) for c in after.manifest.clusters} == {frozenset(c.task_names) for c in before.manifest.clusters}
 
 
-def test_an_older_manifest_without_recorded_fields_reads_the_template_files_while_they_match(real, tmp_path) -> None:
+def test_an_older_manifest_without_recorded_fields_or_texts_reads_the_template_files_while_they_match(real, tmp_path) -> None:
     corpus = _build(real, tmp_path, {"pairs_kitchen": ("tiny/pairs", _pairs("kitchen"), PAIR_TEMPLATES)})
     groups = rows_by_task(corpus)
     manifest_file = corpus / "manifest.json"
     manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    built = read_schemas(corpus, groups)["pairs_kitchen"]
     for entry in manifest["templates"]:
-        del entry["template_fields"]  # as built before the build recorded them
+        del entry["template_texts"]  # as built before the build recorded the masked texts
+    manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
+    assert read_schemas(corpus, groups)["pairs_kitchen"] == built  # the texts read from the template file
+    for entry in manifest["templates"]:
+        del entry["template_fields"]  # as built before the build recorded the fields
     manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
     template_file = tmp_path / "collection" / manifest["templates"][0]["path"]
-    assert read_schemas(corpus, groups)["pairs_kitchen"].fields == ("hypothesis", "label", "premise")  # found next to the corpus
+    assert read_schemas(corpus, groups)["pairs_kitchen"] == built  # found next to the corpus
+    assert built.fields == ("hypothesis", "label", "premise") and built.template_texts == (PAIR_ENTAIL_TEXT,)
     template_file.write_text(PAIR_TEMPLATES + "\n# edited after the build\n", encoding="utf-8")
     assert read_schemas(corpus, groups)["pairs_kitchen"] == TaskSchema((), ("entailment", "neutral", "contradiction"))
     manifest_file.unlink()
@@ -209,3 +221,28 @@ def test_clusters_with_the_schema_view_follow_the_task_when_the_rows_topic_chang
         assert run.views is not None and run.views.schemas["pairs_one"].fields == ("hypothesis", "label", "premise")
         partitions.append({frozenset(c.task_names) for c in run.manifest.clusters})
     assert partitions[0] == partitions[1] == {frozenset({"pairs_one", "pairs_two"}), frozenset({"qa_one", "qa_two"})}
+
+
+def test_a_fold_corpus_keeps_the_fields_and_template_texts_of_its_tasks(real, tmp_path) -> None:
+    """Clustering a fold's train corpus sees the same schema and template views as the full corpus."""
+    from taskmill.clusters.cluster import ClusterConfig
+    from taskmill.clusters.fold_corpus import write_fold_corpora
+    from taskmill.clusters.folds import FoldConfig, write_folds
+    from taskmill.clusters.run import run_clustering
+
+    corpus = _build(real, tmp_path, {
+        "pairs_kitchen": ("tiny/pairs", _pairs("kitchen"), PAIR_TEMPLATES),
+        "pairs_stadium": ("tiny/pairs", _pairs("stadium"), PAIR_TEMPLATES),
+        "qa_kitchen": ("tiny/qa", _qa("kitchen"), QA_TEMPLATES),
+    })
+    run_clustering(corpus, tmp_path / "clusters", RepresentConfig(embedder="tfidf"), ClusterConfig(k=2), draw=False)
+    write_folds(tmp_path / "clusters" / "clusters.yaml", corpus, tmp_path / "folds", FoldConfig(kinds=("task",)))
+    write_fold_corpora(tmp_path / "folds", "task:qa_kitchen", tmp_path / "fold")
+    full = read_schemas(corpus, rows_by_task(corpus))
+    train = tmp_path / "fold" / "train"
+    in_fold = read_schemas(train, rows_by_task(train))
+    assert set(in_fold) == {"pairs_kitchen", "pairs_stadium"}
+    assert in_fold == {t: full[t] for t in in_fold}
+    assert in_fold["pairs_kitchen"].template_texts == (PAIR_ENTAIL_TEXT,)
+    manifest = json.loads((train / "manifest.json").read_text(encoding="utf-8"))
+    assert [e["task"] for e in manifest["templates"]] == ["pairs_kitchen", "pairs_stadium"]

@@ -209,3 +209,22 @@ def test_unknown_filter_or_test_is_a_compile_error(source: str, what: str) -> No
     with pytest.raises(TemplateError, match=what):
         ps(f"{source} ||| y")
     assert variables(source) in (set(), {"x"})  # lint's helper does not raise on it
+
+
+def test_masked_text_is_the_templates_own_words_with_every_printed_value_masked() -> None:
+    from taskmill.templates.engine import masked_text, template_texts
+
+    loop = Template(id="t", name="t", target="{{ answer_choices[label] }}", answer_choices="No ||| Yes",
+                    input="Q:  {{ question | trim }}\n{% for c in choices %}{{ 'ABCD'[loop.index0] }}) {{ c }}\n{% endfor %}"
+                          "{# a comment #}{{ 'Why?' if why else 'Pick one.' }}")
+    assert masked_text(loop) == "Q: {value}\n{value}) {value}\n{value}\nNo | Yes"
+    per_row = Template(id="r", name="r", input="{{ premise }} What happened next?", target="{{ answer_choices[label] }}",
+                       answer_choices="{{ choice1 }} ||| {{ choice2 }}")
+    assert masked_text(per_row) == "{value} What happened next?\n{value} | {value}"
+    open_ended = Template(id="o", name="o", input="Summarise: {{ document }}", target="{{ summary }}")
+    assert masked_text(open_ended) == "Summarise: {value}"
+    promptsource = Template(id="p", name="p", input="", target="", answer_choices="yes ||| no", dialect="promptsource",
+                            jinja="{{ passage }}\nQuestion: {{ question }}? ||| {{ answer_choices[label] }}")
+    assert masked_text(promptsource) == "{value}\nQuestion: {value}?\nyes | no"
+    assert template_texts([open_ended, per_row]) == {"o": "Summarise: {value}", "r": "{value} What happened next?\n{value} | {value}"}
+    assert masked_text(Template(id="x", name="x", input="{{ unclosed", target="")) == ""
