@@ -2,8 +2,8 @@
 
 Used by ``summary.md`` and ``taskmill cluster run --explain``. A cluster's template words are the
 class-based TF-IDF terms (:func:`taskmill.clusters.naming.distinctive_terms`) of its tasks' masked
-templates (the template view's texts); its schema words the same terms of its tasks' field and label names (the schema view's
-texts); its answer and input features are those whose share of rows in the cluster exceeds the
+templates (the template view's texts); its schema words the same terms of its tasks' field and
+label names (the schema view's texts); its answer and input features are those whose share of rows in the cluster exceeds the
 share over all tasks the most (at least half the cluster's rows have them).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from taskmill.clusters.naming import distinctive_terms
-from taskmill.clusters.represent import VIEWS, template_texts
+from taskmill.clusters.represent import VIEWS, template_view_texts
 from taskmill.clusters.schema import TaskSchema
 from taskmill.clusters.views import SHAPE_FEATURES
 
@@ -30,8 +30,8 @@ def cluster_features(run: ClusterRun) -> list[tuple[list[str], list[str]]]:
     views = run.views
     assert views is not None
     members = [c.task_names for c in run.manifest.clusters]
-    sketch_texts = {t: template_texts(views.schemas.get(t, TaskSchema()), views.sketches[t]) or [""] for t in views.tasks}
-    words = distinctive_terms(sketch_texts, members, n_terms=N_WORDS)
+    texts = {t: template_view_texts(views.schemas.get(t, TaskSchema()), views.sketches[t]) or [""] for t in views.tasks}
+    words = distinctive_terms(texts, members, n_terms=N_WORDS)
     index = {t: i for i, t in enumerate(views.tasks)}
     if not views.raw:
         return [(w, []) for w in words]

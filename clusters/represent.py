@@ -349,7 +349,7 @@ def combine(views: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarr
     return l2_normalise(np.hstack(parts))
 
 
-def template_texts(schema: TaskSchema, sketches: Sequence[TemplateSketch]) -> list[str]:
+def template_view_texts(schema: TaskSchema, sketches: Sequence[TemplateSketch]) -> list[str]:
     """The template view's texts of a task: its templates' own masked text as the corpus manifest
     records it (``schema.template_texts``), else the text recovered from its renderings (corpora
     without a manifest or template files, and Super-NaturalInstructions tasks, which have no
@@ -382,7 +382,7 @@ def represent_tasks(rows_by_task: dict[str, list[Row]], config: RepresentConfig,
     if schemas is None:
         schemas = task_schema.read_schemas(None, rows_by_task)
     if weights["template"] > 0:
-        out["template"] = text_view(embed_tasks({t: [clip_text(x, config.max_chars) for x in template_texts(schemas[t], sketches[t])] for t in tasks}, embedder))
+        out["template"] = text_view(embed_tasks({t: [clip_text(x, config.max_chars) for x in template_view_texts(schemas[t], sketches[t])] for t in tasks}, embedder))
     if weights["answer"] > 0 or weights["shape"] > 0:
         raw["answer"], raw["shape"] = task_views.numeric_views(sketches)
         for view in ("answer", "shape"):

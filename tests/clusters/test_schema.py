@@ -11,7 +11,7 @@ import pytest
 
 from taskmill.builders.build import build_collection
 from taskmill.clusters.corpus import rows_by_task
-from taskmill.clusters.represent import RepresentConfig, represent_tasks
+from taskmill.clusters.represent import RepresentConfig, represent_tasks, template_view_texts
 from taskmill.clusters.schema import TaskSchema, field_words, label_names, read_schemas, schema_texts
 
 PAIR_TEMPLATES = """\
@@ -111,6 +111,14 @@ def test_schema_view_is_the_same_for_tasks_with_the_same_fields_and_labels_but_o
     view = represent_tasks(groups, RepresentConfig(embedder=embedder, schema_embedder=schema_embedder, **only_schema), schemas).views["schema"]
     assert np.array_equal(view[0], view[1])
     assert float(view[0] @ view[2]) < 0.9
+    # the template view embeds the templates' own masked text, so it is identical too; without the
+    # manifest's texts it falls back to the text recovered from the renderings
+    only_template = {**only_schema, "schema_weight": 0, "template_weight": 1}
+    template = represent_tasks(groups, RepresentConfig(embedder=embedder, **only_template), schemas)
+    assert np.array_equal(template.views["template"][0], template.views["template"][1])
+    sketches = template.sketches["pairs_kitchen"]
+    assert template_view_texts(schemas["pairs_kitchen"], sketches) == [PAIR_ENTAIL_TEXT]
+    assert template_view_texts(TaskSchema(), sketches) == [s.text for s in sketches] != [PAIR_ENTAIL_TEXT]
     # the rows view of the same two tasks differs: their row text does
     rows = represent_tasks(groups, RepresentConfig(embedder=embedder, rows_weight=1, template_weight=0, shape_weight=0, schema_weight=0)).views["rows"]
     assert float(rows[0] @ rows[1]) < 0.99
