@@ -15,6 +15,7 @@ from taskmill.clusters.naming import distinctive_terms
 from taskmill.clusters.represent import VIEWS, template_view_texts
 from taskmill.clusters.schema import TaskSchema
 from taskmill.clusters.views import SHAPE_FEATURES
+from taskmill.templates.engine import PLACEHOLDER
 
 if TYPE_CHECKING:
     from taskmill.clusters.run import ClusterRun
@@ -30,7 +31,9 @@ def cluster_features(run: ClusterRun) -> list[tuple[list[str], list[str]]]:
     views = run.views
     assert views is not None
     members = [c.task_names for c in run.manifest.clusters]
-    texts = {t: template_view_texts(views.schemas.get(t, TaskSchema()), views.sketches[t]) or [""] for t in views.tasks}
+    # the {value} placeholder is in every template's text: it says nothing about one cluster
+    texts = {t: [x.replace(PLACEHOLDER, " ") for x in template_view_texts(views.schemas.get(t, TaskSchema()), views.sketches[t])] or [""]
+             for t in views.tasks}
     words = distinctive_terms(texts, members, n_terms=N_WORDS)
     index = {t: i for i, t in enumerate(views.tasks)}
     if not views.raw:

@@ -205,6 +205,10 @@ def test_summary_names_the_field_and_label_words_of_each_cluster(real, tmp_path)
     name = run.manifest.cluster_of()
     assert "hypothesis" in words[name["pairs_kitchen"]] and "entailment" in words[name["pairs_kitchen"]]
     assert "choices" in words[name["qa_kitchen"]] and "entailment" not in words[name["qa_kitchen"]]
+    # the template words come from the templates' own text, without its {value} placeholders
+    template_words = {line.split("|")[1].strip(): line.split("|")[2] for line in why.splitlines() if line.count("|") == 5}
+    assert "entail" in template_words[name["pairs_kitchen"]] and "answer" in template_words[name["qa_kitchen"]]
+    assert "value" not in template_words[name["pairs_kitchen"]] + template_words[name["qa_kitchen"]]
 
 
 def test_clusters_with_the_schema_view_follow_the_task_when_the_rows_topic_changes(real, tmp_path) -> None:
