@@ -576,17 +576,19 @@ def variables(source: str) -> set[str]:
 
 PLACEHOLDER = "{value}"
 _BLANKS = re.compile(r"[ \t]+")
+# Lexing and parsing need only the delimiters, which every taskmill environment shares: one plain
+# environment serves every call (building the sandboxed one per template cost more than the lexing).
+_LEXER = jinja2.Environment()
 
 
 def masked_source(source: str) -> str:
     """A Jinja source as a reader sees it: its literal text, each printed expression (``{{ ... }}``)
     replaced by :data:`PLACEHOLDER`, its tags (``{% ... %}``) and comments dropped, runs of blanks
     made one space. A source that does not parse gives ``""`` (compiling it reports the error)."""
-    env = environment(True)
     out: list[str] = []
     try:
-        env.parse(source)  # the lexer alone accepts an unclosed {{
-        for _, token, value in env.lex(source):
+        _LEXER.parse(source)  # the lexer alone accepts an unclosed {{
+        for _, token, value in _LEXER.lex(source):
             if token == "data":
                 out.append(value)
             elif token == "variable_begin":
