@@ -24,6 +24,7 @@ from typing import Any
 from taskmill.clusters.corpus import corpus_file, iter_rows, write_rows
 from taskmill.clusters.folds import FOLDS_FILE, relative_to
 from taskmill.clusters.manifest import load_yaml
+from taskmill.clusters.schema import template_entries
 from taskmill.errors import ConfigError, DataError
 from taskmill.records import Fold
 
@@ -96,22 +97,6 @@ def find_fold(entries: list[FoldEntry], name: str) -> FoldEntry:
     raise ConfigError([f"no fold named {name!r}; folds: {', '.join(e.fold.name for e in entries)}"])
 
 
-def source_templates(corpus_dir: Path) -> list[dict[str, Any]]:
-    """The ``templates`` entries of a corpus's ``manifest.json`` (each task's template file with its
-    recorded fields and masked texts), so a fold corpus can be clustered with the same schema and
-    template views; none when the corpus has no readable manifest."""
-    import json
-
-    from taskmill.builders.writer import MANIFEST
-
-    try:
-        manifest = json.loads((corpus_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return []
-    entries = manifest.get("templates") if isinstance(manifest, dict) else None
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-
-
 def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Path, corpus_dir: str | Path | None = None,
                        *, overwrite: bool = False,
                        loaded: tuple[dict[str, Any], list[FoldEntry]] | None = None) -> dict[str, int]:
@@ -151,7 +136,7 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
             else:
                 train.append(row)
     counts = {"train_rows": len(train), "test_rows": len(test), "removed_rows": removed}
-    templates = source_templates(source.parent)
+    templates = template_entries(source.parent)  # copied per part: a fold corpus clusters with the same views
     with atomic_dir(out_dir, marker=target.write_marker) as tmp:
         for part, rows, tasks in (("train", train, entry.fold.train_tasks), ("test", test, entry.fold.test_tasks)):
             (tmp / part).mkdir()

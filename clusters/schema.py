@@ -106,9 +106,18 @@ def _manifest(corpus_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def template_entries(corpus_dir: str | Path | None) -> list[dict]:
+    """The ``templates`` entries of a corpus's ``manifest.json`` (per task: its template file, sha256,
+    recorded fields and masked texts); none when the corpus has no readable manifest."""
+    manifest = _manifest(Path(corpus_dir)) if corpus_dir is not None else None
+    entries = (manifest or {}).get("templates")
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
 def _template_file(corpus_dir: Path, entry: dict) -> Path | None:
@@ -199,11 +208,9 @@ def read_schemas(corpus_dir: str | Path | None, rows_by_task: dict[str, list[Row
     corpora), else none; its labels from its rows."""
     from taskmill.clusters.views import task_rows_for_views
 
-    manifest = _manifest(Path(corpus_dir)) if corpus_dir is not None else None
     entries: dict[str, dict] = {}
-    for entry in (manifest or {}).get("templates") or []:
-        if isinstance(entry, dict):
-            entries.setdefault(str(entry.get("task")), entry)
+    for entry in template_entries(corpus_dir):
+        entries.setdefault(str(entry.get("task")), entry)
     out = {}
     for task, rows in rows_by_task.items():
         view_rows = task_rows_for_views(rows)
