@@ -3,8 +3,8 @@
 Used by ``summary.md`` and ``taskmill cluster run --explain``. A cluster's template words are the
 class-based TF-IDF terms (:func:`taskmill.clusters.naming.distinctive_terms`) of its tasks' masked
 templates (the template view's texts); its schema words the same terms of its tasks' field and
-label names (the schema view's texts); its answer and input features are those whose share of rows in the cluster exceeds the
-share over all tasks the most (at least half the cluster's rows have them).
+label names (the schema view's texts); its answer and input features are those whose share of
+rows in the cluster exceeds the share over all tasks the most (at least half the cluster's rows have them).
 """
 
 from __future__ import annotations

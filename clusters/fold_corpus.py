@@ -145,7 +145,8 @@ def write_fold_corpora(folds_dir: str | Path, fold_name: str, out_dir: str | Pat
             where = {"path": relative_to(source.parent, Path(out_dir) / part), "sha256": header["corpus"]["sha256"]}
             meta = {"fold": entry.fold.name, "kind": entry.kind, "part": part, "tasks": list(tasks), "rows": len(rows),
                     "source_corpus": where, "removed_rows": removed if part == "train" else 0}
-            kept = [t for t in templates if t.get("task") in set(tasks)]
+            names = set(tasks)
+            kept = [t for t in templates if t.get("task") in names]
             if kept:
                 meta["templates"] = kept
             write_json(tmp / part / "manifest.json", meta)
